@@ -1,0 +1,124 @@
+#ifndef COPORT_BRIDGE_AWAIT_HPP
+#define COPORT_BRIDGE_AWAIT_HPP
+
+// Fiber -> coroutine: a fiber waits for an awaitable; only that fiber blocks.
+
+#include <coport/bridge/detail/parker.hpp>
+#include <coport/bridge/runtime.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+
+namespace coport::bridge {
+
+namespace detail {
+
+template <class T>
+struct await_state {
+  parker done;
+  std::exception_ptr error;
+  std::optional<std::conditional_t<std::is_void_v<T>, char, T>> value;
+  boost::asio::cancellation_signal signal;
+  bool finished = false;  // written and read on the coroutine's executor only
+};
+
+template <class T>
+boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> aw,
+                                       std::chrono::steady_clock::duration timeout) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, timeout);
+  auto result = co_await (std::move(aw) || timer.async_wait(boost::asio::use_awaitable));
+  if (result.index() == 1) {
+    throw error(errc::timed_out, "bridge::await: the coroutine did not finish in time and was cancelled");
+  }
+  if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(result));
+}
+
+template <class Executor, class T>
+T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
+           std::optional<std::chrono::steady_clock::duration> timeout) {
+  require_runtime_fiber("bridge::await");
+  if (std::stop_token stop = current_stop_token(); stop.stop_requested()) {
+    throw boost::system::system_error(boost::asio::error::operation_aborted,
+                                      "bridge::await: the waiting fiber was asked to stop");
+  }
+  auto st = std::make_shared<await_state<T>>();
+  auto body = timeout ? with_timeout(std::move(aw), *timeout) : std::move(aw);
+  auto on_done = [st](std::exception_ptr e, auto&&... v) {
+    st->error = e;
+    if constexpr (sizeof...(v) > 0) {
+      if (!e) st->value.emplace(std::move(v)...);
+    } else {
+      st->value.emplace('\0');
+    }
+    st->finished = true;
+    st->done.unpark();
+  };
+  boost::asio::co_spawn(ex, std::move(body),
+                        boost::asio::bind_cancellation_slot(st->signal.slot(), std::move(on_done)));
+  {
+    // A stop of the waiting fiber cancels the coroutine. The stop may be
+    // requested on any thread; the signal is emitted on the coroutine's
+    // executor, where it lives.
+    std::stop_callback cancel(current_stop_token(), [st, ex] {
+      boost::asio::post(ex, [st] {
+        if (!st->finished) st->signal.emit(boost::asio::cancellation_type::terminal);
+      });
+    });
+    st->done.park();
+  }
+  if (st->error) std::rethrow_exception(st->error);
+  if constexpr (!std::is_void_v<T>) return std::move(*st->value);
+}
+
+}  // namespace detail
+
+/// Blocks the calling fiber (only it) until `aw` has finished running as a
+/// native coroutine on the fiber's own loop; returns its value or rethrows
+/// its exception. If the fiber is asked to stop meanwhile, the coroutine is
+/// cancelled (Asio terminal cancellation) and the fiber keeps waiting until it
+/// has finished, so the coroutine never outlives the call.
+///
+/// Throws `error(errc::not_on_runtime)` outside a fiber of a coport runtime
+/// and `error(errc::blocking_on_loop)` on the loop fiber, where waiting would
+/// deadlock the loop.
+template <class T>
+T await(boost::asio::awaitable<T> aw) {
+  detail::loop* l = detail::require_runtime_fiber("bridge::await");
+  return detail::await_on(loop_executor(l, detail::current_tag()), std::move(aw), std::nullopt);
+}
+
+/// As await(aw), with a deadline: when `timeout` passes, the coroutine is
+/// cancelled; if it then ends with an error, the call throws
+/// `error(errc::timed_out)`; if it still produces a value, that is returned.
+template <class T, class Rep, class Period>
+T await(boost::asio::awaitable<T> aw, std::chrono::duration<Rep, Period> timeout) {
+  detail::loop* l = detail::require_runtime_fiber("bridge::await");
+  return detail::await_on(loop_executor(l, detail::current_tag()), std::move(aw),
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+}
+
+/// As await(aw), running the coroutine on `ex` (another loop, a strand, a
+/// hosted executor) instead of the fiber's own loop.
+template <class Executor, class T>
+T await(const Executor& ex, boost::asio::awaitable<T> aw) {
+  return detail::await_on(ex, std::move(aw), std::nullopt);
+}
+
+}  // namespace coport::bridge
+
+#endif

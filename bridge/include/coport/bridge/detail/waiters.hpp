@@ -1,0 +1,172 @@
+#ifndef COPORT_BRIDGE_DETAIL_WAITERS_HPP
+#define COPORT_BRIDGE_DETAIL_WAITERS_HPP
+
+// Waiter machinery shared by the dual-world primitives (event, mutex,
+// channel): one intrusive FIFO of waiters per condition, where a waiter is a
+// parked fiber or a coroutine's completion handler. The primitive's own
+// std::mutex guards the lists; waiters are completed after it is released.
+
+#include <coport/bridge/detail/loop_api.hpp>
+#include <coport/bridge/detail/parker.hpp>
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <utility>
+
+namespace coport::bridge::detail {
+
+class waiter {
+ public:
+  /// Delivers the outcome; called once, without the primitive's lock held.
+  virtual void complete(boost::system::error_code ec) noexcept = 0;
+
+  waiter* prev = nullptr;
+  waiter* next = nullptr;
+  bool linked = false;
+
+ protected:
+  ~waiter() = default;
+};
+
+class waiter_list {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  waiter* front() const noexcept { return head_; }
+  void push_back(waiter* w) noexcept {
+    w->prev = tail_;
+    w->next = nullptr;
+    if (tail_) tail_->next = w; else head_ = w;
+    tail_ = w;
+    w->linked = true;
+  }
+  waiter* pop_front() noexcept {
+    waiter* w = head_;
+    if (w) remove(w);
+    return w;
+  }
+  void remove(waiter* w) noexcept {
+    if (w->prev) w->prev->next = w->next; else head_ = w->next;
+    if (w->next) w->next->prev = w->prev; else tail_ = w->prev;
+    w->prev = w->next = nullptr;
+    w->linked = false;
+  }
+
+ private:
+  waiter* head_ = nullptr;
+  waiter* tail_ = nullptr;
+};
+
+/// Base of a waiting fiber's record (lives on the fiber's stack).
+template <class Base = waiter>
+class fiber_waiter : public Base {
+ public:
+  void complete(boost::system::error_code ec) noexcept override {
+    ec_ = ec;
+    done_.unpark();
+  }
+  /// Parks the calling fiber until the waiter (already queued under `m`'s
+  /// lock, now released) is completed, the fiber is asked to stop, or
+  /// `deadline` passes. Returns the outcome; a timeout is
+  /// `boost::asio::error::timed_out`.
+  boost::system::error_code wait(std::mutex& m, waiter_list& list,
+                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
+    auto withdraw = [&]() -> bool {
+      std::lock_guard lk(m);
+      if (!this->linked) return false;
+      list.remove(this);
+      return true;
+    };
+    {
+      std::stop_callback on_stop(current_stop_token(), [&] {
+        if (withdraw()) complete(boost::asio::error::operation_aborted);
+      });
+      if (!deadline) {
+        done_.park();
+      } else if (!done_.park_until(*deadline)) {
+        if (withdraw()) return boost::asio::error::timed_out;
+        done_.park();  // completed concurrently: wait for the completion to land
+      }
+    }
+    return ec_;
+  }
+
+ private:
+  parker done_;
+  boost::system::error_code ec_;
+};
+
+/// A waiting coroutine's record: owns its completion handler (signature
+/// `void(error_code, Args...)`) and delivers it on the handler's executor.
+/// `Base` adds the value slots of the primitive (a channel's item, say).
+template <class Base, class Handler, class Executor, class... Args>
+class coro_waiter final : public Base {
+ public:
+  template <class H>
+  coro_waiter(H&& h, const Executor& fallback)
+      : handler_(std::forward<H>(h)),
+        work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, fallback),
+                                  boost::asio::execution::outstanding_work.tracked)) {}
+
+  /// Arranges for `cancel` to be called when the handler's slot is emitted.
+  template <class Canceller>
+  void bind_cancellation(Canceller c) {
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.template emplace<Canceller>(std::move(c));
+  }
+
+  void complete(boost::system::error_code ec) noexcept override {
+    // The waiter is freed on the handler's executor, after its cancellation
+    // slot is cleared there: a cancellation racing with this completion then
+    // finds the waiter alive (and unlinked) rather than freed.
+    try {
+      boost::asio::post(work_, owner{this, ec});
+    } catch (...) {
+      delete this;
+    }
+  }
+
+ private:
+  struct owner {
+    coro_waiter* self;
+    boost::system::error_code ec;
+    owner(coro_waiter* s, boost::system::error_code e) noexcept : self(s), ec(e) {}
+    owner(owner&& o) noexcept : self(std::exchange(o.self, nullptr)), ec(o.ec) {}
+    owner& operator=(owner&&) = delete;
+    ~owner() { delete self; }
+    void operator()() {
+      coro_waiter* w = std::exchange(self, nullptr);
+      boost::asio::get_associated_cancellation_slot(w->handler_).clear();
+      Handler h(std::move(w->handler_));
+      auto values = w->take_values();
+      delete w;
+      std::apply([&](auto&&... v) { std::move(h)(ec, std::move(v)...); }, std::move(values));
+    }
+  };
+
+  std::tuple<Args...> take_values() {
+    if constexpr (sizeof...(Args) == 0) {
+      return {};
+    } else {
+      return {Base::take_value()};
+    }
+  }
+
+  Handler handler_;
+  std::decay_t<decltype(boost::asio::prefer(std::declval<boost::asio::associated_executor_t<Handler, Executor>>(),
+                                            boost::asio::execution::outstanding_work.tracked))>
+      work_;
+};
+
+}  // namespace coport::bridge::detail
+
+#endif

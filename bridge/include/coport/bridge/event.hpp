@@ -1,0 +1,94 @@
+#ifndef COPORT_BRIDGE_EVENT_HPP
+#define COPORT_BRIDGE_EVENT_HPP
+
+#include <coport/bridge/detail/waiters.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <chrono>
+#include <mutex>
+
+namespace coport::bridge {
+
+/// A manual-reset event shared by both worlds: fibers wait by blocking
+/// (`wait()`), coroutines with `co_await ev.async_wait(...)`. set() wakes
+/// every waiter of either kind. All members are thread-safe.
+///
+/// A fiber waiting on it is interrupted (operation_aborted) by a stop of its
+/// work; a coroutine's wait is cancelled through its cancellation slot.
+/// Destroying the event completes pending coroutine waits with
+/// operation_aborted.
+class event {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  /// `ex` runs completions of handlers that have no executor of their own.
+  explicit event(executor_type ex, bool initially_set = false)
+      : ex_(std::move(ex)), set_(initially_set) {}
+  ~event();
+  event(const event&) = delete;
+  event& operator=(const event&) = delete;
+
+  /// Sets the event and wakes every waiter.
+  void set();
+  /// Clears the event; later waits block until the next set().
+  void reset();
+  [[nodiscard]] bool is_set() const;
+
+  /// Blocks the calling fiber until the event is set.
+  void wait();
+  /// Blocks until set or until `deadline`; false on timeout.
+  [[nodiscard]] bool wait_until(std::chrono::steady_clock::time_point deadline);
+  template <class Rep, class Period>
+  [[nodiscard]] bool wait_for(std::chrono::duration<Rep, Period> d) {
+    return wait_until(std::chrono::steady_clock::now() +
+                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+  }
+
+  /// Waits without blocking a fiber; completes with `void(error_code)`.
+  template <class CompletionToken>
+  auto async_wait(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+        initiate_wait{this}, token);
+  }
+
+  [[nodiscard]] executor_type get_executor() const noexcept { return ex_; }
+
+ private:
+  struct initiate_wait {
+    event* self;
+    template <class Handler>
+    void operator()(Handler&& h) const {
+      using waiter_t = detail::coro_waiter<detail::waiter, std::decay_t<Handler>, executor_type>;
+      auto* w = new waiter_t(std::forward<Handler>(h), self->ex_);
+      {
+        std::lock_guard lk(self->mutex_);
+        if (!self->set_) {
+          self->waiters_.push_back(w);
+          w->bind_cancellation(canceller{self, w});
+          return;
+        }
+      }
+      w->complete({});
+    }
+  };
+  struct canceller {
+    event* self;
+    detail::waiter* w;
+    void operator()(boost::asio::cancellation_type type) const {
+      if (type != boost::asio::cancellation_type::none) self->withdraw(w);
+    }
+  };
+  void withdraw(detail::waiter* w);
+  bool wait_impl(std::optional<std::chrono::steady_clock::time_point> deadline);
+
+  executor_type ex_;
+  mutable std::mutex mutex_;
+  bool set_;
+  detail::waiter_list waiters_;
+};
+
+}  // namespace coport::bridge
+
+#endif

@@ -1,0 +1,167 @@
+#ifndef COPORT_BRIDGE_FIBER_HPP
+#define COPORT_BRIDGE_FIBER_HPP
+
+// Coroutine -> fiber: run legacy, fiber-blocking code in a pooled fiber and
+// get its result back on the caller's executor. Plus the calling fiber's
+// own controls (stop token, interruption point, interruptible sleep).
+
+#include <coport/bridge/runtime.hpp>
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <stop_token>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace coport::bridge {
+
+namespace this_fiber {
+
+/// Stop token of the calling fiber's work: requested when the coroutine
+/// that waits for this fiber is cancelled, or when the runtime stops.
+[[nodiscard]] std::stop_token stop_token() noexcept;
+[[nodiscard]] bool stop_requested() noexcept;
+/// Throws `system_error(asio::error::operation_aborted)` if a stop was
+/// requested: the explicit interruption point for loops that never block.
+void interruption_point();
+/// Sleeps the calling fiber (never the loop); ends early, throwing
+/// operation_aborted, if a stop is requested.
+void sleep_until(std::chrono::steady_clock::time_point deadline);
+template <class Rep, class Period>
+void sleep_for(std::chrono::duration<Rep, Period> d) {
+  sleep_until(std::chrono::steady_clock::now() +
+              std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+}
+/// Name under which the calling fiber's (or coroutine's) work is counted.
+[[nodiscard]] std::string_view work_name() noexcept;
+
+}  // namespace this_fiber
+
+namespace detail {
+
+template <class R>
+struct fiber_signature {
+  using type = void(std::exception_ptr, R);
+};
+template <>
+struct fiber_signature<void> {
+  using type = void(std::exception_ptr);
+};
+
+// Asks the job's fiber to stop when the waiting coroutine is cancelled. It
+// holds the stop_source (shared state), not the job, so it stays valid
+// whatever the job's state when the cancellation arrives.
+struct stop_on_cancel {
+  std::stop_source source;
+  void operator()(boost::asio::cancellation_type type) const noexcept {
+    if (type != boost::asio::cancellation_type::none) source.request_stop();
+  }
+};
+
+template <class Handler, class Fn, class R>
+class run_job final : public fiber_job {
+ public:
+  run_job(Handler&& h, Fn&& fn, loop_executor fallback, const work_tag* t)
+      : handler_(std::move(h)), fn_(std::move(fn)), fallback_(fallback) {
+    tag = t;
+  }
+
+  void run() noexcept override {
+    std::exception_ptr error;
+    std::optional<std::conditional_t<std::is_void_v<R>, char, R>> result;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn_();
+      } else {
+        result.emplace(fn_());
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    auto ex = boost::asio::get_associated_executor(handler_, fallback_);
+    boost::asio::dispatch(ex, [h = std::move(handler_), error,
+                               r = std::move(result)]() mutable {
+      boost::asio::get_associated_cancellation_slot(h).clear();
+      if constexpr (std::is_void_v<R>) {
+        std::move(h)(error);
+      } else {
+        std::move(h)(error, r ? std::move(*r) : R{});
+      }
+    });
+  }
+
+ private:
+  Handler handler_;
+  Fn fn_;
+  loop_executor fallback_;
+};
+
+struct initiate_run_in_fiber {
+  template <class Handler, class Fn, class Executor>
+  void operator()(Handler&& handler, Fn&& fn, const Executor& ex) const {
+    using R = std::invoke_result_t<std::decay_t<Fn>&>;
+    loop* l = require_loop(ex, "run_in_fiber");
+    const work_tag* tag = tag_of_executor(ex);
+    if (!tag) tag = current_tag();
+    // The slot refers to the waiter's cancellation state, not to the handler
+    // object, so it stays usable after the handler moves into the job.
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    auto* job = new run_job<std::decay_t<Handler>, std::decay_t<Fn>, R>(
+        std::forward<Handler>(handler), std::forward<Fn>(fn), loop_executor(l, tag), tag);
+    if (slot.is_connected()) slot.template emplace<stop_on_cancel>(job->stop_source());
+    submit_job(l, job);
+  }
+};
+
+}  // namespace detail
+
+/// Runs `fn()` in a pooled fiber of the loop behind `ex` and completes with
+/// `(std::exception_ptr, R)` (or `(std::exception_ptr)` for void), delivered
+/// on the completion handler's executor. `fn` may block on fiber primitives
+/// and legacy fiber-aware I/O. Cancelling the operation (the handler's
+/// cancellation slot) requests a stop of `fn`'s fiber; it takes effect at its
+/// next interruption point (see this_fiber). The work is counted under the
+/// executor's tag, or under the caller's own. R must be default-constructible.
+template <class Executor, class Fn, class CompletionToken>
+auto async_run_in_fiber(const Executor& ex, Fn&& fn, CompletionToken&& token) {
+  using R = std::invoke_result_t<std::decay_t<Fn>&>;
+  return boost::asio::async_initiate<CompletionToken, typename detail::fiber_signature<R>::type>(
+      detail::initiate_run_in_fiber{}, token, std::forward<Fn>(fn), ex);
+}
+
+/// `co_await run_in_fiber(fn)`: async_run_in_fiber on the awaiting
+/// coroutine's own loop, resuming the coroutine on its own executor.
+template <class Fn>
+boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(Fn fn) {
+  auto ex = co_await boost::asio::this_coro::executor;
+  co_return co_await async_run_in_fiber(ex, std::move(fn), boost::asio::use_awaitable);
+}
+
+/// Starts `fn()` in a fiber of `ex`'s loop and returns at once; an exception
+/// escaping `fn` is logged. Callable from any thread.
+template <class Executor, class Fn>
+void spawn_fiber(const Executor& ex, Fn&& fn) {
+  detail::loop* l = detail::require_loop(ex, "spawn_fiber");
+  async_run_in_fiber(ex, std::forward<Fn>(fn), [l](std::exception_ptr e, auto&&...) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      detail::log_error(l, std::string("a fiber ended with an exception: ") + x.what());
+    } catch (...) {
+      detail::log_error(l, "a fiber ended with an unknown exception");
+    }
+  });
+}
+
+}  // namespace coport::bridge
+
+#endif

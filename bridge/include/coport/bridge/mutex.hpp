@@ -1,0 +1,88 @@
+#ifndef COPORT_BRIDGE_MUTEX_HPP
+#define COPORT_BRIDGE_MUTEX_HPP
+
+#include <coport/bridge/detail/waiters.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <mutex>
+
+namespace coport::bridge {
+
+/// A FIFO mutex shared by both worlds: fibers lock() by blocking, coroutines
+/// `co_await m.async_lock(...)`. Ownership is not tied to a fiber or thread,
+/// so a coroutine may hold it across `co_await` and unlock it on any
+/// executor (which a Boost.Fiber mutex forbids). On unlock the lock passes
+/// directly to the longest waiter. Satisfies Lockable for fibers
+/// (`std::unique_lock<bridge::mutex>`).
+class mutex {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  explicit mutex(executor_type ex) : ex_(std::move(ex)) {}
+  ~mutex();
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+
+  /// Blocks the calling fiber until it owns the mutex.
+  void lock();
+  [[nodiscard]] bool try_lock();
+  /// Releases the mutex (or hands it to the next waiter).
+  void unlock();
+
+  /// Acquires without blocking a fiber; completes with `void(error_code)`;
+  /// on success the caller owns the mutex.
+  template <class CompletionToken>
+  auto async_lock(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+        initiate_lock{this}, token);
+  }
+
+  /// `auto lk = co_await m.scoped_lock();` : the lock, released by `lk`.
+  boost::asio::awaitable<std::unique_lock<mutex>> scoped_lock() {
+    co_await async_lock(boost::asio::use_awaitable);
+    co_return std::unique_lock<mutex>(*this, std::adopt_lock);
+  }
+
+  [[nodiscard]] executor_type get_executor() const noexcept { return ex_; }
+
+ private:
+  struct initiate_lock {
+    mutex* self;
+    template <class Handler>
+    void operator()(Handler&& h) const {
+      using waiter_t = detail::coro_waiter<detail::waiter, std::decay_t<Handler>, executor_type>;
+      auto* w = new waiter_t(std::forward<Handler>(h), self->ex_);
+      {
+        std::lock_guard lk(self->mutex_);
+        if (self->locked_) {
+          self->waiters_.push_back(w);
+          w->bind_cancellation(canceller{self, w});
+          return;
+        }
+        self->locked_ = true;
+      }
+      w->complete({});
+    }
+  };
+  struct canceller {
+    mutex* self;
+    detail::waiter* w;
+    void operator()(boost::asio::cancellation_type type) const {
+      if (type != boost::asio::cancellation_type::none) self->withdraw(w);
+    }
+  };
+  void withdraw(detail::waiter* w);
+
+  executor_type ex_;
+  std::mutex mutex_;
+  bool locked_ = false;
+  detail::waiter_list waiters_;
+};
+
+}  // namespace coport::bridge
+
+#endif

@@ -1,0 +1,102 @@
+#ifndef COPORT_BRIDGE_SPAWN_HPP
+#define COPORT_BRIDGE_SPAWN_HPP
+
+#include <coport/bridge/hosted.hpp>
+#include <coport/bridge/runtime.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+
+#include <exception>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+namespace coport::bridge {
+
+namespace detail {
+
+// A detached coroutine the loop tracks: runtime stop emits terminal
+// cancellation on it, and stop waits for it to finish.
+class spawned_coroutine final : public tracked_work {
+ public:
+  explicit spawned_coroutine(loop* l, const work_tag* t) : loop_(l) { tag = t; }
+
+  boost::asio::cancellation_slot slot() { return signal_.slot(); }
+  // Loop thread; after co_spawn so that a stop already requested reaches
+  // the coroutine's slot.
+  void arm() {
+    on_stop_.emplace(stop_token(), emitter{this});
+  }
+  void finish(std::exception_ptr e) {
+    untrack(loop_, this);
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        log_error(loop_, "coroutine '" + name() + "' ended with an exception: " + x.what());
+      } catch (...) {
+        log_error(loop_, "coroutine '" + name() + "' ended with an unknown exception");
+      }
+    }
+    // Asio may still unwind the coroutine's last frame, which holds
+    // cancellation state inside signal_; free it after this step.
+    submit(loop_, make_task([this] { delete this; }, nullptr));
+  }
+
+ private:
+  struct emitter {
+    spawned_coroutine* self;
+    void operator()() const noexcept {
+      self->signal_.emit(boost::asio::cancellation_type::terminal);
+    }
+  };
+  std::string name() const { return tag ? tag->name : std::string("<coroutine>"); }
+
+  loop* loop_;
+  boost::asio::cancellation_signal signal_;
+  std::optional<std::stop_callback<emitter>> on_stop_;
+};
+
+template <class Executor, class T>
+void spawn_tracked(const Executor& ex, boost::asio::awaitable<T> aw, bool hosted) {
+  loop* l = require_loop(ex, "bridge::spawn");
+  const work_tag* tag = tag_of_executor(ex);
+  auto start = [l, tag, ex, hosted, aw = std::move(aw)]() mutable {
+    auto* sc = new spawned_coroutine(l, tag);
+    track(l, sc);
+    auto done = boost::asio::bind_cancellation_slot(
+        sc->slot(), [sc](std::exception_ptr e, auto&&...) { sc->finish(e); });
+    if (hosted) {
+      co_spawn_hosted(ex, std::move(aw), std::move(done));
+    } else {
+      boost::asio::co_spawn(ex, std::move(aw), std::move(done));
+    }
+    sc->arm();
+  };
+  // Tracking lists belong to the loop thread.
+  submit(l, make_task(std::move(start), tag));
+}
+
+}  // namespace detail
+
+/// Starts `aw` as a native coroutine on `ex` (a loop executor, possibly
+/// tagged with a work name) and returns at once; callable from any thread.
+/// Unlike `co_spawn(..., detached)` the coroutine is tracked: runtime stop
+/// cancels it and waits for it, and an exception escaping it is logged.
+template <class Executor, class T>
+void spawn(const Executor& ex, boost::asio::awaitable<T> aw) {
+  detail::spawn_tracked(ex, std::move(aw), false);
+}
+
+/// As spawn(), but the coroutine is hosted (see co_spawn_hosted).
+template <class Executor, class T>
+void spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw) {
+  detail::spawn_tracked(ex, std::move(aw), true);
+}
+
+}  // namespace coport::bridge
+
+#endif

@@ -1,0 +1,107 @@
+#include "loop.hpp"
+
+#include <coport/bridge/detail/host.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <stop_token>
+
+namespace coport::bridge::detail {
+
+namespace {
+
+// Runs a host's continuations in a pooled fiber for as long as the hosted
+// coroutine lives.
+class host_job final : public fiber_job {
+ public:
+  explicit host_job(host* h) : host_(h) {
+    h->add_ref();
+    tag = h->tag();
+  }
+  ~host_job() override { host_->release(); }
+  void run() noexcept override { host_->run_fiber(); }
+
+ private:
+  host* host_;
+};
+
+}  // namespace
+
+host* host::create(loop* l, const work_tag* tag) { return new host(l, tag); }
+
+void host::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last reference may be dropped on any thread (an executor copy dies
+    // there); queued continuations still belong to the loop thread, so an
+    // unexpected leftover is discarded here rather than run.
+    delete this;
+  }
+}
+
+bool host::running_here() const noexcept {
+  return fiber_running_ && fiber_ == boost::fibers::context::active();
+}
+
+void host::submit(task* t) {
+  if (loop_of_thread() == loop_) {
+    submit_local(t);
+    return;
+  }
+  add_ref();
+  loop_->submit(make_task(
+      [this, owned = t]() mutable {
+        submit_local(owned);
+        release();
+      },
+      tag_));
+}
+
+void host::submit_local(task* t) {
+  queue_.push(t);
+  if (!fiber_running_) {
+    fiber_running_ = true;
+    submit_job(loop_, new host_job(this));
+  } else if (parked_) {
+    parked_ = false;
+    wake_.unpark();
+  }
+}
+
+void host::run_fiber() {
+  auto* ctx = boost::fibers::context::active();
+  fiber_info* info = info_of(ctx);
+  fiber_ = ctx;
+  info->hosting = this;
+  // Runtime stop reaches a coroutine spawned without a cancellation slot
+  // through the host's own signal, emitted here on the loop thread.
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (cancel_on_stop_) {
+    on_stop.emplace(info->stop, [this] { stop_signal_.emit(boost::asio::cancellation_type::terminal); });
+  }
+  for (;;) {
+    while (task* t = queue_.pop()) {
+      loop_->publish(tag_);
+      try {
+        t->run();
+      } catch (const std::exception& e) {
+        loop_->log->error("loop '{}': exception escaped hosted coroutine '{}': {}",
+                          loop_->opts.name, tag_->name, e.what());
+      } catch (...) {
+        loop_->log->error("loop '{}': unknown exception escaped hosted coroutine '{}'",
+                          loop_->opts.name, tag_->name);
+      }
+    }
+    if (done_) break;
+    parked_ = true;
+    info->idle = true;
+    wake_.park();
+    info->idle = false;
+  }
+  on_stop.reset();
+  info->hosting = nullptr;
+  fiber_ = nullptr;
+  fiber_running_ = false;
+}
+
+}  // namespace coport::bridge::detail

@@ -1,0 +1,585 @@
+#include "loop.hpp"
+
+#include "log.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/fiber/fiber.hpp>
+#include <boost/fiber/fixedsize_stack.hpp>
+#include <boost/fiber/operations.hpp>
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+namespace coport::bridge::detail {
+
+namespace {
+
+thread_local loop* tl_loop = nullptr;
+
+// Busy loops hand control to Asio after this many fiber switches, so that
+// ready I/O and timers are not starved by fibers that keep each other busy.
+// Each poll costs an epoll_wait(0); 64 switches amortise it to a few percent
+// of a fiber switch.
+constexpr unsigned io_poll_every_switches = 64;
+// Handlers run per poll, so that handlers which keep reposting themselves to
+// the io_context cannot starve the fibers.
+constexpr int io_handlers_per_poll = 64;
+
+class runtime_service final : public boost::asio::execution_context::service {
+ public:
+  using key_type = runtime_service;
+  static inline boost::asio::execution_context::id id;
+  explicit runtime_service(boost::asio::execution_context& ctx, loop* l = nullptr)
+      : service(ctx), owner(l) {}
+  void shutdown() override {}
+  loop* owner;
+};
+
+// Owns a task handed from another thread until the loop queues it; if the
+// io_context is destroyed first, the task is discarded, not leaked.
+struct task_owner {
+  explicit task_owner(task* p) noexcept : t(p) {}
+  task_owner(task_owner&& o) noexcept : t(std::exchange(o.t, nullptr)) {}
+  task_owner& operator=(task_owner&&) = delete;
+  ~task_owner() {
+    if (t) t->discard();
+  }
+  task* release() noexcept { return std::exchange(t, nullptr); }
+  task* t;
+};
+
+}  // namespace
+
+loop* loop_of_thread() noexcept { return tl_loop; }
+
+// ---------------------------------------------------------------- algorithm
+
+void loop_algorithm::awakened(boost::fibers::context* ctx) noexcept {
+  if (ctx->get_properties() == nullptr && ctx->is_context(boost::fibers::type::worker_context)) {
+    // A fiber created with plain Boost.Fiber calls: it inherits the work tag
+    // and stop token of whatever fiber created it.
+    auto* info = new fiber_info(ctx);
+    if (auto* parent = info_of(boost::fibers::context::active())) {
+      info->tag = parent->tag;
+      info->stop = parent->stop;
+    }
+    ctx->set_properties(info);
+  }
+  ctx->ready_link(ready_);
+}
+
+boost::fibers::context* loop_algorithm::pick_next() noexcept {
+  auto* self = boost::fibers::context::active();
+  if (self->is_context(boost::fibers::type::dispatcher_context)) {
+    if (in_io_) {
+      // An Asio handler run directly by the io_context tried to block. The
+      // scheduler's dispatcher cannot be suspended; continuing would corrupt
+      // it, so this is fatal.
+      loop_.log->critical(
+          "loop '{}': an Asio handler running directly on the io_context blocked on a fiber "
+          "primitive; handlers must not block (use the loop executor and co_await, or a fiber)",
+          loop_.opts.name);
+      loop_.log->flush();
+      std::abort();
+    }
+    if (switches_since_io_ >= io_poll_every_switches) poll_io();
+  } else {
+    on_blocking_switch(self);
+  }
+  if (ready_.empty()) return nullptr;
+  boost::fibers::context* next = &ready_.front();
+  ready_.pop_front();
+  ++switches_since_io_;
+  if (next == loop_.loop_ctx_) {
+    loop_.publish(loop_.tag_loop);
+  } else if (next->is_context(boost::fibers::type::dispatcher_context)) {
+    loop_.publish(loop_.tag_asio);
+  } else {
+    const fiber_info* info = info_of(next);
+    const work_tag* tag = info ? (info->hosting ? info->hosting->tag() : info->tag) : nullptr;
+    loop_.publish(tag ? tag : loop_.tag_fiber);
+  }
+  return next;
+}
+
+// Called when `self` gives up the CPU without being the dispatcher: it yields,
+// blocks, or ends. Two of those cases are what the diagnostics look for.
+void loop_algorithm::on_blocking_switch(boost::fibers::context* self) noexcept {
+  if (self == loop_.loop_ctx_) {
+    if (loop_.in_microtask_) {
+      const work_tag* tag = loop_.current_tag();
+      loop_.report_violation(
+          violation::kind::loop_block, tag,
+          "native work '" + tag->name +
+              "' blocked the loop fiber on a fiber primitive; the loop's native work stalls "
+              "until it is released (co_await instead, or run this code hosted or in a fiber)");
+    }
+    return;
+  }
+  const fiber_info* info = info_of(self);
+  if (info && info->hosting && !info->idle) {
+    const work_tag* tag = info->hosting->tag();
+    tag->implicit_yields.fetch_add(1, std::memory_order_relaxed);
+    if (loop_.opts.strict) {
+      loop_.report_violation(violation::kind::implicit_yield, tag,
+                             "hosted coroutine '" + tag->name +
+                                 "' blocked its host fiber on a fiber primitive (implicit yield)");
+    }
+  }
+}
+
+void loop_algorithm::poll_io() noexcept {
+  switches_since_io_ = 0;
+  in_io_ = true;
+  loop_.publish(loop_.tag_asio);
+  for (int i = 0; i < io_handlers_per_poll; ++i) {
+    try {
+      if (loop_.io.poll_one() == 0) break;
+    } catch (const std::exception& e) {
+      loop_.log->error("loop '{}': exception escaped an Asio handler: {}", loop_.opts.name, e.what());
+    } catch (...) {
+      loop_.log->error("loop '{}': unknown exception escaped an Asio handler", loop_.opts.name);
+    }
+  }
+  in_io_ = false;
+}
+
+void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& deadline) noexcept {
+  // Nothing is ready: wait in the kernel for I/O, a timer, a post from
+  // another thread (see notify()) or the earliest sleeping fiber's deadline.
+  switches_since_io_ = 0;
+  in_io_ = true;
+  loop_.idle_.store(true, std::memory_order_relaxed);
+  try {
+    if (loop_.io.stopped()) {
+      loop_.log->warn("loop '{}': its io_context was stopped from outside; restarting it",
+                      loop_.opts.name);
+      loop_.io.restart();
+    }
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      loop_.io.run_one();
+    } else {
+      loop_.io.run_one_until(deadline);
+    }
+  } catch (const std::exception& e) {
+    loop_.log->error("loop '{}': exception escaped an Asio handler: {}", loop_.opts.name, e.what());
+  } catch (...) {
+    loop_.log->error("loop '{}': unknown exception escaped an Asio handler", loop_.opts.name);
+  }
+  loop_.idle_.store(false, std::memory_order_relaxed);
+  loop_.publish(loop_.tag_asio);
+  in_io_ = false;
+}
+
+void loop_algorithm::notify() noexcept {
+  // Another thread made a fiber of this loop ready. If the dispatcher is
+  // waiting in the kernel it must wake up; one pending no-op handler is
+  // enough however many wake-ups arrive before it runs.
+  if (!loop_.wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    try {
+      boost::asio::post(loop_.io, [l = &loop_] {
+        l->wake_pending_.store(false, std::memory_order_release);
+      });
+    } catch (...) {
+      loop_.wake_pending_.store(false, std::memory_order_release);
+    }
+  }
+}
+
+// --------------------------------------------------------------------- loop
+
+loop::loop(runtime_options options)
+    : io(1),
+      opts(std::move(options)),
+      registry(opts.registry ? opts.registry : std::make_shared<diagnostics>()),
+      log(opts.logger ? opts.logger : default_logger()),
+      tag_asio(registry->asio_handlers_tag()),
+      tag_loop(registry->loop_tag()),
+      tag_fiber(registry->fiber_tag()),
+      keep_running_(io.get_executor()) {
+  boost::asio::make_service<runtime_service>(io, this);
+  current_.store(tag_loop, std::memory_order_relaxed);
+  thread_ = std::thread([this] { thread_main(); });
+  thread_id = thread_.get_id();
+  if (opts.stall_threshold.count() > 0) {
+    watchdog_ = std::thread([this] { watchdog_main(); });
+  }
+}
+
+loop::~loop() {
+  request_stop();
+  join();
+}
+
+void loop::submit(task* t) {
+  if (tl_loop == this) {
+    submit_local(t);
+    return;
+  }
+  boost::asio::post(io, [this, owned = task_owner(t)]() mutable {
+    submit_local(owned.release());
+  });
+}
+
+void loop::request_stop() {
+  if (stop_requested_.exchange(true, std::memory_order_acq_rel)) return;
+  submit(make_task([this] { begin_stop(); }, tag_loop));
+}
+
+void loop::join() {
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      log->critical("loop '{}': join() called from its own thread", opts.name);
+      std::abort();
+    }
+    thread_.join();
+  }
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard lk(watchdog_mutex_);
+      watchdog_stop_ = true;
+    }
+    watchdog_cv_.notify_all();
+    watchdog_.join();
+  }
+}
+
+void loop::thread_main() {
+  tl_loop = this;
+  {
+    std::string short_name = opts.name.substr(0, 15);  // the kernel's limit
+    pthread_setname_np(pthread_self(), short_name.c_str());
+  }
+  boost::fibers::use_scheduling_algorithm<loop_algorithm>(*this);
+  // The thread's main context is the loop fiber: it runs native work.
+  loop_ctx_ = boost::fibers::context::active();
+  run_loop_fiber();
+
+  // Every tracked job has ended; release the idle pooled fibers and wait for
+  // them, so that the scheduler finds no fiber of ours when the thread exits.
+  draining_fibers_ = true;
+  pool.release_idle();
+  while (pool.live() > 0) {
+    loop_parked_ = true;
+    loop_parker_.park();
+  }
+  // Fibers started with raw Boost.Fiber calls are run to their end by the
+  // scheduler's destructor when this thread exits.
+}
+
+void loop::run_loop_fiber() {
+  for (;;) {
+    while (task* t = local_.pop()) {
+      publish(t->tag ? t->tag : tag_loop);
+      in_microtask_ = true;
+      try {
+        t->run();
+      } catch (const std::exception& e) {
+        log->error("loop '{}': exception escaped native work '{}': {}", opts.name,
+                   current_tag()->name, e.what());
+      } catch (...) {
+        log->error("loop '{}': unknown exception escaped native work '{}'", opts.name,
+                   current_tag()->name);
+      }
+      in_microtask_ = false;
+    }
+    if (stopping_ && tracked_head_ == nullptr) return;
+    loop_parked_ = true;
+    loop_parker_.park();
+  }
+}
+
+void loop::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  // Stop callbacks never finish work synchronously (they wake fibers or queue
+  // cancellations), but the list is copied first so that it cannot change
+  // while it is walked.
+  std::vector<std::stop_source> sources;
+  for (tracked_work* w = tracked_head_; w; w = w->next) sources.push_back(w->stop_source());
+  for (auto& s : sources) s.request_stop();
+  if (tracked_head_ == nullptr) {
+    wake_loop_fiber();
+    return;
+  }
+  auto timer = std::make_shared<boost::asio::steady_timer>(io, opts.stop_report_after);
+  timer->async_wait([this, timer](boost::system::error_code ec) {
+    if (ec || tracked_head_ == nullptr) return;
+    std::string names;
+    for (tracked_work* w = tracked_head_; w; w = w->next) {
+      if (!names.empty()) names += ", ";
+      names += w->tag ? w->tag->name : tag_fiber->name;
+    }
+    log->warn("loop '{}': still waiting, after stop, for work that ignores cancellation: {}",
+              opts.name, names);
+  });
+}
+
+void loop::track(tracked_work* w) noexcept {
+  w->prev = nullptr;
+  w->next = tracked_head_;
+  if (tracked_head_) tracked_head_->prev = w;
+  tracked_head_ = w;
+  tracked_count.fetch_add(1, std::memory_order_relaxed);
+  if (stopping_) w->request_stop();
+}
+
+void loop::untrack(tracked_work* w) noexcept {
+  if (w->prev) w->prev->next = w->next; else tracked_head_ = w->next;
+  if (w->next) w->next->prev = w->prev;
+  w->prev = w->next = nullptr;
+  tracked_count.fetch_sub(1, std::memory_order_relaxed);
+  if (stopping_ && tracked_head_ == nullptr) wake_loop_fiber();
+}
+
+void loop::on_fiber_exit() {
+  if (draining_fibers_ && pool.live() == 0) wake_loop_fiber();
+}
+
+void loop::report_violation(violation::kind k, const work_tag* tag, std::string message) {
+  if (k == violation::kind::loop_block) tag->loop_blocks.fetch_add(1, std::memory_order_relaxed);
+  violation v{k, tag->name, std::move(message)};
+  if (opts.on_violation) {
+    opts.on_violation(v);
+    return;
+  }
+  if (opts.strict) {
+    log->critical("loop '{}': strict mode: {}", opts.name, v.message);
+    log->flush();
+    std::abort();
+  }
+  if (k == violation::kind::implicit_yield) return;  // counted, too frequent to log
+  log->error("loop '{}': {}", opts.name, v.message);
+}
+
+void loop::watchdog_main() {
+  using clock = std::chrono::steady_clock;
+  const auto threshold = opts.stall_threshold;
+  const auto period = std::clamp<clock::duration>(threshold / 4, std::chrono::milliseconds(1),
+                                                  std::chrono::milliseconds(100));
+  std::uint64_t seen = ~std::uint64_t{0};
+  clock::time_point since{};
+  const work_tag* stalled = nullptr;
+  std::unique_lock lk(watchdog_mutex_);
+  while (!watchdog_cv_.wait_for(lk, period, [this] { return watchdog_stop_; })) {
+    if (idle_.load(std::memory_order_relaxed)) {
+      seen = ~std::uint64_t{0};
+      stalled = nullptr;
+      continue;
+    }
+    const auto now = clock::now();
+    const std::uint64_t p = progress_.load(std::memory_order_relaxed);
+    if (p != seen) {
+      if (stalled) {
+        log->warn("loop '{}': stall in '{}' ended after at least {} ms", opts.name,
+                  stalled->name,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count());
+      }
+      seen = p;
+      since = now;
+      stalled = nullptr;
+      continue;
+    }
+    // The same piece of work has held the loop for at least now - since.
+    const auto held = std::chrono::duration_cast<std::chrono::microseconds>(now - since);
+    if (!stalled && held >= threshold) {
+      stalled = current_.load(std::memory_order_relaxed);
+      stalled->stalls.fetch_add(1, std::memory_order_relaxed);
+      std::string message = "'" + stalled->name + "' kept the loop from Asio for " +
+                            std::to_string(held.count() / 1000) + " ms (threshold " +
+                            std::to_string(threshold.count()) + " ms)";
+      lk.unlock();
+      if (opts.on_violation) {
+        opts.on_violation(violation{violation::kind::stall, stalled->name, message});
+      } else if (opts.strict) {
+        log->critical("loop '{}': strict mode: stall: {}", opts.name, message);
+        log->flush();
+        std::abort();
+      } else {
+        log->warn("loop '{}': stall: {}", opts.name, message);
+      }
+      lk.lock();
+    }
+    if (stalled) {
+      auto us = static_cast<std::uint64_t>(held.count());
+      auto prev = stalled->longest_stall_us.load(std::memory_order_relaxed);
+      while (us > prev && !stalled->longest_stall_us.compare_exchange_weak(prev, us)) {
+      }
+    }
+  }
+}
+
+// -------------------------------------------------------------- fiber pool
+
+void fiber_pool::run(fiber_job* job) {
+  loop_.track(job);
+  if (worker* w = idle_) {
+    idle_ = w->next_idle;
+    --idle_count_;
+    w->job = job;
+    w->wake.unpark();
+    return;
+  }
+  start_worker(job);
+}
+
+void fiber_pool::start_worker(fiber_job* job) {
+  auto* w = new worker;
+  w->job = job;
+  auto* info = new fiber_info(nullptr);
+  ++live_;
+  try {
+    boost::fibers::fiber(boost::fibers::launch::post,
+                         static_cast<boost::fibers::fiber_properties*>(info), std::allocator_arg,
+                         boost::fibers::fixedsize_stack(loop_.opts.fiber_stack_size),
+                         [this, w] { worker_main(w); })
+        .detach();
+  } catch (...) {
+    --live_;
+    delete w;
+    loop_.untrack(job);
+    loop_.log->error("loop '{}': could not create a fiber for '{}'", loop_.opts.name,
+                     job->tag ? job->tag->name : "<fiber>");
+    job->request_stop();
+    delete job;
+  }
+}
+
+void fiber_pool::worker_main(worker* w) {
+  fiber_info* info = info_of(boost::fibers::context::active());
+  for (;;) {
+    fiber_job* job = std::exchange(w->job, nullptr);
+    info->tag = job->tag ? job->tag : loop_.tag_fiber;
+    info->stop = job->stop_token();
+    job->run();
+    loop_.untrack(job);
+    delete job;
+    info->tag = nullptr;
+    info->stop = {};
+    if (loop_.stopping() || idle_count_ >= loop_.opts.max_idle_fibers) break;
+    w->next_idle = idle_;
+    idle_ = w;
+    ++idle_count_;
+    info->idle = true;
+    w->wake.park();
+    info->idle = false;
+    if (w->exit) break;
+  }
+  --live_;
+  delete w;
+  loop_.on_fiber_exit();
+}
+
+void fiber_pool::release_idle() {
+  while (worker* w = idle_) {
+    idle_ = w->next_idle;
+    --idle_count_;
+    w->exit = true;
+    w->wake.unpark();
+  }
+}
+
+// ------------------------------------------------------- loop_api functions
+
+loop* current_loop() noexcept { return tl_loop; }
+
+void submit(loop* l, task* t) { l->submit(t); }
+
+bool in_loop_fiber(const loop* l) noexcept { return tl_loop == l && l->on_loop_fiber(); }
+
+boost::asio::io_context& io_of(loop* l) noexcept { return l->io; }
+
+diagnostics& diagnostics_of(loop* l) noexcept { return *l->registry; }
+
+loop* loop_of_context(boost::asio::execution_context& ctx) noexcept {
+  if (!boost::asio::has_service<runtime_service>(ctx)) return nullptr;
+  return boost::asio::use_service<runtime_service>(ctx).owner;
+}
+
+void submit_job(loop* l, fiber_job* job) {
+  if (tl_loop == l) {
+    l->pool.run(job);
+    return;
+  }
+  l->submit(make_task([l, job] { l->pool.run(job); }, job->tag));
+}
+
+void check_can_block(const char* what) {
+  loop* l = tl_loop;
+  if (!l) return;  // a plain thread or fiber: blocking is its own business
+  auto* ctx = boost::fibers::context::active();
+  if (ctx->is_context(boost::fibers::type::dispatcher_context)) {
+    throw error(errc::blocking_on_loop,
+                std::string(what) +
+                    " was called from an Asio handler run directly by the loop's io_context; "
+                    "handlers must not block");
+  }
+  if (ctx == l->loop_ctx_) {
+    const work_tag* tag = l->current_tag();
+    tag->loop_blocks.fetch_add(1, std::memory_order_relaxed);
+    throw error(errc::blocking_on_loop,
+                std::string(what) + " was called on the loop fiber by native work '" + tag->name +
+                    "'; it would block the whole loop. Use the co_await form, or run this code "
+                    "hosted (co_spawn_hosted) or in a fiber (run_in_fiber)");
+  }
+  if (l->opts.strict) {
+    const fiber_info* info = info_of(ctx);
+    if (info && info->hosting) {
+      const work_tag* tag = info->hosting->tag();
+      tag->implicit_yields.fetch_add(1, std::memory_order_relaxed);
+      throw error(errc::implicit_yield, std::string("strict mode: hosted coroutine '") + tag->name +
+                                            "' called " + what +
+                                            ", which blocks its host fiber (implicit yield)");
+    }
+  }
+}
+
+loop* require_runtime_fiber(const char* what) {
+  loop* l = tl_loop;
+  if (!l) {
+    throw error(errc::not_on_runtime, std::string(what) +
+                                          " must be called from a fiber of a coport runtime; "
+                                          "this thread runs no coport loop");
+  }
+  check_can_block(what);
+  return l;
+}
+
+std::stop_token current_stop_token() noexcept {
+  if (!tl_loop) return {};
+  const fiber_info* info = info_of(boost::fibers::context::active());
+  return info ? info->stop : std::stop_token{};
+}
+
+const work_tag* current_tag() noexcept {
+  loop* l = tl_loop;
+  if (!l) return nullptr;
+  auto* ctx = boost::fibers::context::active();
+  if (ctx == l->loop_ctx_) return l->current_tag();
+  const fiber_info* info = info_of(ctx);
+  if (info && info->hosting) return info->hosting->tag();
+  if (info && info->tag) return info->tag;
+  return l->tag_fiber;
+}
+
+}  // namespace coport::bridge::detail
+
+namespace coport::bridge::detail {
+
+void track(loop* l, tracked_work* w) noexcept { l->track(w); }
+
+void untrack(loop* l, tracked_work* w) noexcept { l->untrack(w); }
+
+void log_error(loop* l, const std::string& message) noexcept {
+  try {
+    l->log->error("loop '{}': {}", l->opts.name, message);
+  } catch (...) {
+  }
+}
+
+}  // namespace coport::bridge::detail

@@ -1,0 +1,185 @@
+#ifndef COPORT_BRIDGE_SRC_LOOP_HPP
+#define COPORT_BRIDGE_SRC_LOOP_HPP
+
+// Internal: the loop thread, its scheduling algorithm, the fiber pool and
+// coroutine hosts. Nothing here is installed.
+
+#include <coport/bridge/detail/host.hpp>
+#include <coport/bridge/detail/parker.hpp>
+#include <coport/bridge/runtime.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/fiber/algo/algorithm.hpp>
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/properties.hpp>
+#include <boost/fiber/scheduler.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace spdlog {
+class logger;
+}
+
+namespace coport::bridge::detail {
+
+/// What coport knows about a fiber, attached as Boost.Fiber properties.
+/// Fibers created with raw Boost.Fiber calls on a loop get one on their first
+/// wake-up, inheriting the tag and stop token of the fiber that created them.
+struct fiber_info final : boost::fibers::fiber_properties {
+  explicit fiber_info(boost::fibers::context* ctx) noexcept : fiber_properties(ctx) {}
+  const work_tag* tag = nullptr;
+  std::stop_token stop;
+  host* hosting = nullptr;  // set while the fiber hosts a coroutine
+  bool idle = false;        // parked by coport between two pieces of work
+};
+
+inline fiber_info* info_of(boost::fibers::context* ctx) noexcept {
+  return static_cast<fiber_info*>(ctx->get_properties());
+}
+
+/// Pooled fibers that run fiber_jobs. Loop thread only.
+class fiber_pool {
+ public:
+  explicit fiber_pool(loop& l) : loop_(l) {}
+  void run(fiber_job* job);
+  /// Releases idle fibers; busy ones exit when their job ends.
+  void release_idle();
+  std::size_t live() const noexcept { return live_; }
+
+ private:
+  struct worker {
+    parker wake;
+    fiber_job* job = nullptr;
+    worker* next_idle = nullptr;
+    bool exit = false;
+  };
+  void start_worker(fiber_job* job);
+  void worker_main(worker* w);
+
+  loop& loop_;
+  worker* idle_ = nullptr;
+  std::size_t idle_count_ = 0;
+  std::size_t live_ = 0;
+};
+
+class loop_algorithm;
+
+class loop {
+ public:
+  explicit loop(runtime_options options);
+  ~loop();
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  // ---- any thread ----
+  void submit(task* t);
+  void request_stop();
+  void join();
+  bool stop_requested() const noexcept { return stop_requested_.load(std::memory_order_acquire); }
+
+  // Declared first: destroyed last, after queued tasks that may own
+  // coroutine frames using its services.
+  boost::asio::io_context io;
+  runtime_options opts;
+  std::shared_ptr<diagnostics> registry;
+  std::shared_ptr<spdlog::logger> log;
+  const work_tag* tag_asio;
+  const work_tag* tag_loop;
+  const work_tag* tag_fiber;
+  std::thread::id thread_id;
+  std::atomic<std::size_t> tracked_count{0};
+  runtime* owner = nullptr;
+
+  // ---- loop thread only ----
+  void submit_local(task* t) {
+    local_.push(t);
+    wake_loop_fiber();
+  }
+  void wake_loop_fiber() {
+    if (loop_parked_) {
+      loop_parked_ = false;
+      loop_parker_.unpark();
+    }
+  }
+  bool on_loop_fiber() const noexcept {
+    return boost::fibers::context::active() == loop_ctx_;
+  }
+  void track(tracked_work* w) noexcept;
+  void untrack(tracked_work* w) noexcept;
+  bool stopping() const noexcept { return stopping_; }
+  const work_tag* current_tag() const noexcept {
+    return current_.load(std::memory_order_relaxed);
+  }
+  void publish(const work_tag* t) noexcept {
+    current_.store(t, std::memory_order_relaxed);
+    progress_.store(progress_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  void on_fiber_exit();
+  void report_violation(violation::kind k, const work_tag* tag, std::string message);
+
+  fiber_pool pool{*this};
+  boost::fibers::context* loop_ctx_ = nullptr;
+  bool in_microtask_ = false;
+
+ private:
+  friend class loop_algorithm;
+  void thread_main();
+  void run_loop_fiber();
+  void begin_stop();
+  void watchdog_main();
+
+  task_queue local_;
+  parker loop_parker_;
+  bool loop_parked_ = false;
+  bool stopping_ = false;
+  bool draining_fibers_ = false;
+  tracked_work* tracked_head_ = nullptr;
+
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> wake_pending_{false};
+
+  // Read by the watchdog thread.
+  std::atomic<std::uint64_t> progress_{0};
+  std::atomic<const work_tag*> current_{nullptr};
+  std::atomic<bool> idle_{false};
+
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_running_;
+  std::thread thread_;
+  std::thread watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;
+};
+
+/// The Boost.Fiber scheduling algorithm of a loop: round robin over ready
+/// fibers, with the io_context polled by the scheduler's dispatcher between
+/// rounds and waited on (in the kernel) when nothing is ready.
+class loop_algorithm final : public boost::fibers::algo::algorithm {
+ public:
+  explicit loop_algorithm(loop& l) noexcept : loop_(l) {}
+  void awakened(boost::fibers::context* ctx) noexcept override;
+  boost::fibers::context* pick_next() noexcept override;
+  bool has_ready_fibers() const noexcept override { return !ready_.empty(); }
+  void suspend_until(std::chrono::steady_clock::time_point const& deadline) noexcept override;
+  void notify() noexcept override;
+
+ private:
+  void poll_io() noexcept;
+  void on_blocking_switch(boost::fibers::context* self) noexcept;
+
+  loop& loop_;
+  boost::fibers::scheduler::ready_queue_type ready_;
+  unsigned switches_since_io_ = 0;
+  bool in_io_ = false;
+};
+
+loop* loop_of_thread() noexcept;
+
+}  // namespace coport::bridge::detail
+
+#endif

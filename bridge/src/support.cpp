@@ -1,0 +1,206 @@
+// Small non-template pieces: error category, logger, diagnostics registry,
+// task block cache and the parker.
+
+#include "log.hpp"
+
+#include <coport/bridge/detail/parker.hpp>
+#include <coport/bridge/detail/task.hpp>
+#include <coport/bridge/diagnostics.hpp>
+#include <coport/bridge/error.hpp>
+
+#include <boost/fiber/context.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+
+namespace coport::bridge {
+
+namespace {
+
+class bridge_category_impl final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "coport.bridge"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::blocking_on_loop: return "fiber-blocking call on the loop fiber";
+      case errc::not_on_runtime: return "not called from a fiber of a coport runtime";
+      case errc::timed_out: return "timed out";
+      case errc::runtime_stopped: return "runtime stopped";
+      case errc::implicit_yield: return "implicit yield in strict mode";
+      case errc::channel_closed: return "channel closed";
+      case errc::foreign_executor: return "executor does not belong to a coport runtime";
+    }
+    return "unknown coport.bridge error";
+  }
+  boost::system::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      case errc::timed_out: return boost::system::errc::timed_out;
+      default: return {ev, *this};
+    }
+  }
+};
+
+}  // namespace
+
+const boost::system::error_category& bridge_category() noexcept {
+  static const bridge_category_impl category;
+  return category;
+}
+
+const work_tag* diagnostics::tag(std::string_view name) {
+  std::lock_guard lk(mutex_);
+  auto it = tags_.find(std::string(name));
+  if (it == tags_.end()) {
+    it = tags_.emplace(std::string(name), std::make_unique<work_tag>(std::string(name))).first;
+  }
+  return it->second.get();
+}
+
+work_counters read_counters(const work_tag& t) {
+  return work_counters{t.name, t.implicit_yields.load(), t.stalls.load(), t.loop_blocks.load(),
+                       std::chrono::microseconds(t.longest_stall_us.load())};
+}
+
+work_counters diagnostics::counters(std::string_view name) const {
+  std::lock_guard lk(mutex_);
+  auto it = tags_.find(std::string(name));
+  if (it == tags_.end()) return work_counters{std::string(name)};
+  return read_counters(*it->second);
+}
+
+std::vector<work_counters> diagnostics::snapshot() const {
+  std::vector<work_counters> out;
+  {
+    std::lock_guard lk(mutex_);
+    out.reserve(tags_.size());
+    for (const auto& [name, t] : tags_) out.push_back(read_counters(*t));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const work_counters& a, const work_counters& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace coport::bridge
+
+namespace coport::bridge::detail {
+
+std::shared_ptr<spdlog::logger> default_logger() {
+  static std::mutex m;
+  std::lock_guard lk(m);
+  if (auto existing = spdlog::get("coport")) return existing;
+  auto made = std::make_shared<spdlog::logger>("coport",
+                                               std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  spdlog::register_logger(made);
+  return made;
+}
+
+// ------------------------------------------------------------- task blocks
+
+namespace {
+
+// Three size classes cover Asio's coroutine continuations and the bridge's
+// own tasks; anything larger goes to the global allocator.
+constexpr std::size_t block_sizes[] = {64, 128, 256};
+constexpr std::size_t max_cached_per_class = 4096;
+
+struct free_block {
+  free_block* next;
+};
+
+struct block_cache {
+  free_block* head[3] = {};
+  std::size_t count[3] = {};
+  ~block_cache() {
+    for (auto& h : head) {
+      while (h) ::operator delete(std::exchange(h, h->next));
+    }
+    dead = true;
+  }
+  static thread_local bool dead;
+};
+
+thread_local bool block_cache::dead = false;
+thread_local block_cache cache;
+
+int size_class(std::size_t size) noexcept {
+  for (int i = 0; i < 3; ++i)
+    if (size <= block_sizes[i]) return i;
+  return -1;
+}
+
+}  // namespace
+
+void* allocate_task_block(std::size_t size) {
+  const int c = size_class(size);
+  if (c < 0) return ::operator new(size);
+  if (!block_cache::dead) {
+    if (free_block* b = cache.head[c]) {
+      cache.head[c] = b->next;
+      --cache.count[c];
+      return b;
+    }
+  }
+  return ::operator new(block_sizes[c]);
+}
+
+void deallocate_task_block(void* p, std::size_t size) noexcept {
+  const int c = size_class(size);
+  if (c < 0 || block_cache::dead || cache.count[c] >= max_cached_per_class) {
+    ::operator delete(p);
+    return;
+  }
+  auto* b = static_cast<free_block*>(p);
+  b->next = cache.head[c];
+  cache.head[c] = b;
+  ++cache.count[c];
+}
+
+// ------------------------------------------------------------------ parker
+
+void parker::park() noexcept {
+  auto* ctx = boost::fibers::context::active();
+  boost::fibers::detail::spinlock_lock lk{lock_};
+  while (!notified_) {
+    waker_ = ctx->create_waker();
+    armed_ = true;
+    ctx->suspend(lk);  // releases lk once this fiber is off the CPU
+    lk.lock();
+  }
+  notified_ = false;
+  armed_ = false;
+}
+
+bool parker::park_until(std::chrono::steady_clock::time_point deadline) noexcept {
+  auto* ctx = boost::fibers::context::active();
+  boost::fibers::detail::spinlock_lock lk{lock_};
+  while (!notified_) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      armed_ = false;
+      return false;
+    }
+    waker_ = ctx->create_waker();
+    armed_ = true;
+    ctx->wait_until(deadline, lk, boost::fibers::waker(waker_));
+    lk.lock();
+  }
+  notified_ = false;
+  armed_ = false;
+  return true;
+}
+
+void parker::unpark() noexcept {
+  boost::fibers::detail::spinlock_lock lk{lock_};
+  notified_ = true;
+  if (!armed_) return;
+  armed_ = false;
+  boost::fibers::waker w = waker_;
+  lk.unlock();
+  // After the unlock the parked fiber may run and destroy this parker: only
+  // the local copy of the waker is used from here on.
+  w.wake();
+}
+
+}  // namespace coport::bridge::detail

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package coport needs to build, test and run, and
+# nothing else. Safe to run again: it asks apt only for what is missing.
+# Must run as root (or through sudo) on a machine that reaches Debian's mirror.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake ninja-build make pkg-config
+  # Boost 1.81 (headers incl. Asio; compiled Fiber, Context, JSON, URL)
+  libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
+  libboost-json1.81-dev libboost-url1.81-dev
+  # logging and tests
+  libspdlog-dev catch2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then as_root=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -q
+"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
