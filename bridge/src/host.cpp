@@ -2,6 +2,7 @@
 
 #include <coport/bridge/detail/host.hpp>
 
+#include <boost/fiber/operations.hpp>
 #include <spdlog/spdlog.h>
 
 #include <optional>
@@ -79,8 +80,11 @@ void host::run_fiber() {
   if (cancel_on_stop_) {
     on_stop.emplace(info->stop, [this] { stop_signal_.emit(boost::asio::cancellation_type::terminal); });
   }
+  task_queue batch;
   for (;;) {
-    while (task* t = queue_.pop()) {
+    // As on the loop fiber: one batch, then let others run.
+    queue_.move_to(batch);
+    while (task* t = batch.pop()) {
       loop_->publish(tag_);
       try {
         t->run();
@@ -91,6 +95,12 @@ void host::run_fiber() {
         loop_->log->error("loop '{}': unknown exception escaped hosted coroutine '{}'",
                           loop_->opts.name, tag_->name);
       }
+    }
+    if (!queue_.empty()) {
+      info->idle = true;  // a scheduling yield of coport's, not the coroutine's
+      boost::this_fiber::yield();
+      info->idle = false;
+      continue;
     }
     if (done_) break;
     parked_ = true;

@@ -273,8 +273,12 @@ void loop::thread_main() {
 }
 
 void loop::run_loop_fiber() {
+  task_queue batch;
   for (;;) {
-    while (task* t = local_.pop()) {
+    // Only the tasks queued before this batch run in it: work that keeps
+    // re-posting itself must not starve the fibers and the I/O.
+    local_.move_to(batch);
+    while (task* t = batch.pop()) {
       publish(t->tag ? t->tag : tag_loop);
       in_microtask_ = true;
       try {
@@ -287,6 +291,10 @@ void loop::run_loop_fiber() {
                    current_tag()->name);
       }
       in_microtask_ = false;
+    }
+    if (!local_.empty()) {
+      boost::this_fiber::yield();
+      continue;
     }
     if (stopping_ && tracked_head_ == nullptr) return;
     loop_parked_ = true;
@@ -421,17 +429,26 @@ void fiber_pool::run(fiber_job* job) {
   if (worker* w = idle_) {
     idle_ = w->next_idle;
     --idle_count_;
-    w->job = job;
+    assign(w, job);
     w->wake.unpark();
     return;
   }
   start_worker(job);
 }
 
+// The job's name and stop token go on the fiber before it next runs, so the
+// scheduler already sees whose work it switches to.
+void fiber_pool::assign(worker* w, fiber_job* job) {
+  w->job = job;
+  w->info->tag = job->tag ? job->tag : loop_.tag_fiber;
+  w->info->stop = job->stop_token();
+}
+
 void fiber_pool::start_worker(fiber_job* job) {
   auto* w = new worker;
-  w->job = job;
   auto* info = new fiber_info(nullptr);
+  w->info = info;
+  assign(w, job);
   ++live_;
   try {
     boost::fibers::fiber(boost::fibers::launch::post,
@@ -451,11 +468,9 @@ void fiber_pool::start_worker(fiber_job* job) {
 }
 
 void fiber_pool::worker_main(worker* w) {
-  fiber_info* info = info_of(boost::fibers::context::active());
+  fiber_info* info = w->info;
   for (;;) {
     fiber_job* job = std::exchange(w->job, nullptr);
-    info->tag = job->tag ? job->tag : loop_.tag_fiber;
-    info->stop = job->stop_token();
     job->run();
     loop_.untrack(job);
     delete job;
@@ -579,6 +594,21 @@ void log_error(loop* l, const std::string& message) noexcept {
   try {
     l->log->error("loop '{}': {}", l->opts.name, message);
   } catch (...) {
+  }
+}
+
+}  // namespace coport::bridge::detail
+
+namespace coport::bridge::detail {
+
+void log_exception(loop* l, const work_tag* tag, std::exception_ptr e) {
+  const std::string name = tag ? tag->name : std::string("<unnamed>");
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    log_error(l, "work '" + name + "' ended with an exception: " + x.what());
+  } catch (...) {
+    log_error(l, "work '" + name + "' ended with an unknown exception");
   }
 }
 

@@ -54,12 +54,14 @@ class fiber_pool {
  private:
   struct worker {
     parker wake;
+    fiber_info* info = nullptr;
     fiber_job* job = nullptr;
     worker* next_idle = nullptr;
     bool exit = false;
   };
   void start_worker(fiber_job* job);
   void worker_main(worker* w);
+  void assign(worker* w, fiber_job* job);
 
   loop& loop_;
   worker* idle_ = nullptr;

@@ -49,14 +49,6 @@ bool event::is_set() const {
   return set_;
 }
 
-void event::withdraw(detail::waiter* w) {
-  {
-    std::lock_guard lk(mutex_);
-    if (!w->linked) return;
-    waiters_.remove(w);
-  }
-  w->complete(boost::asio::error::operation_aborted);
-}
 
 bool event::wait_impl(std::optional<std::chrono::steady_clock::time_point> deadline) {
   detail::check_can_block("event::wait");
@@ -122,13 +114,5 @@ void mutex::unlock() {
   if (next) next->complete({});
 }
 
-void mutex::withdraw(detail::waiter* w) {
-  {
-    std::lock_guard lk(mutex_);
-    if (!w->linked) return;
-    waiters_.remove(w);
-  }
-  w->complete(boost::asio::error::operation_aborted);
-}
 
 }  // namespace coport::bridge

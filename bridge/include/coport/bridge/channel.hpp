@@ -40,6 +40,7 @@ class channel {
     detail::fiber_waiter<send_slot> w;
     {
       std::unique_lock lk(mutex_);
+      if (closed_) throw error(errc::channel_closed, "channel::push: channel closed");
       if (try_push_locked(value, lk)) return;
       w.value.emplace(std::move(value));
       senders_.push_back(&w);
@@ -143,7 +144,7 @@ class channel {
         } else if (!self->try_push_locked(value, lk)) {
           w->value.emplace(std::move(value));
           self->senders_.push_back(w);
-          w->bind_cancellation(canceller{self, w, &self->senders_});
+          w->cancel_from(self->mutex_, self->senders_);
           return;
         }
       }
@@ -166,26 +167,11 @@ class channel {
           ec = make_error_code(errc::channel_closed);
         } else {
           self->receivers_.push_back(w);
-          w->bind_cancellation(canceller{self, w, &self->receivers_});
+          w->cancel_from(self->mutex_, self->receivers_);
           return;
         }
       }
       w->complete(ec);
-    }
-  };
-
-  struct canceller {
-    channel* self;
-    detail::waiter* w;
-    detail::waiter_list* list;
-    void operator()(boost::asio::cancellation_type type) const {
-      if (type == boost::asio::cancellation_type::none) return;
-      {
-        std::lock_guard lk(self->mutex_);
-        if (!w->linked) return;
-        list->remove(w);
-      }
-      w->complete(boost::asio::error::operation_aborted);
     }
   };
 

@@ -66,21 +66,13 @@ class event {
         std::lock_guard lk(self->mutex_);
         if (!self->set_) {
           self->waiters_.push_back(w);
-          w->bind_cancellation(canceller{self, w});
+          w->cancel_from(self->mutex_, self->waiters_);
           return;
         }
       }
       w->complete({});
     }
   };
-  struct canceller {
-    event* self;
-    detail::waiter* w;
-    void operator()(boost::asio::cancellation_type type) const {
-      if (type != boost::asio::cancellation_type::none) self->withdraw(w);
-    }
-  };
-  void withdraw(detail::waiter* w);
   bool wait_impl(std::optional<std::chrono::steady_clock::time_point> deadline);
 
   executor_type ex_;

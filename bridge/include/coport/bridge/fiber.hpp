@@ -150,15 +150,9 @@ boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(Fn 
 template <class Executor, class Fn>
 void spawn_fiber(const Executor& ex, Fn&& fn) {
   detail::loop* l = detail::require_loop(ex, "spawn_fiber");
-  async_run_in_fiber(ex, std::forward<Fn>(fn), [l](std::exception_ptr e, auto&&...) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      detail::log_error(l, std::string("a fiber ended with an exception: ") + x.what());
-    } catch (...) {
-      detail::log_error(l, "a fiber ended with an unknown exception");
-    }
+  const work_tag* tag = detail::tag_of_executor(ex);
+  async_run_in_fiber(ex, std::forward<Fn>(fn), [l, tag](std::exception_ptr e, auto&&...) {
+    if (e) detail::log_exception(l, tag, e);
   });
 }
 

@@ -141,6 +141,16 @@ struct initiate_hosted {
   }
 };
 
+/// Calls `f` inside a coroutine frame that owns it, so that a lambda's
+/// captures outlive every step of the coroutine it returns.
+template <class T, class F>
+boost::asio::awaitable<T> invoke_owned(F f) {
+  co_return co_await f();
+}
+
+template <class F>
+using awaitable_value_t = typename std::invoke_result_t<F&>::value_type;
+
 template <class T>
 struct spawn_signature {
   using type = void(std::exception_ptr, T);
@@ -166,6 +176,17 @@ auto co_spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw, Completio
   hosted_executor hex(detail::host::create(l, tag));
   return boost::asio::async_initiate<CompletionToken, typename detail::spawn_signature<T>::type>(
       detail::initiate_hosted{}, token, std::move(aw), std::move(hex));
+}
+
+/// As above, with a function returning the awaitable (like `asio::co_spawn`
+/// with a function): the function object, and so a lambda's captures, lives
+/// as long as the coroutine.
+template <class Executor, class F, class CompletionToken>
+  requires std::is_invocable_v<F&>
+auto co_spawn_hosted(const Executor& ex, F f, CompletionToken&& token) {
+  using T = detail::awaitable_value_t<F>;
+  return co_spawn_hosted(ex, detail::invoke_owned<T>(std::move(f)),
+                         std::forward<CompletionToken>(token));
 }
 
 }  // namespace coport::bridge

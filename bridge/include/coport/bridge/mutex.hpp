@@ -60,7 +60,7 @@ class mutex {
         std::lock_guard lk(self->mutex_);
         if (self->locked_) {
           self->waiters_.push_back(w);
-          w->bind_cancellation(canceller{self, w});
+          w->cancel_from(self->mutex_, self->waiters_);
           return;
         }
         self->locked_ = true;
@@ -68,14 +68,6 @@ class mutex {
       w->complete({});
     }
   };
-  struct canceller {
-    mutex* self;
-    detail::waiter* w;
-    void operator()(boost::asio::cancellation_type type) const {
-      if (type != boost::asio::cancellation_type::none) self->withdraw(w);
-    }
-  };
-  void withdraw(detail::waiter* w);
 
   executor_type ex_;
   std::mutex mutex_;

@@ -32,15 +32,7 @@ class spawned_coroutine final : public tracked_work {
   }
   void finish(std::exception_ptr e) {
     untrack(loop_, this);
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        log_error(loop_, "coroutine '" + name() + "' ended with an exception: " + x.what());
-      } catch (...) {
-        log_error(loop_, "coroutine '" + name() + "' ended with an unknown exception");
-      }
-    }
+    if (e) log_exception(loop_, tag, e);
     // Asio may still unwind the coroutine's last frame, which holds
     // cancellation state inside signal_; free it after this step.
     submit(loop_, make_task([this] { delete this; }, nullptr));
@@ -53,32 +45,10 @@ class spawned_coroutine final : public tracked_work {
       self->signal_.emit(boost::asio::cancellation_type::terminal);
     }
   };
-  std::string name() const { return tag ? tag->name : std::string("<coroutine>"); }
-
   loop* loop_;
   boost::asio::cancellation_signal signal_;
   std::optional<std::stop_callback<emitter>> on_stop_;
 };
-
-template <class Executor, class T>
-void spawn_tracked(const Executor& ex, boost::asio::awaitable<T> aw, bool hosted) {
-  loop* l = require_loop(ex, "bridge::spawn");
-  const work_tag* tag = tag_of_executor(ex);
-  auto start = [l, tag, ex, hosted, aw = std::move(aw)]() mutable {
-    auto* sc = new spawned_coroutine(l, tag);
-    track(l, sc);
-    auto done = boost::asio::bind_cancellation_slot(
-        sc->slot(), [sc](std::exception_ptr e, auto&&...) { sc->finish(e); });
-    if (hosted) {
-      co_spawn_hosted(ex, std::move(aw), std::move(done));
-    } else {
-      boost::asio::co_spawn(ex, std::move(aw), std::move(done));
-    }
-    sc->arm();
-  };
-  // Tracking lists belong to the loop thread.
-  submit(l, make_task(std::move(start), tag));
-}
 
 }  // namespace detail
 
@@ -88,13 +58,45 @@ void spawn_tracked(const Executor& ex, boost::asio::awaitable<T> aw, bool hosted
 /// cancels it and waits for it, and an exception escaping it is logged.
 template <class Executor, class T>
 void spawn(const Executor& ex, boost::asio::awaitable<T> aw) {
-  detail::spawn_tracked(ex, std::move(aw), false);
+  detail::loop* l = detail::require_loop(ex, "bridge::spawn");
+  const work_tag* tag = detail::tag_of_executor(ex);
+  auto start = [l, tag, ex, aw = std::move(aw)]() mutable {
+    auto* sc = new detail::spawned_coroutine(l, tag);
+    detail::track(l, sc);
+    boost::asio::co_spawn(ex, std::move(aw),
+                          boost::asio::bind_cancellation_slot(
+                              sc->slot(), [sc](std::exception_ptr e, auto&&...) { sc->finish(e); }));
+    sc->arm();
+  };
+  // Tracking lists belong to the loop thread.
+  detail::submit(l, detail::make_task(std::move(start), tag));
+}
+
+/// As spawn(), with a function returning the awaitable; the function
+/// object (a lambda's captures) lives as long as the coroutine.
+template <class Executor, class F>
+  requires std::is_invocable_v<F&>
+void spawn(const Executor& ex, F f) {
+  spawn(ex, detail::invoke_owned<detail::awaitable_value_t<F>>(std::move(f)));
 }
 
 /// As spawn(), but the coroutine is hosted (see co_spawn_hosted).
 template <class Executor, class T>
 void spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw) {
-  detail::spawn_tracked(ex, std::move(aw), true);
+  detail::loop* l = detail::require_loop(ex, "bridge::spawn_hosted");
+  const work_tag* tag = detail::tag_of_executor(ex);
+  // The host's fiber job is tracked, and a coroutine spawned without a slot
+  // of its own is cancelled through the host when the runtime stops.
+  co_spawn_hosted(ex, std::move(aw), [l, tag](std::exception_ptr e, auto&&...) {
+    if (e) detail::log_exception(l, tag, e);
+  });
+}
+
+/// As spawn_hosted(), with a function returning the awaitable.
+template <class Executor, class F>
+  requires std::is_invocable_v<F&>
+void spawn_hosted(const Executor& ex, F f) {
+  spawn_hosted(ex, detail::invoke_owned<detail::awaitable_value_t<F>>(std::move(f)));
 }
 
 }  // namespace coport::bridge

@@ -9,6 +9,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <exception>
 #include <stop_token>
 #include <string>
 
@@ -79,6 +80,8 @@ void track(loop* l, tracked_work* w) noexcept;
 void untrack(loop* l, tracked_work* w) noexcept;
 /// Logs an error through the loop's logger.
 void log_error(loop* l, const std::string& message) noexcept;
+/// Logs an exception that ended detached work named by `tag`.
+void log_exception(loop* l, const work_tag* tag, std::exception_ptr e);
 
 /// Hands `job` to a pooled fiber of `l` (from any thread). If the loop is
 /// stopping the job is still run, with its stop already requested.

@@ -81,6 +81,12 @@ class task_queue {
     return t;
   }
 
+  /// Moves every queued task into `other` (which must be empty).
+  void move_to(task_queue& other) noexcept {
+    other.head_ = std::exchange(head_, nullptr);
+    other.tail_ = std::exchange(tail_, nullptr);
+  }
+
   void clear() noexcept {
     while (task* t = pop()) t->discard();
   }

@@ -17,6 +17,7 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -32,7 +33,10 @@ class waiter {
 
   waiter* prev = nullptr;
   waiter* next = nullptr;
-  bool linked = false;
+  /// Written under the primitive's lock; also read without it by a
+  /// canceller, which must not touch a primitive that already gave the
+  /// waiter up (and may since have been destroyed).
+  std::atomic<bool> linked{false};
 
  protected:
   ~waiter() = default;
@@ -47,7 +51,7 @@ class waiter_list {
     w->next = nullptr;
     if (tail_) tail_->next = w; else head_ = w;
     tail_ = w;
-    w->linked = true;
+    w->linked.store(true, std::memory_order_relaxed);
   }
   waiter* pop_front() noexcept {
     waiter* w = head_;
@@ -58,12 +62,36 @@ class waiter_list {
     if (w->prev) w->prev->next = w->next; else head_ = w->next;
     if (w->next) w->next->prev = w->prev; else tail_ = w->prev;
     w->prev = w->next = nullptr;
-    w->linked = false;
+    w->linked.store(false, std::memory_order_release);
   }
 
  private:
   waiter* head_ = nullptr;
   waiter* tail_ = nullptr;
+};
+
+/// Takes `w` off `list` if it is still queued there; false when the
+/// primitive already gave it up (it is being, or has been, completed). The
+/// first check is made without the lock: a primitive that gave the waiter up
+/// may already be destroyed.
+inline bool withdraw(std::mutex& m, waiter_list& list, waiter* w) {
+  if (!w->linked.load(std::memory_order_acquire)) return false;
+  std::lock_guard lk(m);
+  if (!w->linked.load(std::memory_order_relaxed)) return false;
+  list.remove(w);
+  return true;
+}
+
+/// Cancellation handler of a queued coroutine waiter: on any cancellation
+/// type, withdraws the waiter and completes it with operation_aborted.
+struct withdraw_on_cancel {
+  std::mutex* m;
+  waiter_list* list;
+  waiter* w;
+  void operator()(boost::asio::cancellation_type type) const {
+    if (type == boost::asio::cancellation_type::none) return;
+    if (withdraw(*m, *list, w)) w->complete(boost::asio::error::operation_aborted);
+  }
 };
 
 /// Base of a waiting fiber's record (lives on the fiber's stack).
@@ -80,20 +108,14 @@ class fiber_waiter : public Base {
   /// `boost::asio::error::timed_out`.
   boost::system::error_code wait(std::mutex& m, waiter_list& list,
                                  std::optional<std::chrono::steady_clock::time_point> deadline) {
-    auto withdraw = [&]() -> bool {
-      std::lock_guard lk(m);
-      if (!this->linked) return false;
-      list.remove(this);
-      return true;
-    };
     {
       std::stop_callback on_stop(current_stop_token(), [&] {
-        if (withdraw()) complete(boost::asio::error::operation_aborted);
+        if (withdraw(m, list, this)) complete(boost::asio::error::operation_aborted);
       });
       if (!deadline) {
         done_.park();
       } else if (!done_.park_until(*deadline)) {
-        if (withdraw()) return boost::asio::error::timed_out;
+        if (withdraw(m, list, this)) return boost::asio::error::timed_out;
         done_.park();  // completed concurrently: wait for the completion to land
       }
     }
@@ -117,11 +139,11 @@ class coro_waiter final : public Base {
         work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, fallback),
                                   boost::asio::execution::outstanding_work.tracked)) {}
 
-  /// Arranges for `cancel` to be called when the handler's slot is emitted.
-  template <class Canceller>
-  void bind_cancellation(Canceller c) {
+  /// Withdraws this waiter from `list` (guarded by `m`) when the handler's
+  /// cancellation slot is emitted.
+  void cancel_from(std::mutex& m, waiter_list& list) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.template emplace<Canceller>(std::move(c));
+    if (slot.is_connected()) slot.template emplace<withdraw_on_cancel>(&m, &list, this);
   }
 
   void complete(boost::system::error_code ec) noexcept override {

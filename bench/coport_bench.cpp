@@ -1,0 +1,796 @@
+// coport-bench: the project's benchmark program.
+//
+//   coport-bench [--quick] [--json FILE] [--repeat N] [--clock wall|cpu] [--list] [NAME...]
+//
+// Machines here are shared and noisy, so the figures that matter are ratios
+// of two measurements taken back to back in the same run (DESIGN.md,
+// "Performance is stated as ratios"). The two sides of a ratio are measured
+// one right after the other in every repeat (alternating which goes first),
+// and the ratio reported is the median of the per-repeat ratios; an absolute
+// ns figure is printed for orientation only. A measurement that is the
+// baseline of several ratios is measured once per ratio per repeat.
+//
+// Adding a benchmark: write a function `timing f(std::uint64_t n)` that sets
+// up its own world (a fresh runtime, say), runs a short untimed warm-up, then
+// times n iterations of the operation between two read_clocks() on the
+// thread that runs them, and reports how many operations it timed; add it to
+// `benchmarks()`. If it is to be judged against another, add a line to
+// `ratios()`. The runner calibrates n, repeats, pairs and prints.
+
+#include <coport/bridge/bridge.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/fiber/barrier.hpp>
+#include <boost/fiber/fiber.hpp>
+#include <boost/fiber/operations.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/version.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <coroutine>
+#include <ctime>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace bridge = coport::bridge;
+namespace json = boost::json;
+
+using clock_type = std::chrono::steady_clock;
+using std::chrono::nanoseconds;
+
+// ------------------------------------------------------------------ registry
+
+/// Time between two clock readings on one thread, by both clocks: the
+/// steady clock (wall time) and the thread's CPU time. On a shared machine
+/// the thread is now and then preempted; wall time counts those gaps, CPU
+/// time does not.
+struct elapsed_time {
+  nanoseconds wall{};
+  nanoseconds cpu{};
+};
+
+/// What one run of a benchmark timed: `ops` operations in `elapsed`.
+struct timing {
+  elapsed_time elapsed;
+  std::uint64_t ops = 0;
+};
+
+/// A benchmark: `run(n)` times about n iterations of one operation (setup and
+/// warm-up excluded) and reports them. Its figure is ns per operation.
+struct benchmark {
+  std::string_view name;
+  std::string_view what;
+  timing (*run)(std::uint64_t n);
+};
+
+/// numerator / denominator, measured back to back in each repeat. Met when
+/// the median ratio is at most `aim`; without an aim the ratio is informative.
+struct ratio_spec {
+  std::string_view numerator;
+  std::string_view denominator;
+  std::optional<double> aim;
+};
+
+/// Keeps the compiler from optimising a computed value away.
+template <class T>
+void keep(const T& v) {
+  asm volatile("" : : "r,m"(v) : "memory");
+}
+
+/// Untimed iterations before the timed ones.
+std::uint64_t warmup_of(std::uint64_t n) { return std::clamp<std::uint64_t>(n / 16, 1, 1000); }
+
+/// Both clocks, read on the calling thread.
+struct reading {
+  clock_type::time_point wall{};
+  nanoseconds cpu{};
+};
+
+reading read_clocks() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return {clock_type::now(), std::chrono::seconds(ts.tv_sec) + nanoseconds(ts.tv_nsec)};
+}
+
+elapsed_time between(const reading& from, const reading& to) {
+  return {std::chrono::duration_cast<nanoseconds>(to.wall - from.wall), to.cpu - from.cpu};
+}
+
+elapsed_time since(const reading& from) { return between(from, read_clocks()); }
+
+/// Every runtime of a measurement: no stall detector (its watchdog thread
+/// would compete for the two cores, and nothing here is a stall).
+bridge::runtime_options bench_options() {
+  bridge::runtime_options o;
+  o.name = "bench";
+  o.stall_threshold = std::chrono::milliseconds(0);
+  return o;
+}
+
+// ------------------------------------------------------- floor: coroutines
+
+/// The smallest useful C++20 coroutine: a generator of 0, 1, 2, ...
+class counter {
+ public:
+  struct promise_type {
+    std::uint64_t value = 0;
+    counter get_return_object() {
+      return counter(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    std::suspend_always yield_value(std::uint64_t v) noexcept {
+      value = v;
+      return {};
+    }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+
+  explicit counter(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  counter(const counter&) = delete;
+  counter& operator=(const counter&) = delete;
+  ~counter() { h_.destroy(); }
+
+  std::uint64_t next() {
+    h_.resume();
+    return h_.promise().value;
+  }
+
+ private:
+  std::coroutine_handle<promise_type> h_;
+};
+
+// Not inlined: otherwise the compiler may see through the frame and turn the
+// resumptions into a plain loop, which would not measure a resumption.
+[[gnu::noinline]] counter count_up() {
+  for (std::uint64_t i = 0;; ++i) co_yield i;
+}
+
+timing floor_coroutine_resume(std::uint64_t n) {
+  counter c = count_up();
+  std::uint64_t sum = 0;
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += c.next();
+  const reading t0 = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) sum += c.next();
+  const auto elapsed = since(t0);
+  keep(sum);
+  return {elapsed, n};
+}
+
+// ------------------------------------------------------------- floor: asio
+
+/// A handler that posts itself again until it has run `left` times.
+struct repost {
+  asio::io_context* io;
+  std::uint64_t left;
+  void operator()() {
+    if (--left > 0) asio::post(*io, *this);
+  }
+};
+
+timing floor_asio_post(std::uint64_t n) {
+  asio::io_context io(1);  // one thread, as a coport loop's io_context
+  asio::post(io, repost{&io, warmup_of(n)});
+  io.run();
+  io.restart();
+  asio::post(io, repost{&io, n});
+  const reading t0 = read_clocks();
+  io.run();
+  return {since(t0), n};
+}
+
+// ------------------------------------------------------------------ yields
+
+struct span {
+  reading begin;
+  reading end;
+};
+
+/// One of two fibers taking turns: warm up, meet the other at `gate` (so the
+/// timed part starts with both ready), then yield n times.
+span yield_turns(boost::fibers::barrier& gate, std::uint64_t n) {
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) boost::this_fiber::yield();
+  gate.wait();
+  span s;
+  s.begin = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) boost::this_fiber::yield();
+  s.end = read_clocks();
+  return s;
+}
+
+// Both fibers run on one thread, so their readings of either clock compare.
+timing both_turns(const span& a, const span& b, std::uint64_t n) {
+  const reading& first = a.begin.wall <= b.begin.wall ? a.begin : b.begin;
+  const reading& last = a.end.wall >= b.end.wall ? a.end : b.end;
+  return {between(first, last), 2 * n};
+}
+
+timing floor_round_robin_yield(std::uint64_t n) {
+  span a;
+  span b;
+  // A plain thread: Boost.Fiber's default scheduler (algo::round_robin).
+  std::thread t([&] {
+    boost::fibers::barrier gate(2);
+    boost::fibers::fiber fa([&] { a = yield_turns(gate, n); });
+    boost::fibers::fiber fb([&] { b = yield_turns(gate, n); });
+    fa.join();
+    fb.join();
+  });
+  t.join();
+  return both_turns(a, b, n);
+}
+
+timing bridge_yield(std::uint64_t n) {
+  boost::fibers::barrier gate(2);
+  bridge::runtime rt(bench_options());
+  auto a = bridge::async_run_in_fiber(
+      rt.get_executor(), [&] { return yield_turns(gate, n); }, asio::use_future);
+  auto b = bridge::async_run_in_fiber(
+      rt.get_executor(), [&] { return yield_turns(gate, n); }, asio::use_future);
+  return both_turns(a.get(), b.get(), n);
+}
+
+// ---------------------------------------------------------- bridge crossings
+
+asio::awaitable<int> trivial(int i) { co_return i; }
+
+timing bridge_fiber_to_coroutine(std::uint64_t n) {
+  bridge::runtime rt(bench_options());
+  auto f = bridge::async_run_in_fiber(
+      rt.get_executor(),
+      [n] {
+        int sum = 0;
+        for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += bridge::await(trivial(1));
+        const reading t0 = read_clocks();
+        for (std::uint64_t i = 0; i < n; ++i) sum += bridge::await(trivial(1));
+        const auto elapsed = since(t0);
+        keep(sum);
+        return elapsed;
+      },
+      asio::use_future);
+  return {f.get(), n};
+}
+
+asio::awaitable<elapsed_time> run_in_fiber_turns(bridge::loop_executor ex, std::uint64_t n) {
+  int sum = 0;
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
+    sum += co_await bridge::async_run_in_fiber(ex, [] { return 1; }, asio::use_awaitable);
+  }
+  const reading t0 = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    sum += co_await bridge::async_run_in_fiber(ex, [] { return 1; }, asio::use_awaitable);
+  }
+  const auto elapsed = since(t0);
+  keep(sum);
+  co_return elapsed;
+}
+
+timing bridge_coroutine_to_fiber(std::uint64_t n) {
+  bridge::runtime rt(bench_options());
+  auto f = asio::co_spawn(rt.get_executor(), run_in_fiber_turns(rt.get_executor(), n),
+                          asio::use_future);
+  return {f.get(), n};
+}
+
+/// n resumptions of the calling coroutine through its own executor.
+asio::awaitable<elapsed_time> post_turns(std::uint64_t n) {
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) co_await asio::post(asio::use_awaitable);
+  const reading t0 = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) co_await asio::post(asio::use_awaitable);
+  co_return since(t0);
+}
+
+/// The same loop on a plain io_context: what a native coroutine costs
+/// without coport, and so what bridge.native_resume is judged against.
+timing floor_awaitable_post(std::uint64_t n) {
+  asio::io_context io(1);
+  auto f = asio::co_spawn(io, post_turns(n), asio::use_future);
+  io.run();
+  return {f.get(), n};
+}
+
+timing bridge_native_resume(std::uint64_t n) {
+  bridge::runtime rt(bench_options());
+  auto f = asio::co_spawn(rt.get_executor(), post_turns(n), asio::use_future);
+  return {f.get(), n};
+}
+
+timing bridge_hosted_resume(std::uint64_t n) {
+  bridge::runtime rt(bench_options());
+  auto f = bridge::co_spawn_hosted(rt.get_executor(), post_turns(n), asio::use_future);
+  return {f.get(), n};
+}
+
+// ----------------------------------------------------------------- the lists
+
+const std::vector<benchmark>& benchmarks() {
+  static const std::vector<benchmark> list = {
+      {"floor.round_robin_yield",
+       "this_fiber::yield(), two fibers, plain thread, Boost.Fiber round_robin",
+       floor_round_robin_yield},
+      {"bridge.yield", "this_fiber::yield(), two fibers on a coport runtime loop", bridge_yield},
+      {"floor.coroutine_resume", "resumption of a hand-written C++20 generator",
+       floor_coroutine_resume},
+      {"floor.asio_post", "asio::post round trip: a handler reposting itself, one thread",
+       floor_asio_post},
+      {"bridge.fiber_to_coroutine", "bridge::await(trivial()) from a fiber",
+       bridge_fiber_to_coroutine},
+      {"bridge.coroutine_to_fiber",
+       "co_await async_run_in_fiber(ex, []{ return 1; }) from a native coroutine",
+       bridge_coroutine_to_fiber},
+      {"floor.awaitable_post",
+       "co_await asio::post(use_awaitable), coroutine on a plain io_context, one thread",
+       floor_awaitable_post},
+      {"bridge.native_resume", "co_await asio::post(use_awaitable), native coroutine",
+       bridge_native_resume},
+      {"bridge.hosted_resume", "co_await asio::post(use_awaitable), hosted coroutine",
+       bridge_hosted_resume},
+  };
+  return list;
+}
+
+const std::vector<ratio_spec>& ratios() {
+  static const std::vector<ratio_spec> list = {
+      {"bridge.yield", "floor.round_robin_yield", 1.5},
+      {"bridge.fiber_to_coroutine", "bridge.yield", 5.0},
+      {"bridge.coroutine_to_fiber", "bridge.yield", 5.0},
+      {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
+      {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
+  };
+  return list;
+}
+
+std::string ratio_name(const ratio_spec& r) {
+  return std::string(r.numerator) + "/" + std::string(r.denominator);
+}
+
+// -------------------------------------------------------------------- runner
+
+struct settings {
+  bool quick = false;
+  int repeats = 5;
+  bool list = false;
+  // Time by the measuring thread's CPU clock instead of steady_clock: leaves
+  // out the gaps in which the machine ran someone else's work on that core.
+  bool cpu_clock = false;
+  std::optional<std::string> json_path;
+  std::vector<std::string> filters;
+  nanoseconds target() const {
+    return quick ? std::chrono::milliseconds(10) : std::chrono::milliseconds(50);
+  }
+};
+
+struct summary {
+  double median = 0;
+  double min = 0;
+  double max = 0;
+  std::size_t count = 0;
+};
+
+summary summarise(std::vector<double> v) {
+  summary s;
+  s.count = v.size();
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  s.median = v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+  s.min = v.front();
+  s.max = v.back();
+  return s;
+}
+
+/// One unit of the schedule: a ratio's two sides, or a measurement that is
+/// the side of no selected ratio.
+struct step {
+  const benchmark* numerator;
+  const benchmark* denominator = nullptr;  // null: a lone measurement
+  const ratio_spec* ratio = nullptr;
+};
+
+class runner {
+ public:
+  explicit runner(const settings& s) : s_(s) {}
+
+  void run(const std::vector<step>& steps) {
+    const auto started = clock_type::now();
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const step& st = steps[i];
+      std::fprintf(stderr, "[%zu/%zu] %s", i + 1, steps.size(),
+                   std::string(st.numerator->name).c_str());
+      if (st.denominator) std::fprintf(stderr, " / %s", std::string(st.denominator->name).c_str());
+      std::fprintf(stderr, " ...");
+      std::fflush(stderr);
+      const auto t0 = clock_type::now();
+      if (st.denominator) {
+        run_pair(st);
+        const summary r = summarise(ratio_samples_[st.ratio]);
+        std::fprintf(stderr, " ratio %.2f (%.2f..%.2f)", r.median, r.min, r.max);
+      } else {
+        for (int rep = 0; rep < s_.repeats; ++rep) measure(*st.numerator);
+        const summary m = summarise(samples_[st.numerator->name]);
+        std::fprintf(stderr, " %.1f ns (%.1f..%.1f)", m.median, m.min, m.max);
+      }
+      std::fprintf(stderr, " [%.2f s]\n", seconds_since(t0));
+    }
+    std::fprintf(stderr, "done in %.1f s\n", seconds_since(started));
+  }
+
+  const std::vector<double>& samples(std::string_view name) { return samples_[name]; }
+  const std::vector<double>& ratio_samples(const ratio_spec* r) { return ratio_samples_[r]; }
+  const std::vector<double>& side_samples(const ratio_spec* r, bool numerator) {
+    return numerator ? num_samples_[r] : den_samples_[r];
+  }
+  std::uint64_t iterations(std::string_view name) const {
+    auto it = iterations_.find(name);
+    return it == iterations_.end() ? 0 : it->second;
+  }
+
+ private:
+  static double seconds_since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+  }
+
+  // The two sides alternate which goes first, so that neither always
+  // inherits the other's cache and frequency state.
+  void run_pair(const step& st) {
+    // Calibrate both first, so that no calibration run falls between them.
+    calibrated(*st.denominator);
+    calibrated(*st.numerator);
+    for (int rep = 0; rep < s_.repeats; ++rep) {
+      double num = 0;
+      double den = 0;
+      if (rep % 2 == 0) {
+        den = measure(*st.denominator);
+        num = measure(*st.numerator);
+      } else {
+        num = measure(*st.numerator);
+        den = measure(*st.denominator);
+      }
+      num_samples_[st.ratio].push_back(num);
+      den_samples_[st.ratio].push_back(den);
+      ratio_samples_[st.ratio].push_back(num / den);
+    }
+  }
+
+  /// One measurement, in ns per operation; records it under the benchmark.
+  double measure(const benchmark& b) {
+    const std::uint64_t n = calibrated(b);
+    const timing t = b.run(n);
+    const nanoseconds e = s_.cpu_clock ? t.elapsed.cpu : t.elapsed.wall;
+    const double ns =
+        t.ops ? static_cast<double>(e.count()) / static_cast<double>(t.ops) : std::nan("");
+    samples_[b.name].push_back(ns);
+    return ns;
+  }
+
+  /// Iterations that make one measurement of `b` last at least the target
+  /// time; found once, on first use, then fixed so repeats are comparable.
+  /// The calibration runs double as warm-up.
+  std::uint64_t calibrated(const benchmark& b) {
+    if (auto it = iterations_.find(b.name); it != iterations_.end()) return it->second;
+    const double target = static_cast<double>(s_.target().count());
+    std::uint64_t n = 256;
+    for (;;) {
+      const timing t = b.run(n);
+      const double took = static_cast<double>(t.elapsed.wall.count());
+      if (took >= target || n >= (std::uint64_t{1} << 40)) break;
+      const double factor = took > 0 ? std::clamp(1.2 * target / took, 1.5, 100.0) : 100.0;
+      n = static_cast<std::uint64_t>(static_cast<double>(n) * factor);
+    }
+    iterations_.emplace(b.name, n);
+    return n;
+  }
+
+  const settings& s_;
+  std::map<std::string_view, std::vector<double>> samples_;
+  std::map<std::string_view, std::uint64_t> iterations_;
+  std::map<const ratio_spec*, std::vector<double>> ratio_samples_;
+  std::map<const ratio_spec*, std::vector<double>> num_samples_;
+  std::map<const ratio_spec*, std::vector<double>> den_samples_;
+};
+
+const benchmark* find_benchmark(std::string_view name) {
+  for (const auto& b : benchmarks()) {
+    if (b.name == name) return &b;
+  }
+  return nullptr;
+}
+
+/// Throws if the lists disagree: a ratio naming no benchmark, a name twice.
+void check_lists() {
+  for (const auto& b : benchmarks()) {
+    if (std::count_if(benchmarks().begin(), benchmarks().end(),
+                      [&](const benchmark& o) { return o.name == b.name; }) != 1) {
+      throw std::logic_error("benchmark listed twice: " + std::string(b.name));
+    }
+  }
+  for (const auto& r : ratios()) {
+    if (!find_benchmark(r.numerator) || !find_benchmark(r.denominator)) {
+      throw std::logic_error("ratio names an unknown benchmark: " + ratio_name(r));
+    }
+  }
+}
+
+/// The benchmarks to run: those whose name contains one of the filters (all
+/// without filters), plus the denominator of every ratio whose numerator is
+/// selected, since a figure is judged against its baseline.
+std::vector<const benchmark*> select(const std::vector<std::string>& filters) {
+  std::vector<bool> chosen(benchmarks().size(), filters.empty());
+  for (std::size_t i = 0; i < benchmarks().size(); ++i) {
+    for (const auto& f : filters) {
+      if (benchmarks()[i].name.find(f) != std::string_view::npos) chosen[i] = true;
+    }
+  }
+  auto index_of = [](std::string_view name) {
+    return static_cast<std::size_t>(find_benchmark(name) - benchmarks().data());
+  };
+  for (const auto& r : ratios()) {
+    if (chosen[index_of(r.numerator)]) chosen[index_of(r.denominator)] = true;
+  }
+  std::vector<const benchmark*> out;
+  for (std::size_t i = 0; i < benchmarks().size(); ++i) {
+    if (chosen[i]) out.push_back(&benchmarks()[i]);
+  }
+  return out;
+}
+
+/// Registry order; a ratio runs where its numerator is listed, a benchmark
+/// that is a side of no selected ratio runs alone.
+std::vector<step> schedule(const std::vector<const benchmark*>& chosen) {
+  auto is_chosen = [&](std::string_view name) {
+    return std::any_of(chosen.begin(), chosen.end(),
+                       [&](const benchmark* b) { return b->name == name; });
+  };
+  std::vector<step> steps;
+  for (const benchmark* b : chosen) {
+    bool in_ratio = false;
+    for (const auto& r : ratios()) {
+      if (!is_chosen(r.numerator) || !is_chosen(r.denominator)) continue;
+      if (r.numerator == b->name) {
+        steps.push_back({b, find_benchmark(r.denominator), &r});
+        in_ratio = true;
+      } else if (r.denominator == b->name) {
+        in_ratio = true;  // measured with its numerator
+      }
+    }
+    if (!in_ratio) steps.push_back({b});
+  }
+  return steps;
+}
+
+// -------------------------------------------------------------------- output
+
+json::value number_or_null(double v) {
+  if (std::isfinite(v)) return json::value(v);
+  return json::value(nullptr);
+}
+
+std::string range(double lo, double hi, const char* fmt) {
+  char a[32];
+  char b[32];
+  std::snprintf(a, sizeof a, fmt, lo);
+  std::snprintf(b, sizeof b, fmt, hi);
+  return std::string(a) + ".." + b;
+}
+
+struct report {
+  std::vector<json::object> lines;
+};
+
+report print_results(runner& r, const std::vector<const benchmark*>& chosen,
+                     const std::vector<step>& steps, const settings& s) {
+  report out;
+  const char* clock_name = s.cpu_clock ? "cpu" : "wall";
+  std::printf("coport-bench: %s mode, %d repeats, >= %lld ms per measurement, %s clock, "
+              "%u hardware threads, Boost %d.%d.%d\n\n",
+              s.quick ? "quick" : "full", s.repeats,
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(s.target()).count()),
+              s.cpu_clock ? "thread CPU" : "steady", std::thread::hardware_concurrency(),
+              BOOST_VERSION / 100000,
+              BOOST_VERSION / 100 % 1000, BOOST_VERSION % 100);
+
+  std::printf("%-28s %10s  %-20s %4s %12s\n", "measurement", "ns/op", "min..max", "n",
+              "iterations");
+  for (const benchmark* b : chosen) {
+    const summary m = summarise(r.samples(b->name));
+    std::printf("%-28s %10.1f  %-20s %4zu %12llu\n", std::string(b->name).c_str(), m.median,
+                range(m.min, m.max, "%.1f").c_str(), m.count,
+                static_cast<unsigned long long>(r.iterations(b->name)));
+    json::object o;
+    o["name"] = b->name;
+    o["kind"] = "measurement";
+    o["value"] = number_or_null(m.median);
+    o["unit"] = "ns";
+    o["min"] = number_or_null(m.min);
+    o["max"] = number_or_null(m.max);
+    o["samples"] = m.count;
+    o["iterations"] = r.iterations(b->name);
+    o["clock"] = clock_name;
+    o["description"] = b->what;
+    out.lines.push_back(std::move(o));
+  }
+
+  bool any_ratio = false;
+  for (const step& st : steps) {
+    if (!st.ratio) continue;
+    if (!any_ratio) {
+      std::printf("\n%-50s %7s  %-12s %6s  %s\n", "ratio (median of per-repeat ratios)", "median",
+                  "min..max", "aim", "met");
+      any_ratio = true;
+    }
+    const ratio_spec& rs = *st.ratio;
+    const summary q = summarise(r.ratio_samples(st.ratio));
+    const summary num = summarise(r.side_samples(st.ratio, true));
+    const summary den = summarise(r.side_samples(st.ratio, false));
+    // No std::optional<bool> here: GCC 12 warns (wrongly) that it may be
+    // read uninitialised.
+    const bool met = rs.aim && std::isfinite(q.median) && q.median <= *rs.aim;
+    char aim[16] = "-";
+    if (rs.aim) std::snprintf(aim, sizeof aim, "%.2f", *rs.aim);
+    const std::string label = std::string(rs.numerator) + " / " + std::string(rs.denominator);
+    std::printf("%-50s %7.2f  %-12s %6s  %s\n", label.c_str(), q.median,
+                range(q.min, q.max, "%.2f").c_str(), aim,
+                rs.aim ? (met ? "yes" : "NO") : "-");
+    json::object o;
+    o["name"] = ratio_name(rs);
+    o["kind"] = "ratio";
+    o["value"] = number_or_null(q.median);
+    o["unit"] = "ratio";
+    o["numerator_name"] = rs.numerator;
+    o["denominator_name"] = rs.denominator;
+    // Medians of the two sides as measured in this ratio's pairs (ns/op);
+    // "ratio" is the median of the per-repeat ratios, not their quotient.
+    o["numerator"] = number_or_null(num.median);
+    o["denominator"] = number_or_null(den.median);
+    o["ratio"] = number_or_null(q.median);
+    o["min"] = number_or_null(q.min);
+    o["max"] = number_or_null(q.max);
+    o["samples"] = q.count;
+    o["aim"] = rs.aim ? json::value(*rs.aim) : json::value(nullptr);
+    o["met"] = rs.aim ? json::value(met) : json::value(nullptr);
+    o["clock"] = clock_name;
+    out.lines.push_back(std::move(o));
+  }
+  std::fflush(stdout);
+  return out;
+}
+
+// ---------------------------------------------------------------------- main
+
+void usage(std::FILE* to) {
+  std::fprintf(to,
+               "usage: coport-bench [--quick] [--json FILE] [--repeat N] [--clock wall|cpu] "
+               "[--list] [NAME...]\n"
+               "  --quick       3 repeats of >= 10 ms measurements (default: 5 of >= 50 ms)\n"
+               "  --json FILE   also write one JSON object per result, one per line\n"
+               "  --repeat N    repeats of each measurement\n"
+               "  --clock C     wall: steady_clock (default); cpu: the measuring thread's\n"
+               "                CPU time, which leaves out preemption on a busy machine\n"
+               "  --list        list the benchmarks and ratios, run nothing\n"
+               "  NAME          run the benchmarks whose name contains NAME (and the\n"
+               "                baselines of their ratios)\n");
+}
+
+std::optional<settings> parse(int argc, char** argv) {
+  settings s;
+  std::optional<int> repeats;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--quick") {
+      s.quick = true;
+    } else if (a == "--json" && i + 1 < argc) {
+      s.json_path = argv[++i];
+    } else if (a == "--repeat" && i + 1 < argc) {
+      char* end = nullptr;
+      const long v = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || v < 1 || v > 1000) {
+        std::fprintf(stderr, "coport-bench: --repeat wants a number from 1 to 1000\n");
+        return std::nullopt;
+      }
+      repeats = static_cast<int>(v);
+    } else if (a == "--clock" && i + 1 < argc) {
+      const std::string_view c = argv[++i];
+      if (c != "wall" && c != "cpu") {
+        std::fprintf(stderr, "coport-bench: --clock wants 'wall' or 'cpu'\n");
+        return std::nullopt;
+      }
+      s.cpu_clock = c == "cpu";
+    } else if (a == "--list") {
+      s.list = true;
+    } else if (a == "-h" || a == "--help") {
+      usage(stdout);
+      std::exit(0);
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "coport-bench: unknown or incomplete option '%s'\n", argv[i]);
+      usage(stderr);
+      return std::nullopt;
+    } else {
+      s.filters.emplace_back(a);
+    }
+  }
+  s.repeats = repeats ? *repeats : (s.quick ? 3 : 5);
+  return s;
+}
+
+int run_main(int argc, char** argv) {
+  const std::optional<settings> parsed = parse(argc, argv);
+  if (!parsed) return 2;
+  const settings& s = *parsed;
+  check_lists();
+
+  if (s.list) {
+    for (const auto& b : benchmarks()) {
+      std::printf("%-28s %s\n", std::string(b.name).c_str(), std::string(b.what).c_str());
+    }
+    for (const auto& r : ratios()) {
+      std::printf("ratio %s", ratio_name(r).c_str());
+      if (r.aim) std::printf(" (aim <= %.2f)", *r.aim);
+      std::printf("\n");
+    }
+    return 0;
+  }
+
+  const auto chosen = select(s.filters);
+  if (chosen.empty()) {
+    std::fprintf(stderr, "coport-bench: no benchmark matches; try --list\n");
+    return 2;
+  }
+  // Open the JSON file first, so that a bad path fails before the run.
+  std::ofstream json_out;
+  if (s.json_path) {
+    json_out.open(*s.json_path, std::ios::trunc);
+    if (!json_out) {
+      std::fprintf(stderr, "coport-bench: cannot write %s\n", s.json_path->c_str());
+      return 2;
+    }
+  }
+
+  const auto steps = schedule(chosen);
+  runner r(s);
+  r.run(steps);
+  const report rep = print_results(r, chosen, steps, s);
+
+  if (s.json_path) {
+    for (const auto& line : rep.lines) json_out << json::serialize(line) << '\n';
+    json_out.flush();
+    if (!json_out) {
+      std::fprintf(stderr, "coport-bench: error writing %s\n", s.json_path->c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coport-bench: %s\n", e.what());
+    return 1;
+  }
+}

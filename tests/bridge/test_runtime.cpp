@@ -1,0 +1,210 @@
+#include <coport/bridge/runtime.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "bridge_test_support.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/fiber/all.hpp>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <ctime>
+#include <set>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace coport::test;
+
+namespace {
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+}  // namespace
+
+TEST_CASE("sleeping fibers, fibers woken from other threads, handlers and timers all progress on one loop",
+          "[bridge][runtime]") {
+  bridge::runtime rt(test_options("mixed"));
+
+  // A fiber that sleeps in small steps.
+  auto sleeper = in_fiber(rt, [] {
+    for (int i = 0; i < 5; ++i) boost::this_fiber::sleep_for(1ms);
+    return 5;
+  });
+  // A fiber woken by a plain Boost.Fiber promise fulfilled on another thread.
+  boost::fibers::promise<int> from_thread;
+  auto woken = in_fiber(rt, [f = from_thread.get_future()]() mutable { return f.get() + 1; });
+  // An Asio timer handler.
+  std::promise<bool> timer_fired;
+  asio::steady_timer timer(rt.get_executor(), 2ms);
+  timer.async_wait([&](boost::system::error_code ec) { timer_fired.set_value(!ec); });
+  // A plain handler posted from this thread.
+  std::promise<std::thread::id> posted;
+  rt.post([&] { posted.set_value(std::this_thread::get_id()); });
+
+  std::thread other([&] { from_thread.set_value(41); });
+  other.join();
+
+  CHECK(get(sleeper) == 5);
+  CHECK(get(woken) == 42);
+  CHECK(get(timer_fired.get_future()));
+  CHECK(get(posted.get_future()) == rt.thread_id());
+}
+
+TEST_CASE("a fiber sleeping on the loop sleeps at least as long as asked", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("sleep"));
+  auto elapsed = in_fiber(rt, [] {
+    auto start = std::chrono::steady_clock::now();
+    boost::this_fiber::sleep_for(20ms);
+    return std::chrono::steady_clock::now() - start;
+  });
+  CHECK(get(elapsed) >= 20ms);
+}
+
+TEST_CASE("posts from many threads all run, on the loop thread", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("posts"));
+  constexpr int threads = 4;
+  constexpr int per_thread = 10000;
+  std::atomic<int> ran{0};
+  std::atomic<int> wrong_thread{0};
+  std::promise<void> all_done;
+  const auto loop_thread = rt.thread_id();
+  std::vector<std::thread> posters;
+  for (int t = 0; t < threads; ++t) {
+    posters.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        rt.post([&] {
+          if (std::this_thread::get_id() != loop_thread) ++wrong_thread;
+          if (++ran == threads * per_thread) all_done.set_value();
+        });
+      }
+    });
+  }
+  for (auto& p : posters) p.join();
+  get(all_done.get_future());
+  CHECK(ran == threads * per_thread);
+  CHECK(wrong_thread == 0);
+}
+
+TEST_CASE("an idle runtime sleeps in the kernel instead of spinning", "[bridge][runtime]") {
+  // Default options: the stall watchdog is on too. The window is a
+  // measurement period, not a synchronisation step.
+  bridge::runtime rt;
+  get(in_fiber(rt, [] { return 0; }));  // the loop has started and gone idle
+  const double before = process_cpu_seconds();
+  std::this_thread::sleep_for(500ms);
+  const double used = process_cpu_seconds() - before;
+  // A spinning loop would burn ~0.5 s of CPU here.
+  CHECK(used < 0.05);
+}
+
+TEST_CASE("stop interrupts a fiber blocked forever and the loop thread exits", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("stop"));
+  bridge::event never(rt.get_executor());
+  std::promise<bool> saw_abort;
+  std::promise<void> waiting;
+  bridge::spawn_fiber(rt.get_executor(), [&] {
+    waiting.set_value();
+    try {
+      never.wait();
+      saw_abort.set_value(false);
+    } catch (const boost::system::system_error& e) {
+      saw_abort.set_value(e.code() == asio::error::operation_aborted);
+    }
+  });
+  get(waiting.get_future());
+  CHECK(rt.tracked_work() == 1);
+  rt.stop();
+  rt.join();
+  CHECK(get(saw_abort.get_future()));
+  CHECK(rt.tracked_work() == 0);
+}
+
+TEST_CASE("stop cancels a tracked native coroutine and waits for it", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("stop-coro"));
+  std::promise<boost::system::error_code> outcome;
+  std::promise<void> started;
+  bridge::spawn(rt.get_executor("stop.coro"), [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 1h);
+    started.set_value();
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    outcome.set_value(ec);
+  });
+  get(started.get_future());
+  rt.stop();
+  rt.join();
+  CHECK(get(outcome.get_future()) == asio::error::operation_aborted);
+}
+
+TEST_CASE("work posted after stop is discarded, not run", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("late"));
+  rt.stop();
+  rt.join();
+  std::atomic<bool> ran{false};
+  rt.post([&] { ran = true; });
+  CHECK_FALSE(ran);
+}
+
+TEST_CASE("an exception escaping native work is logged and the loop keeps running",
+          "[bridge][runtime]") {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  auto opts = test_options("throwing");
+  opts.logger = std::make_shared<spdlog::logger>("throwing-test", sink);
+  bridge::runtime rt(opts);
+  asio::post(rt.get_executor("thrower"), [] { throw std::runtime_error("boom from a handler"); });
+  std::promise<int> after;
+  rt.post([&] { after.set_value(7); });
+  CHECK(get(after.get_future()) == 7);
+  auto lines = sink->last_formatted();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("boom from a handler") != std::string::npos);
+  CHECK(lines[0].find("thrower") != std::string::npos);
+}
+
+TEST_CASE("fibers created with plain Boost.Fiber calls run on the loop", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("raw"));
+  auto result = in_fiber(rt, [] {
+    int a = 0, b = 0;
+    boost::fibers::fiber f1([&] { boost::this_fiber::yield(); a = 1; });
+    boost::fibers::fiber f2([&] { boost::this_fiber::sleep_for(1ms); b = 2; });
+    f1.join();
+    f2.join();
+    return a + b;
+  });
+  CHECK(get(result) == 3);
+}
+
+TEST_CASE("a pool runs one loop per thread and spreads work round robin", "[bridge][runtime]") {
+  auto opts = test_options("pool");
+  bridge::runtime_pool pool(3, opts);
+  REQUIRE(pool.size() == 3);
+  std::set<std::thread::id> threads;
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    std::promise<std::thread::id> p;
+    pool.next().post([&] { p.set_value(std::this_thread::get_id()); });
+    threads.insert(get(p.get_future()));
+  }
+  CHECK(threads.size() == 3);
+  CHECK(pool[0].options().name == "pool-0");
+  CHECK(&pool[1].registry() == &pool.registry());  // counters add up across loops
+}
+
+TEST_CASE("a loop executor is an Asio executor that any_io_executor accepts", "[bridge][runtime]") {
+  bridge::runtime rt(test_options("exec"));
+  asio::any_io_executor any = rt.get_executor("named");
+  REQUIRE(any.target<bridge::loop_executor>() != nullptr);
+  CHECK(any.target<bridge::loop_executor>()->tag()->name == "named");
+  CHECK(&asio::query(any, asio::execution::context) == &rt.io_context());
+  CHECK(&bridge::runtime::of(rt.get_executor()) == &rt);
+  CHECK_FALSE(rt.get_executor().running_in_this_thread());
+  auto on_loop = in_coro(rt, [&]() -> asio::awaitable<bool> {
+    co_return rt.get_executor().running_in_this_thread();
+  });
+  CHECK(get(on_loop));
+}

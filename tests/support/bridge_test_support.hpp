@@ -1,0 +1,65 @@
+#ifndef COPORT_TESTS_BRIDGE_TEST_SUPPORT_HPP
+#define COPORT_TESTS_BRIDGE_TEST_SUPPORT_HPP
+
+// Helpers for bridge tests: run a body in a fiber or a coroutine of a
+// runtime and wait for it from the test thread (where Catch2 assertions are
+// safe), and a thread-safe latch-like counter.
+
+#include <coport/bridge/bridge.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <chrono>
+#include <future>
+#include <stdexcept>
+
+namespace coport::test {
+
+namespace asio = boost::asio;
+namespace bridge = coport::bridge;
+
+/// Waits for `f` with a generous ceiling so that a bug shows as a failed
+/// test rather than a hung one. Not a synchronisation device: the ceiling
+/// is only reached when the code under test is broken.
+template <class T>
+T get(std::future<T>& f, std::chrono::seconds ceiling = std::chrono::seconds(30)) {
+  if (f.wait_for(ceiling) != std::future_status::ready) {
+    throw std::runtime_error("timed out waiting for the loop: the code under test hung");
+  }
+  return f.get();
+}
+template <class T>
+T get(std::future<T>&& f, std::chrono::seconds ceiling = std::chrono::seconds(30)) {
+  return get(f, ceiling);
+}
+
+/// Runs `fn` in a pooled fiber of `rt` and returns a future of its result.
+template <class Fn>
+auto in_fiber(bridge::runtime& rt, Fn fn) {
+  return bridge::async_run_in_fiber(rt.get_executor(), std::move(fn), asio::use_future);
+}
+
+/// Runs `make()` (a function returning an awaitable, such as a lambda
+/// coroutine, which co_spawn keeps alive) natively on `rt` and returns a
+/// future of its result. Never pass an immediately invoked lambda coroutine
+/// to co_spawn-like calls: its captures die before it runs.
+template <class F>
+auto in_coro(bridge::runtime& rt, F make) {
+  return asio::co_spawn(rt.get_executor(), std::move(make), asio::use_future);
+}
+
+/// Runtime options for tests: quiet stall detector unless a test wants it.
+inline bridge::runtime_options test_options(std::string name = "test") {
+  bridge::runtime_options o;
+  o.name = std::move(name);
+  o.stall_threshold = std::chrono::milliseconds(0);
+  return o;
+}
+
+}  // namespace coport::test
+
+#endif
