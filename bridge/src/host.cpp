@@ -41,7 +41,7 @@ void host::release() noexcept {
 }
 
 bool host::running_here() const noexcept {
-  return fiber_running_ && fiber_ == boost::fibers::context::active();
+  return fiber_running_ && fiber_ == running_context();
 }
 
 void host::submit(task* t) {
@@ -69,10 +69,14 @@ void host::submit_local(task* t) {
   }
 }
 
+void host::attach_here() noexcept {
+  fiber_ = tl_running;
+  fiber_running_ = true;
+}
+
 void host::run_fiber() {
-  auto* ctx = boost::fibers::context::active();
-  fiber_info* info = info_of(ctx);
-  fiber_ = ctx;
+  attach_here();
+  fiber_info* info = info_of(fiber_);
   info->hosting = this;
   // Runtime stop reaches a coroutine spawned without a cancellation slot
   // through the host's own signal, emitted here on the loop thread.
@@ -80,6 +84,25 @@ void host::run_fiber() {
   if (cancel_on_stop_) {
     on_stop.emplace(info->stop, [this] { stop_signal_.emit(boost::asio::cancellation_type::terminal); });
   }
+  run_until_done();
+  on_stop.reset();
+  info->hosting = nullptr;
+  fiber_ = nullptr;
+  fiber_running_ = false;
+}
+
+void host::run_here() {
+  fiber_info* info = info_of(fiber_);
+  host* outer = std::exchange(info->hosting, this);
+  run_until_done();
+  info->hosting = outer;
+  fiber_ = nullptr;
+  fiber_running_ = false;
+}
+
+void host::run_until_done() {
+  fiber_info* info = info_of(fiber_);
+  const bool was_idle = info->idle;
   task_queue batch;
   for (;;) {
     // As on the loop fiber: one batch, then let others run.
@@ -97,21 +120,21 @@ void host::run_fiber() {
       }
     }
     if (!queue_.empty()) {
-      info->idle = true;  // a scheduling yield of coport's, not the coroutine's
-      boost::this_fiber::yield();
-      info->idle = false;
+      if (loop_->algo_->has_ready_workers() || ++batches_without_yield_ >= batches_before_yield) {
+        batches_without_yield_ = 0;
+        info->idle = true;  // a scheduling yield of coport's, not the coroutine's
+        boost::this_fiber::yield();
+        info->idle = was_idle;
+      }
       continue;
     }
+    batches_without_yield_ = 0;
     if (done_) break;
     parked_ = true;
     info->idle = true;
     wake_.park();
-    info->idle = false;
+    info->idle = was_idle;
   }
-  on_stop.reset();
-  info->hosting = nullptr;
-  fiber_ = nullptr;
-  fiber_running_ = false;
 }
 
 }  // namespace coport::bridge::detail

@@ -8,6 +8,10 @@
 #include <boost/fiber/fixedsize_stack.hpp>
 #include <boost/fiber/operations.hpp>
 
+#include <boost/asio/detail/call_stack.hpp>
+#include <boost/asio/detail/thread_context.hpp>
+#include <boost/asio/detail/thread_info_base.hpp>
+
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
@@ -16,6 +20,13 @@
 #include <vector>
 
 namespace coport::bridge::detail {
+
+constinit thread_local boost::fibers::context* tl_running = nullptr;
+
+boost::fibers::context* running_context() noexcept {
+  if (auto* c = tl_running) return c;
+  return boost::fibers::context::active();
+}
 
 namespace {
 
@@ -26,6 +37,13 @@ thread_local loop* tl_loop = nullptr;
 // Each poll costs an epoll_wait(0); 64 switches amortise it to a few percent
 // of a fiber switch.
 constexpr unsigned io_poll_every_switches = 64;
+// Boost.Fiber puts its dispatcher back in the ready queue each time it
+// resumes a fiber, which would cost an extra switch per round. While other
+// fibers are ready the dispatcher is passed over, but never for more than
+// this many switches: it is what moves sleepers whose time has come and
+// fibers woken by other threads into the ready queue.
+constexpr unsigned dispatcher_every_switches = 64;
+
 // Handlers run per poll, so that handlers which keep reposting themselves to
 // the io_context cannot starve the fibers.
 constexpr int io_handlers_per_poll = 64;
@@ -39,6 +57,11 @@ class runtime_service final : public boost::asio::execution_context::service {
   void shutdown() override {}
   loop* owner;
 };
+
+// Identifies the loop fiber's entry in Asio's per-thread call stack; it
+// matches no io_context, so Asio never mistakes the loop fiber for a thread
+// running one.
+struct asio_thread_key : boost::asio::detail::thread_context {};
 
 // Owns a task handed from another thread until the loop queues it; if the
 // io_context is destroyed first, the task is discarded, not leaked.
@@ -64,18 +87,25 @@ void loop_algorithm::awakened(boost::fibers::context* ctx) noexcept {
     // A fiber created with plain Boost.Fiber calls: it inherits the work tag
     // and stop token of whatever fiber created it.
     auto* info = new fiber_info(ctx);
-    if (auto* parent = info_of(boost::fibers::context::active())) {
+    if (auto* parent = info_of(tl_running)) {
       info->tag = parent->tag;
       info->stop = parent->stop;
     }
     ctx->set_properties(info);
   }
+  if (ctx == tl_running) {
+    // Only a switch that bypassed pick_next() (a fiber launched with
+    // launch::dispatch) re-queues the context believed to be running.
+    tl_running = boost::fibers::context::active();
+  }
+  if (!ctx->is_context(boost::fibers::type::dispatcher_context)) ++ready_workers_;
   ctx->ready_link(ready_);
 }
 
 boost::fibers::context* loop_algorithm::pick_next() noexcept {
-  auto* self = boost::fibers::context::active();
+  auto* self = tl_running;
   if (self->is_context(boost::fibers::type::dispatcher_context)) {
+    switches_since_dispatcher_ = 0;
     if (in_io_) {
       // An Asio handler run directly by the io_context tried to block. The
       // scheduler's dispatcher cannot be suspended; continuing would corrupt
@@ -94,7 +124,16 @@ boost::fibers::context* loop_algorithm::pick_next() noexcept {
   if (ready_.empty()) return nullptr;
   boost::fibers::context* next = &ready_.front();
   ready_.pop_front();
+  if (next->is_context(boost::fibers::type::dispatcher_context) && ready_workers_ > 0 &&
+      switches_since_dispatcher_ < dispatcher_every_switches) {
+    next->ready_link(ready_);  // to the back; take the fiber behind it
+    next = &ready_.front();
+    ready_.pop_front();
+  }
+  if (!next->is_context(boost::fibers::type::dispatcher_context)) --ready_workers_;
   ++switches_since_io_;
+  ++switches_since_dispatcher_;
+  tl_running = next;
   if (next == loop_.loop_ctx_) {
     loop_.publish(loop_.tag_loop);
   } else if (next->is_context(boost::fibers::type::dispatcher_context)) {
@@ -258,7 +297,20 @@ void loop::thread_main() {
   boost::fibers::use_scheduling_algorithm<loop_algorithm>(*this);
   // The thread's main context is the loop fiber: it runs native work.
   loop_ctx_ = boost::fibers::context::active();
-  run_loop_fiber();
+  tl_running = loop_ctx_;
+  {
+    // Asio recycles the memory of coroutine frames and handlers through a
+    // per-thread cache that it finds only inside io_context::run(). Native
+    // work runs on the loop fiber, outside run(): give this thread a cache
+    // of its own for the loop's lifetime (fibers of this thread share it,
+    // one at a time).
+    asio_thread_key key;
+    boost::asio::detail::thread_info_base cache;
+    boost::asio::detail::call_stack<boost::asio::detail::thread_context,
+                                    boost::asio::detail::thread_info_base>::context
+        cache_scope(&key, cache);
+    run_loop_fiber();
+  }
 
   // Every tracked job has ended; release the idle pooled fibers and wait for
   // them, so that the scheduler finds no fiber of ours when the thread exits.
@@ -269,7 +321,8 @@ void loop::thread_main() {
     loop_parker_.park();
   }
   // Fibers started with raw Boost.Fiber calls are run to their end by the
-  // scheduler's destructor when this thread exits.
+  // scheduler's destructor when this thread exits (tl_running stays
+  // maintained through that).
 }
 
 void loop::run_loop_fiber() {
@@ -293,9 +346,13 @@ void loop::run_loop_fiber() {
       in_microtask_ = false;
     }
     if (!local_.empty()) {
-      boost::this_fiber::yield();
+      if (algo_->has_ready_workers() || ++batches_without_yield_ >= batches_before_yield) {
+        batches_without_yield_ = 0;
+        boost::this_fiber::yield();
+      }
       continue;
     }
+    batches_without_yield_ = 0;
     if (stopping_ && tracked_head_ == nullptr) return;
     loop_parked_ = true;
     loop_parker_.park();
@@ -527,7 +584,7 @@ void submit_job(loop* l, fiber_job* job) {
 void check_can_block(const char* what) {
   loop* l = tl_loop;
   if (!l) return;  // a plain thread or fiber: blocking is its own business
-  auto* ctx = boost::fibers::context::active();
+  auto* ctx = tl_running;
   if (ctx->is_context(boost::fibers::type::dispatcher_context)) {
     throw error(errc::blocking_on_loop,
                 std::string(what) +
@@ -565,16 +622,24 @@ loop* require_runtime_fiber(const char* what) {
   return l;
 }
 
+void count_implicit_yield_if_hosted() noexcept {
+  if (!tl_loop) return;
+  const fiber_info* info = info_of(tl_running);
+  if (info && info->hosting && !info->idle) {
+    info->hosting->tag()->implicit_yields.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 std::stop_token current_stop_token() noexcept {
   if (!tl_loop) return {};
-  const fiber_info* info = info_of(boost::fibers::context::active());
+  const fiber_info* info = info_of(tl_running);
   return info ? info->stop : std::stop_token{};
 }
 
 const work_tag* current_tag() noexcept {
   loop* l = tl_loop;
   if (!l) return nullptr;
-  auto* ctx = boost::fibers::context::active();
+  auto* ctx = tl_running;
   if (ctx == l->loop_ctx_) return l->current_tag();
   const fiber_info* info = info_of(ctx);
   if (info && info->hosting) return info->hosting->tag();

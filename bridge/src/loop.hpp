@@ -27,6 +27,10 @@ class logger;
 
 namespace coport::bridge::detail {
 
+/// Batches of queued work the loop fiber (or a host) runs back to back while
+/// no other fiber waits for the CPU, before it lets the dispatcher run.
+inline constexpr unsigned batches_before_yield = 16;
+
 /// What coport knows about a fiber, attached as Boost.Fiber properties.
 /// Fibers created with raw Boost.Fiber calls on a loop get one on their first
 /// wake-up, inheriting the tag and stop token of the fiber that created them.
@@ -108,9 +112,7 @@ class loop {
       loop_parker_.unpark();
     }
   }
-  bool on_loop_fiber() const noexcept {
-    return boost::fibers::context::active() == loop_ctx_;
-  }
+  bool on_loop_fiber() const noexcept { return tl_running == loop_ctx_; }
   void track(tracked_work* w) noexcept;
   void untrack(tracked_work* w) noexcept;
   bool stopping() const noexcept { return stopping_; }
@@ -125,6 +127,7 @@ class loop {
   void report_violation(violation::kind k, const work_tag* tag, std::string message);
 
   fiber_pool pool{*this};
+  loop_algorithm* algo_ = nullptr;
   boost::fibers::context* loop_ctx_ = nullptr;
   bool in_microtask_ = false;
 
@@ -138,6 +141,7 @@ class loop {
   task_queue local_;
   parker loop_parker_;
   bool loop_parked_ = false;
+  unsigned batches_without_yield_ = 0;
   bool stopping_ = false;
   bool draining_fibers_ = false;
   tracked_work* tracked_head_ = nullptr;
@@ -163,7 +167,9 @@ class loop {
 /// rounds and waited on (in the kernel) when nothing is ready.
 class loop_algorithm final : public boost::fibers::algo::algorithm {
  public:
-  explicit loop_algorithm(loop& l) noexcept : loop_(l) {}
+  explicit loop_algorithm(loop& l) noexcept : loop_(l) { l.algo_ = this; }
+  /// True when a context other than the scheduler's dispatcher is ready.
+  bool has_ready_workers() const noexcept { return ready_workers_ > 0; }
   void awakened(boost::fibers::context* ctx) noexcept override;
   boost::fibers::context* pick_next() noexcept override;
   bool has_ready_fibers() const noexcept override { return !ready_.empty(); }
@@ -177,6 +183,8 @@ class loop_algorithm final : public boost::fibers::algo::algorithm {
   loop& loop_;
   boost::fibers::scheduler::ready_queue_type ready_;
   unsigned switches_since_io_ = 0;
+  unsigned switches_since_dispatcher_ = 0;
+  unsigned ready_workers_ = 0;
   bool in_io_ = false;
 };
 

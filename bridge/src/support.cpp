@@ -3,6 +3,7 @@
 
 #include "log.hpp"
 
+#include <coport/bridge/detail/loop_api.hpp>
 #include <coport/bridge/detail/parker.hpp>
 #include <coport/bridge/detail/task.hpp>
 #include <coport/bridge/diagnostics.hpp>
@@ -161,7 +162,7 @@ void deallocate_task_block(void* p, std::size_t size) noexcept {
 // ------------------------------------------------------------------ parker
 
 void parker::park() noexcept {
-  auto* ctx = boost::fibers::context::active();
+  auto* ctx = running_context();
   boost::fibers::detail::spinlock_lock lk{lock_};
   while (!notified_) {
     waker_ = ctx->create_waker();
@@ -174,7 +175,7 @@ void parker::park() noexcept {
 }
 
 bool parker::park_until(std::chrono::steady_clock::time_point deadline) noexcept {
-  auto* ctx = boost::fibers::context::active();
+  auto* ctx = running_context();
   boost::fibers::detail::spinlock_lock lk{lock_};
   while (!notified_) {
     if (std::chrono::steady_clock::now() >= deadline) {

@@ -4,6 +4,7 @@
 // Fiber -> coroutine: a fiber waits for an awaitable; only that fiber blocks.
 
 #include <coport/bridge/detail/parker.hpp>
+#include <coport/bridge/hosted.hpp>
 #include <coport/bridge/runtime.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -48,14 +49,62 @@ boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> aw,
   if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(result));
 }
 
+inline void throw_if_stop_requested() {
+  if (current_stop_token().stop_requested()) {
+    throw boost::system::system_error(boost::asio::error::operation_aborted,
+                                      "bridge::await: the waiting fiber was asked to stop");
+  }
+}
+
+template <class T>
+T result_of(await_state<T>& st) {
+  if (st.error) std::rethrow_exception(st.error);
+  if constexpr (!std::is_void_v<T>) return std::move(*st.value);
+}
+
+// The calling fiber hosts the coroutine: its steps run right here, and the
+// fiber parks only while the coroutine waits for something. No other fiber
+// or the loop fiber is involved, so a round trip costs no context switch
+// beyond those of the awaited operations.
+template <class T>
+T await_here(loop* l, boost::asio::awaitable<T> aw,
+             std::optional<std::chrono::steady_clock::duration> timeout) {
+  throw_if_stop_requested();
+  count_implicit_yield_if_hosted();
+  auto st = std::make_shared<await_state<T>>();
+  hosted_executor hex(host::create(l, current_tag()));
+  host* h = hex.get_host();
+  h->attach_here();
+  auto body = timeout ? with_timeout(std::move(aw), *timeout) : std::move(aw);
+  auto on_done = [st, h](std::exception_ptr e, auto&&... v) {
+    st->error = e;
+    if constexpr (sizeof...(v) > 0) {
+      if (!e) st->value.emplace(std::move(v)...);
+    }
+    st->finished = true;
+    h->mark_done();
+  };
+  boost::asio::co_spawn(std::move(hex), std::move(body),
+                        boost::asio::bind_cancellation_slot(st->signal.slot(), std::move(on_done)));
+  {
+    // A stop of the fiber cancels the coroutine; the signal is emitted on the
+    // loop fiber, while this fiber is parked between the coroutine's steps.
+    std::stop_callback cancel(current_stop_token(), [st, l] {
+      submit(l, make_task([st] {
+               if (!st->finished) st->signal.emit(boost::asio::cancellation_type::terminal);
+             }, nullptr));
+    });
+    h->run_here();
+  }
+  return result_of(*st);
+}
+
 template <class Executor, class T>
 T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
            std::optional<std::chrono::steady_clock::duration> timeout) {
   require_runtime_fiber("bridge::await");
-  if (std::stop_token stop = current_stop_token(); stop.stop_requested()) {
-    throw boost::system::system_error(boost::asio::error::operation_aborted,
-                                      "bridge::await: the waiting fiber was asked to stop");
-  }
+  throw_if_stop_requested();
+  count_implicit_yield_if_hosted();
   auto st = std::make_shared<await_state<T>>();
   auto body = timeout ? with_timeout(std::move(aw), *timeout) : std::move(aw);
   auto on_done = [st](std::exception_ptr e, auto&&... v) {
@@ -81,17 +130,19 @@ T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
     });
     st->done.park();
   }
-  if (st->error) std::rethrow_exception(st->error);
-  if constexpr (!std::is_void_v<T>) return std::move(*st->value);
+  return result_of(*st);
 }
 
 }  // namespace detail
 
-/// Blocks the calling fiber (only it) until `aw` has finished running as a
-/// native coroutine on the fiber's own loop; returns its value or rethrows
-/// its exception. If the fiber is asked to stop meanwhile, the coroutine is
-/// cancelled (Asio terminal cancellation) and the fiber keeps waiting until it
-/// has finished, so the coroutine never outlives the call.
+/// Blocks the calling fiber (only it) until `aw` has finished; returns its
+/// value or rethrows its exception. The fiber hosts the coroutine while it
+/// waits: the coroutine's steps run in this fiber, on its loop, and
+/// `co_await asio::this_coro::executor` inside it gives a hosted_executor.
+/// If the fiber is asked to stop meanwhile, the coroutine is cancelled (Asio
+/// terminal cancellation) and the fiber keeps waiting until it has finished,
+/// so the coroutine never outlives the call. Awaiting from a hosted
+/// coroutine counts as an implicit yield of that coroutine.
 ///
 /// Throws `error(errc::not_on_runtime)` outside a fiber of a coport runtime
 /// and `error(errc::blocking_on_loop)` on the loop fiber, where waiting would
@@ -99,7 +150,7 @@ T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
 template <class T>
 T await(boost::asio::awaitable<T> aw) {
   detail::loop* l = detail::require_runtime_fiber("bridge::await");
-  return detail::await_on(loop_executor(l, detail::current_tag()), std::move(aw), std::nullopt);
+  return detail::await_here(l, std::move(aw), std::nullopt);
 }
 
 /// As await(aw), with a deadline: when `timeout` passes, the coroutine is
@@ -108,12 +159,12 @@ T await(boost::asio::awaitable<T> aw) {
 template <class T, class Rep, class Period>
 T await(boost::asio::awaitable<T> aw, std::chrono::duration<Rep, Period> timeout) {
   detail::loop* l = detail::require_runtime_fiber("bridge::await");
-  return detail::await_on(loop_executor(l, detail::current_tag()), std::move(aw),
-                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  return detail::await_here(l, std::move(aw),
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
 }
 
 /// As await(aw), running the coroutine on `ex` (another loop, a strand, a
-/// hosted executor) instead of the fiber's own loop.
+/// loop executor for a native run) instead of in the waiting fiber.
 template <class Executor, class T>
 T await(const Executor& ex, boost::asio::awaitable<T> aw) {
   return detail::await_on(ex, std::move(aw), std::nullopt);

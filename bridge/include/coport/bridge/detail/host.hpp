@@ -39,13 +39,20 @@ class host {
   void cancel_on_stop() noexcept { cancel_on_stop_ = true; }
   /// Called when the hosted coroutine has finished.
   void mark_done() noexcept { done_ = true; }
+  /// Makes the calling fiber this host's fiber: work submitted from now on
+  /// runs in it (inline when submitted from it).
+  void attach_here() noexcept;
 
-  // Loop thread only, used by the host's fiber job.
+  // Loop thread only. run_fiber() is the body of the host's own pooled
+  // fiber. run_here() makes the calling fiber the host instead (a fiber
+  // awaiting a coroutine hosts it, greenio style) until the coroutine is done.
   void run_fiber();
+  void run_here();
 
  private:
   host(loop* l, const work_tag* tag) : loop_(l), tag_(tag) {}
   void submit_local(task* t);
+  void run_until_done();
 
   loop* loop_;
   const work_tag* tag_;
@@ -55,6 +62,7 @@ class host {
   boost::fibers::context* fiber_ = nullptr;
   bool fiber_running_ = false;
   bool parked_ = false;
+  unsigned batches_without_yield_ = 0;
   bool done_ = false;
   bool cancel_on_stop_ = false;
   boost::asio::cancellation_signal stop_signal_;

@@ -18,10 +18,23 @@ struct work_tag;
 class diagnostics;
 }  // namespace coport::bridge
 
+namespace boost::fibers {
+class context;
+}
+
 namespace coport::bridge::detail {
 
 class loop;
 class host;
+
+/// The running fiber context on a coport loop thread, kept by the loop's
+/// scheduler at every switch (null on other threads). Boost.Fiber's own
+/// context::active() lives in a shared library and costs two dynamic TLS
+/// lookups; this mirror is one ordinary thread-local read.
+extern constinit thread_local boost::fibers::context* tl_running;
+
+/// The running fiber context (any thread).
+boost::fibers::context* running_context() noexcept;
 
 /// The loop whose thread is the calling thread, or nullptr.
 loop* current_loop() noexcept;
@@ -42,6 +55,10 @@ void check_can_block(const char* what);
 /// Throws `error(not_on_runtime)` unless the caller is a fiber (not the loop
 /// fiber) of a coport loop; returns that loop.
 loop* require_runtime_fiber(const char* what);
+
+/// Counts an implicit yield if the caller is a hosted coroutine's fiber
+/// about to block (for blocking the scheduler cannot see as such).
+void count_implicit_yield_if_hosted() noexcept;
 
 /// Stop token of the calling fiber's current work (empty if none).
 std::stop_token current_stop_token() noexcept;
