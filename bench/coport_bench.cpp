@@ -273,6 +273,33 @@ timing bridge_fiber_to_coroutine(std::uint64_t n) {
   return {f.get(), n};
 }
 
+/// Spawns trivial(1) again from each completion until `left` have run: the
+/// cost of starting and finishing an asio::awaitable, which is what
+/// bridge::await must pay at least.
+struct respawn {
+  asio::io_context* io;
+  std::uint64_t left;
+  int* sum;
+  void operator()(std::exception_ptr, int v) {
+    *sum += v;
+    if (--left > 0) asio::co_spawn(*io, trivial(1), respawn{io, left, sum});
+  }
+};
+
+timing floor_co_spawn(std::uint64_t n) {
+  asio::io_context io(1);
+  int sum = 0;
+  asio::co_spawn(io, trivial(1), respawn{&io, warmup_of(n), &sum});
+  io.run();
+  io.restart();
+  asio::co_spawn(io, trivial(1), respawn{&io, n, &sum});
+  const reading t0 = read_clocks();
+  io.run();
+  const auto elapsed = since(t0);
+  keep(sum);
+  return {elapsed, n};
+}
+
 asio::awaitable<elapsed_time> run_in_fiber_turns(bridge::loop_executor ex, std::uint64_t n) {
   int sum = 0;
   for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
@@ -335,6 +362,8 @@ const std::vector<benchmark>& benchmarks() {
        floor_coroutine_resume},
       {"floor.asio_post", "asio::post round trip: a handler reposting itself, one thread",
        floor_asio_post},
+      {"floor.co_spawn", "co_spawn of a trivial coroutine to completion, plain io_context",
+       floor_co_spawn},
       {"bridge.fiber_to_coroutine", "bridge::await(trivial()) from a fiber",
        bridge_fiber_to_coroutine},
       {"bridge.coroutine_to_fiber",
@@ -355,6 +384,7 @@ const std::vector<ratio_spec>& ratios() {
   static const std::vector<ratio_spec> list = {
       {"bridge.yield", "floor.round_robin_yield", 1.5},
       {"bridge.fiber_to_coroutine", "bridge.yield", 5.0},
+      {"bridge.fiber_to_coroutine", "floor.co_spawn", std::nullopt},
       {"bridge.coroutine_to_fiber", "bridge.yield", 5.0},
       {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
       {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
