@@ -386,6 +386,7 @@ const std::vector<ratio_spec>& ratios() {
       {"bridge.fiber_to_coroutine", "bridge.yield", 5.0},
       {"bridge.fiber_to_coroutine", "floor.co_spawn", std::nullopt},
       {"bridge.coroutine_to_fiber", "bridge.yield", 5.0},
+      {"bridge.coroutine_to_fiber", "floor.awaitable_post", std::nullopt},
       {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
       {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
   };

@@ -90,6 +90,13 @@ class fiber_job : public tracked_work {
  public:
   /// Runs the work and delivers its result; must not throw.
   virtual void run() noexcept = 0;
+
+  // Jobs are created and freed once per call: recycle their memory through
+  // the same per-thread cache as queued tasks.
+  static void* operator new(std::size_t size) { return allocate_task_block(size); }
+  static void operator delete(void* p, std::size_t size) noexcept {
+    deallocate_task_block(p, size);
+  }
 };
 
 /// Registers / unregisters tracked work; loop thread only.
