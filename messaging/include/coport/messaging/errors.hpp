@@ -1,0 +1,159 @@
+#ifndef COPORT_MESSAGING_ERRORS_HPP
+#define COPORT_MESSAGING_ERRORS_HPP
+
+#include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace coport::messaging {
+
+/// Error conditions of the messaging layer. Each has an exception class
+/// below; the codes serve `error_code` users and tests.
+enum class errc {
+  invalid_target = 1,   ///< a target or version string that cannot be used
+  no_such_method,       ///< no endpoint in the namespace has the method
+  unsupported_version,  ///< endpoints have the method, none at a compatible version
+  bad_arguments,        ///< missing, unexpected or wrongly typed parameter
+  remote_error,         ///< the remote method raised; see remote_error
+  timeout,              ///< no reply within the call's timeout
+  version_cap,          ///< the call's version is above the client's cap
+  decode_error,         ///< a message that is not a valid oslo.messaging message
+  transport_error,      ///< the transport failed or is closed
+  invalid_url,          ///< a transport URL that cannot be used
+};
+
+const boost::system::error_category& messaging_category() noexcept;
+
+inline boost::system::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), messaging_category()};
+}
+
+/// Base of every messaging exception. what() is the message alone (these
+/// messages travel to remote callers and logs).
+class messaging_error : public boost::system::system_error {
+ public:
+  messaging_error(errc e, const std::string& what)
+      : system_error(make_error_code(e), what), message_(what) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+class invalid_target : public messaging_error {
+ public:
+  explicit invalid_target(const std::string& what) : messaging_error(errc::invalid_target, what) {}
+};
+
+/// oslo.messaging's NoSuchMethod.
+class no_such_method : public messaging_error {
+ public:
+  explicit no_such_method(std::string method);
+  const std::string& method() const noexcept { return method_; }
+
+ private:
+  std::string method_;
+};
+
+/// oslo.messaging's UnsupportedVersion.
+class unsupported_version : public messaging_error {
+ public:
+  unsupported_version(std::string version, std::string method);
+  const std::string& version() const noexcept { return version_; }
+  const std::string& method() const noexcept { return method_; }
+
+ private:
+  std::string version_;
+  std::string method_;
+};
+
+/// A call whose arguments do not fit the method; the message names the
+/// parameter.
+class bad_arguments : public messaging_error {
+ public:
+  bad_arguments(std::string method, std::string parameter, const std::string& problem);
+  const std::string& method() const noexcept { return method_; }
+  const std::string& parameter() const noexcept { return parameter_; }
+
+ private:
+  std::string method_;
+  std::string parameter_;
+};
+
+/// The remote endpoint raised: its exception's class name, module, message
+/// and traceback lines, as oslo.messaging's RemoteError carries them.
+class remote_error : public messaging_error {
+ public:
+  remote_error(std::string exc_type, std::string module, std::string value,
+               std::vector<std::string> traceback = {});
+  /// Class name of the remote exception ("ValueError", "runtime_error").
+  const std::string& exc_type() const noexcept { return exc_type_; }
+  const std::string& module() const noexcept { return module_; }
+  /// The remote exception's message.
+  const std::string& value() const noexcept { return value_; }
+  const std::vector<std::string>& traceback() const noexcept { return traceback_; }
+
+ private:
+  std::string exc_type_;
+  std::string module_;
+  std::string value_;
+  std::vector<std::string> traceback_;
+};
+
+/// oslo.messaging's MessagingTimeout.
+class timeout_error : public messaging_error {
+ public:
+  explicit timeout_error(const std::string& what) : messaging_error(errc::timeout, what) {}
+};
+
+/// oslo.messaging's RPCVersionCapError.
+class version_cap_error : public messaging_error {
+ public:
+  version_cap_error(const std::string& version, const std::string& cap);
+};
+
+/// A malformed message; `what()` says which part is wrong.
+class decode_error : public messaging_error {
+ public:
+  explicit decode_error(const std::string& what) : messaging_error(errc::decode_error, what) {}
+};
+
+class transport_error : public messaging_error {
+ public:
+  explicit transport_error(const std::string& what) : messaging_error(errc::transport_error, what) {}
+};
+
+class invalid_url : public messaging_error {
+ public:
+  explicit invalid_url(const std::string& what) : messaging_error(errc::invalid_url, what) {}
+};
+
+/// Thrown by endpoint code to choose the class name and module the caller
+/// sees (e.g. `endpoint_exception("ValueError", "builtins", "bad size")`,
+/// which a Python caller rebuilds as a ValueError). Other exceptions are
+/// reported with their C++ class name (without namespace) and, as module,
+/// their namespace ("std"), or "coport" for a class in none.
+class endpoint_exception : public std::runtime_error {
+ public:
+  endpoint_exception(std::string exc_type, std::string module, const std::string& message)
+      : std::runtime_error(message), exc_type_(std::move(exc_type)), module_(std::move(module)) {}
+  const std::string& exc_type() const noexcept { return exc_type_; }
+  const std::string& module() const noexcept { return module_; }
+
+ private:
+  std::string exc_type_;
+  std::string module_;
+};
+
+}  // namespace coport::messaging
+
+namespace boost::system {
+template <>
+struct is_error_code_enum<coport::messaging::errc> : std::true_type {};
+}  // namespace boost::system
+
+#endif

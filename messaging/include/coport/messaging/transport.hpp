@@ -1,0 +1,302 @@
+#ifndef COPORT_MESSAGING_TRANSPORT_HPP
+#define COPORT_MESSAGING_TRANSPORT_HPP
+
+// Transports carry messages between clients and servers. A transport is
+// chosen by URL ("memory://", "rabbit://user:pass@host:5672/"), and is
+// implemented by a driver. Every asynchronous function takes an Asio
+// completion token; handlers complete on their associated executor.
+
+#include <coport/messaging/message.hpp>
+#include <coport/messaging/target.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace spdlog {
+class logger;
+}
+
+namespace coport::messaging {
+
+namespace detail {
+
+/// Wraps a completion handler so that invoking the wrapper, from any thread,
+/// delivers the result on the handler's own executor and never inside the
+/// invoker's stack (no re-entrancy into a driver). Drivers receive such
+/// wrappers, type-erased, and simply call them. Handlers without an executor
+/// (futures, plain callbacks) run at once on the invoking thread.
+template <class Handler>
+class deliver_on_executor {
+ public:
+  explicit deliver_on_executor(Handler h) : handler_(std::move(h)) {}
+
+  template <class... Args>
+  void operator()(Args&&... args) {
+    auto ex = boost::asio::get_associated_executor(handler_);
+    if constexpr (std::is_same_v<decltype(ex), boost::asio::system_executor>) {
+      std::move(handler_)(std::forward<Args>(args)...);
+    } else {
+      boost::asio::post(ex, boost::asio::append(std::move(handler_), std::forward<Args>(args)...));
+    }
+  }
+
+  using allocator_type = boost::asio::associated_allocator_t<Handler>;
+  allocator_type get_allocator() const noexcept { return boost::asio::get_associated_allocator(handler_); }
+
+ private:
+  Handler handler_;
+};
+
+template <class Handler>
+deliver_on_executor<std::decay_t<Handler>> deliver(Handler&& h) {
+  return deliver_on_executor<std::decay_t<Handler>>(std::forward<Handler>(h));
+}
+
+}  // namespace detail
+
+/// A received RPC request. The request is already acknowledged to the
+/// transport (at most once, as oslo.messaging does for RPC).
+class incoming_call {
+ public:
+  virtual ~incoming_call() = default;
+  /// The request (its arguments may be consumed by the method).
+  rpc_request& request() noexcept { return request_; }
+  /// Sends the reply of a call; ignored for a cast. Non-blocking and
+  /// thread-safe; a reply that cannot be sent is reported by the transport
+  /// (logged with its message id), never thrown.
+  virtual void reply(rpc_reply r) = 0;
+
+ protected:
+  explicit incoming_call(rpc_request r) : request_(std::move(r)) {}
+  rpc_request request_;
+};
+
+/// A received notification; it stays unacknowledged until ack() or
+/// requeue() (destroying it unanswered requeues it).
+class incoming_notification {
+ public:
+  virtual ~incoming_notification() = default;
+  notification& message() noexcept { return message_; }
+  /// The message was handled: the transport forgets it.
+  virtual void ack() = 0;
+  /// The message was not handled: the transport delivers it again (to this
+  /// or another listener of the pool).
+  virtual void requeue() = 0;
+
+ protected:
+  explicit incoming_notification(notification n) : message_(std::move(n)) {}
+  notification message_;
+};
+
+/// Handlers drivers receive: invoke them directly, from any thread, with no
+/// lock held; they deliver on their owner's executor.
+using call_receiver = boost::asio::any_completion_handler<void(boost::system::error_code,
+                                                               std::unique_ptr<incoming_call>)>;
+using notification_receiver = boost::asio::any_completion_handler<void(
+    boost::system::error_code, std::unique_ptr<incoming_notification>)>;
+using send_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+
+/// Driver side of a listener.
+class listener_impl {
+ public:
+  virtual ~listener_impl() = default;
+  /// Completes with the next message, or operation_aborted after stop().
+  /// At most one receive is pending at a time.
+  virtual void async_receive_call(call_receiver h);
+  virtual void async_receive_notification(notification_receiver h);
+  /// Stops taking messages: the pending receive ends with operation_aborted
+  /// and messages not yet received stay with the transport for others.
+  virtual void stop() = 0;
+};
+
+/// A listener: what a server consumes from. The transport keeps messages
+/// that no one receives, so a server takes a message only when it has
+/// room for it (the executors' backpressure).
+class listener {
+ public:
+  explicit listener(std::shared_ptr<listener_impl> impl) : impl_(std::move(impl)) {}
+
+  /// RPC listeners: completes with `(error_code, std::unique_ptr<incoming_call>)`.
+  template <class CompletionToken>
+  auto async_receive_call(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken,
+                                       void(boost::system::error_code, std::unique_ptr<incoming_call>)>(
+        [impl = impl_](auto handler) { impl->async_receive_call(detail::deliver(std::move(handler))); },
+        token);
+  }
+  /// Notification listeners: `(error_code, std::unique_ptr<incoming_notification>)`.
+  template <class CompletionToken>
+  auto async_receive_notification(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken,
+                                       void(boost::system::error_code,
+                                            std::unique_ptr<incoming_notification>)>(
+        [impl = impl_](auto handler) {
+          impl->async_receive_notification(detail::deliver(std::move(handler)));
+        },
+        token);
+  }
+  void stop() { impl_->stop(); }
+
+ private:
+  std::shared_ptr<listener_impl> impl_;
+};
+
+/// What a transport driver implements (memory://, rabbit://).
+class driver {
+ public:
+  virtual ~driver() = default;
+  /// Publishes a request to `to` (already validated), completing once the
+  /// transport has it.
+  virtual void async_send(const target& to, rpc_request request, send_handler h) = 0;
+  virtual void async_notify(const target& to, notification n, send_handler h) = 0;
+  /// Starts consuming the requests of a server: its topic queue, its
+  /// topic.server queue and the topic's fanout.
+  virtual std::shared_ptr<listener_impl> listen(const target& server) = 0;
+  /// Starts consuming notifications: for each target, the queue
+  /// "<topic>.<priority>" of every priority; listeners of one pool share
+  /// messages, each pool (and the listeners without one) gets every message.
+  virtual std::shared_ptr<listener_impl> listen_notifications(const std::vector<target>& targets,
+                                                              const std::optional<std::string>& pool) = 0;
+  /// The queue replies to this transport's calls go to, consumed from now
+  /// on; replies are passed to `sink` (on any thread).
+  virtual std::string start_replies(std::function<void(rpc_reply)> sink) = 0;
+  /// The URL, with any password masked.
+  virtual std::string describe() const = 0;
+  /// Stops every thread and connection of the driver.
+  virtual void shutdown() = 0;
+};
+
+/// Settings of a transport.
+struct transport_options {
+  /// oslo.messaging's control_exchange: the exchange of targets that name none.
+  std::string control_exchange = "openstack";
+  /// Where the transport logs; null: the "coport" logger (stderr).
+  std::shared_ptr<spdlog::logger> logger;
+  decode_limits limits;
+};
+
+/// A driver factory for a URL scheme ("rabbit"), registered by the driver's
+/// library. memory:// is built in.
+using driver_factory =
+    std::function<std::unique_ptr<driver>(std::string_view url, const transport_options&)>;
+void register_driver(std::string scheme, driver_factory factory);
+
+/// A connection to a messaging system, shared by clients, servers and
+/// listeners of a process (thread-safe). Calls wait for their reply on one
+/// reply queue per transport.
+class transport : public std::enable_shared_from_this<transport> {
+ public:
+  /// Opens a transport for `url`; throws invalid_url for an unknown scheme
+  /// or a malformed URL (with any password masked in the message).
+  static std::shared_ptr<transport> create(std::string_view url, transport_options options = {});
+  ~transport();
+  transport(const transport&) = delete;
+  transport& operator=(const transport&) = delete;
+
+  const transport_options& options() const noexcept { return options_; }
+  spdlog::logger& log() const noexcept { return *log_; }
+  /// The URL with any password masked.
+  std::string describe() const { return driver_->describe(); }
+  /// The exchange of `t`: its own, or the control exchange.
+  const std::string& exchange_of(const target& t) const noexcept {
+    return t.exchange.empty() ? options_.control_exchange : t.exchange;
+  }
+
+  /// Sends a request without waiting for a reply (cast, fanout cast).
+  /// Completes with `(error_code)` once the transport took it.
+  template <class CompletionToken>
+  auto async_cast(target to, rpc_request request, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+        [self = shared_from_this()](auto handler, target t, rpc_request r) {
+          self->driver_->async_send(t, std::move(r), detail::deliver(std::move(handler)));
+        },
+        token, std::move(to), std::move(request));
+  }
+
+  /// Sends a call and waits for its reply up to `timeout`; completes with
+  /// `(std::exception_ptr, rpc_reply)`: timeout_error when it expires,
+  /// transport_error when sending fails. Sets the request's msg_id and
+  /// reply_q.
+  template <class CompletionToken>
+  auto async_call(target to, rpc_request request, std::chrono::steady_clock::duration timeout,
+                  CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr, rpc_reply)>(
+        [self = shared_from_this()](auto handler, target t, rpc_request r,
+                                    std::chrono::steady_clock::duration d) {
+          auto timer_ex = timer_executor_of(handler);
+          self->start_call(std::move(t), std::move(r), d, std::move(timer_ex),
+                           detail::deliver(std::move(handler)));
+        },
+        token, std::move(to), std::move(request), timeout);
+  }
+
+  /// Publishes a notification; completes with `(error_code)`.
+  template <class CompletionToken>
+  auto async_notify(target to, notification n, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+        [self = shared_from_this()](auto handler, target t, notification m) {
+          self->driver_->async_notify(t, std::move(m), detail::deliver(std::move(handler)));
+        },
+        token, std::move(to), std::move(n));
+  }
+
+  /// A listener for the requests of server `t` (topic and server set).
+  listener listen(const target& t);
+  /// A listener for notifications on `targets`, optionally in a pool.
+  listener listen_notifications(const std::vector<target>& targets,
+                                std::optional<std::string> pool = std::nullopt);
+
+  /// Calls waiting for a reply now.
+  std::size_t pending_calls() const;
+
+ private:
+  struct pending_call;
+  transport(std::unique_ptr<driver> d, transport_options options);
+
+  // A call's timeout runs on the executor of its handler when that is an
+  // I/O executor (a coroutine's); otherwise (futures, fiber tokens, plain
+  // callbacks) on a thread of the transport. Empty means the latter.
+  template <class Handler>
+  static boost::asio::any_io_executor timer_executor_of(const Handler& h) {
+    using ex_t = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
+    if constexpr (std::is_same_v<ex_t, boost::asio::system_executor> ||
+                  !std::is_convertible_v<ex_t, boost::asio::any_io_executor>) {
+      return {};
+    } else {
+      return boost::asio::get_associated_executor(h, boost::asio::system_executor());
+    }
+  }
+
+  void start_call(target to, rpc_request request, std::chrono::steady_clock::duration timeout,
+                  boost::asio::any_io_executor timer_ex,
+                  boost::asio::any_completion_handler<void(std::exception_ptr, rpc_reply)> handler);
+  void on_reply(rpc_reply reply);
+  void finish(const std::shared_ptr<pending_call>& call, std::exception_ptr e, rpc_reply reply);
+
+  transport_options options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<driver> driver_;
+  struct state;
+  std::unique_ptr<state> state_;
+};
+
+}  // namespace coport::messaging
+
+#endif

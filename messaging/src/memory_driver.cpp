@@ -1,0 +1,395 @@
+// memory://: an in-process broker with the routing of oslo.messaging's AMQP
+// drivers (topic queue shared by a topic's servers, topic.server queue,
+// fanout to every server, one queue per notification priority and pool),
+// event driven: a receive waits on the queue, a publish hands the message
+// to a waiting receiver or queues it. Thread-safe: one mutex per broker.
+
+#include "memory_driver.hpp"
+
+#include "log.hpp"
+
+#include <coport/messaging/errors.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <variant>
+
+namespace asio = boost::asio;
+
+namespace coport::messaging {
+
+namespace {
+
+class memory_listener;
+
+struct queue {
+  explicit queue(std::string k) : key(std::move(k)) {}
+  std::string key;
+  std::deque<std::variant<rpc_request, notification>> messages;
+  std::deque<memory_listener*> waiting;  // listeners with a receive pending
+};
+
+class broker {
+ public:
+  explicit broker(std::string name) : name_(std::move(name)) {}
+
+  static std::shared_ptr<broker> named(const std::string& name) {
+    static std::mutex m;
+    static std::map<std::string, std::weak_ptr<broker>> brokers;
+    std::lock_guard lk(m);
+    auto& slot = brokers[name];
+    auto b = slot.lock();
+    if (!b) {
+      b = std::make_shared<broker>(name);
+      slot = b;
+    }
+    return b;
+  }
+
+  const std::string& name() const noexcept { return name_; }
+
+  std::mutex mutex;
+
+  queue* queue_for(const std::string& key) {
+    auto& q = queues_[key];
+    if (!q) q = std::make_unique<queue>(key);
+    return q.get();
+  }
+  std::vector<queue*>& fanout(const std::string& key) { return fanout_[key]; }
+  std::vector<queue*>& notify_bindings(const std::string& key) { return notify_[key]; }
+  std::unordered_map<std::string, std::function<void(rpc_reply)>>& reply_sinks() { return sinks_; }
+
+  /// Hands `msg` to a listener waiting on `q` or queues it (at the front
+  /// when `front`, for a requeue). Releases `lk` before completing anything.
+  void publish(queue* q, std::variant<rpc_request, notification> msg, std::unique_lock<std::mutex>& lk,
+               bool front = false);
+
+ private:
+  std::string name_;
+  std::unordered_map<std::string, std::unique_ptr<queue>> queues_;
+  std::unordered_map<std::string, std::vector<queue*>> fanout_;
+  std::unordered_map<std::string, std::vector<queue*>> notify_;
+  std::unordered_map<std::string, std::function<void(rpc_reply)>> sinks_;
+};
+
+class memory_incoming_call final : public incoming_call {
+ public:
+  memory_incoming_call(rpc_request r, std::shared_ptr<broker> b, std::shared_ptr<spdlog::logger> log)
+      : incoming_call(std::move(r)), broker_(std::move(b)), log_(std::move(log)) {}
+
+  void reply(rpc_reply r) override {
+    if (!request_.is_call()) return;
+    r.msg_id = request_.msg_id;
+    if (r.unique_id.empty()) r.unique_id = make_unique_id();
+    std::function<void(rpc_reply)> sink;
+    {
+      std::lock_guard lk(broker_->mutex);
+      auto it = broker_->reply_sinks().find(request_.reply_q);
+      if (it != broker_->reply_sinks().end()) sink = it->second;
+    }
+    if (!sink) {
+      log_->warn("memory://{}: reply to message {} dropped: reply queue {} is gone", broker_->name(),
+                 request_.msg_id, request_.reply_q);
+      return;
+    }
+    sink(std::move(r));
+  }
+
+ private:
+  std::shared_ptr<broker> broker_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+class memory_incoming_notification final : public incoming_notification {
+ public:
+  memory_incoming_notification(notification n, std::shared_ptr<broker> b, queue* q)
+      : incoming_notification(std::move(n)), broker_(std::move(b)), queue_(q) {}
+  ~memory_incoming_notification() override {
+    if (!answered_) requeue();
+  }
+  void ack() override { answered_ = true; }
+  void requeue() override {
+    if (answered_) return;
+    answered_ = true;
+    std::unique_lock lk(broker_->mutex);
+    broker_->publish(queue_, std::move(message_), lk, true);
+  }
+
+ private:
+  std::shared_ptr<broker> broker_;
+  queue* queue_;
+  bool answered_ = false;
+};
+
+class memory_listener final : public listener_impl {
+ public:
+  memory_listener(std::shared_ptr<broker> b, std::vector<queue*> queues, bool rpc,
+                  std::shared_ptr<spdlog::logger> log, std::string fanout_key = {},
+                  queue* fanout_queue = nullptr)
+      : broker_(std::move(b)),
+        queues_(std::move(queues)),
+        rpc_(rpc),
+        log_(std::move(log)),
+        fanout_key_(std::move(fanout_key)),
+        fanout_queue_(fanout_queue) {}
+
+  ~memory_listener() override { stop(); }
+
+  void async_receive_call(call_receiver h) override {
+    if (!rpc_) return listener_impl::async_receive_call(std::move(h));
+    std::unique_lock lk(broker_->mutex);
+    if (stopped_) {
+      lk.unlock();
+      return complete_call(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
+    }
+    if (auto [q, msg] = take(); q) {
+      lk.unlock();
+      return complete_call(std::move(h), {}, q, &*msg);
+    }
+    call_handler_.emplace(std::move(h));
+    wait_on_queues();
+  }
+
+  void async_receive_notification(notification_receiver h) override {
+    if (rpc_) return listener_impl::async_receive_notification(std::move(h));
+    std::unique_lock lk(broker_->mutex);
+    if (stopped_) {
+      lk.unlock();
+      return complete_notification(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
+    }
+    if (auto [q, msg] = take(); q) {
+      lk.unlock();
+      return complete_notification(std::move(h), {}, q, &*msg);
+    }
+    notification_handler_.emplace(std::move(h));
+    wait_on_queues();
+  }
+
+  void stop() override {
+    std::unique_lock lk(broker_->mutex);
+    if (stopped_) return;
+    stopped_ = true;
+    if (fanout_queue_) {
+      auto& bound = broker_->fanout(fanout_key_);
+      std::erase(bound, fanout_queue_);
+    }
+    if (!waiting_) return;
+    leave_queues();
+    auto ch = take(call_handler_);
+    auto nh = take(notification_handler_);
+    lk.unlock();
+    if (ch) complete_call(std::move(*ch), asio::error::operation_aborted, nullptr, nullptr);
+    if (nh) complete_notification(std::move(*nh), asio::error::operation_aborted, nullptr, nullptr);
+  }
+
+  /// Called by the broker, lock held: `msg` arrived on `q` for this waiting
+  /// listener. Releases the lock.
+  void deliver(queue* q, std::variant<rpc_request, notification>& msg, std::unique_lock<std::mutex>& lk) {
+    leave_queues();
+    auto ch = take(call_handler_);
+    auto nh = take(notification_handler_);
+    auto m = std::move(msg);
+    lk.unlock();
+    if (ch) complete_call(std::move(*ch), {}, q, &m);
+    if (nh) complete_notification(std::move(*nh), {}, q, &m);
+  }
+
+ private:
+  // Lock held. The next queued message of this listener's queues, fairly.
+  std::pair<queue*, std::optional<std::variant<rpc_request, notification>>> take() {
+    for (std::size_t i = 0; i < queues_.size(); ++i) {
+      queue* q = queues_[(next_ + i) % queues_.size()];
+      if (!q->messages.empty()) {
+        next_ = (next_ + i + 1) % queues_.size();
+        auto msg = std::move(q->messages.front());
+        q->messages.pop_front();
+        return {q, std::move(msg)};
+      }
+    }
+    return {nullptr, std::nullopt};
+  }
+
+  void wait_on_queues() {
+    waiting_ = true;
+    for (queue* q : queues_) q->waiting.push_back(this);
+  }
+
+  void leave_queues() {
+    waiting_ = false;
+    for (queue* q : queues_) std::erase(q->waiting, this);
+  }
+
+  void complete_call(call_receiver h, boost::system::error_code ec, queue*,
+                     std::variant<rpc_request, notification>* msg) {
+    std::unique_ptr<incoming_call> in;
+    if (msg) {
+      in = std::make_unique<memory_incoming_call>(std::get<rpc_request>(std::move(*msg)), broker_, log_);
+    }
+    std::move(h)(ec, std::move(in));
+  }
+
+  void complete_notification(notification_receiver h, boost::system::error_code ec, queue* q,
+                             std::variant<rpc_request, notification>* msg) {
+    std::unique_ptr<incoming_notification> in;
+    if (msg) {
+      in = std::make_unique<memory_incoming_notification>(std::get<notification>(std::move(*msg)),
+                                                          broker_, q);
+    }
+    std::move(h)(ec, std::move(in));
+  }
+
+  std::shared_ptr<broker> broker_;
+  std::vector<queue*> queues_;
+  const bool rpc_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string fanout_key_;
+  queue* fanout_queue_;
+  // Boost 1.81's any_completion_handler must never be move-assigned (its
+  // move assignment wraps itself endlessly): handlers live in optionals,
+  // emplaced and taken by move construction only.
+  template <class H>
+  static std::optional<H> take(std::optional<H>& slot) {
+    std::optional<H> out(std::move(slot));
+    slot.reset();
+    return out;
+  }
+
+  std::optional<call_receiver> call_handler_;
+  std::optional<notification_receiver> notification_handler_;
+  bool waiting_ = false;
+  bool stopped_ = false;
+  std::size_t next_ = 0;
+};
+
+void broker::publish(queue* q, std::variant<rpc_request, notification> msg,
+                     std::unique_lock<std::mutex>& lk, bool front) {
+  if (!q->waiting.empty()) {
+    memory_listener* l = q->waiting.front();
+    l->deliver(q, msg, lk);
+    return;
+  }
+  if (front) q->messages.push_front(std::move(msg));
+  else q->messages.push_back(std::move(msg));
+  lk.unlock();
+}
+
+class memory_driver final : public driver {
+ public:
+  memory_driver(std::shared_ptr<broker> b, transport_options options)
+      : broker_(std::move(b)),
+        options_(std::move(options)),
+        log_(options_.logger ? options_.logger : default_logger()) {}
+
+  void async_send(const target& to, rpc_request request, send_handler h) override {
+    const std::string& ex = exchange_of(to);
+    std::unique_lock lk(broker_->mutex);
+    if (to.fanout) {
+      // Every server of the topic gets a copy; none listening: dropped, as
+      // a fanout exchange without queues drops it.
+      auto bound = broker_->fanout(ex + "/" + to.topic);
+      for (std::size_t i = 0; i < bound.size(); ++i) {
+        broker_->publish(bound[i], request, lk);
+        lk.lock();
+      }
+    } else {
+      const std::string key = ex + "/" + (to.server.empty() ? to.topic : to.topic + "." + to.server);
+      broker_->publish(broker_->queue_for(key), std::move(request), lk);
+    }
+    if (lk.owns_lock()) lk.unlock();
+    std::move(h)(boost::system::error_code{});
+  }
+
+  void async_notify(const target& to, notification n, send_handler h) override {
+    const std::string key =
+        exchange_of(to) + "/" + to.topic + "." + std::string(to_string(n.prio));
+    std::unique_lock lk(broker_->mutex);
+    auto& bound = broker_->notify_bindings(key);
+    // The listeners without a pool always have their queue, even before any
+    // listens, so that nothing sent is lost.
+    queue* main = broker_->queue_for(key);
+    if (std::find(bound.begin(), bound.end(), main) == bound.end()) bound.push_back(main);
+    auto targets = bound;
+    for (queue* q : targets) {
+      broker_->publish(q, n, lk);
+      lk.lock();
+    }
+    lk.unlock();
+    std::move(h)(boost::system::error_code{});
+  }
+
+  std::shared_ptr<listener_impl> listen(const target& server) override {
+    const std::string& ex = exchange_of(server);
+    std::lock_guard lk(broker_->mutex);
+    queue* shared = broker_->queue_for(ex + "/" + server.topic);
+    queue* own = broker_->queue_for(ex + "/" + server.topic + "." + server.server);
+    const std::string fanout_key = ex + "/" + server.topic;
+    queue* fan = broker_->queue_for(ex + "/" + server.topic + "_fanout_" + make_unique_id());
+    broker_->fanout(fanout_key).push_back(fan);
+    return std::make_shared<memory_listener>(broker_, std::vector<queue*>{own, shared, fan}, true,
+                                             log_, fanout_key, fan);
+  }
+
+  std::shared_ptr<listener_impl> listen_notifications(const std::vector<target>& targets,
+                                                      const std::optional<std::string>& pool) override {
+    std::lock_guard lk(broker_->mutex);
+    std::vector<queue*> queues;
+    for (const auto& t : targets) {
+      for (int p = 0; p <= static_cast<int>(priority::sample); ++p) {
+        const std::string key =
+            exchange_of(t) + "/" + t.topic + "." + std::string(to_string(static_cast<priority>(p)));
+        queue* q = broker_->queue_for(pool ? key + "@" + *pool : key);
+        auto& bound = broker_->notify_bindings(key);
+        if (std::find(bound.begin(), bound.end(), q) == bound.end()) bound.push_back(q);
+        queues.push_back(q);
+      }
+    }
+    return std::make_shared<memory_listener>(broker_, std::move(queues), false, log_);
+  }
+
+  std::string start_replies(std::function<void(rpc_reply)> sink) override {
+    std::string name = "reply_" + make_unique_id();
+    std::lock_guard lk(broker_->mutex);
+    broker_->reply_sinks()[name] = std::move(sink);
+    reply_queues_.push_back(name);
+    return name;
+  }
+
+  std::string describe() const override { return "memory://" + broker_->name(); }
+
+  void shutdown() override {
+    std::lock_guard lk(broker_->mutex);
+    for (const auto& name : reply_queues_) broker_->reply_sinks().erase(name);
+    reply_queues_.clear();
+  }
+
+ private:
+  const std::string& exchange_of(const target& t) const {
+    return t.exchange.empty() ? options_.control_exchange : t.exchange;
+  }
+
+  std::shared_ptr<broker> broker_;
+  transport_options options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::vector<std::string> reply_queues_;
+};
+
+}  // namespace
+
+std::unique_ptr<driver> make_memory_driver(std::string_view url, const transport_options& options) {
+  std::string_view rest = url.substr(url.find("://") + 3);
+  while (!rest.empty() && rest.front() == '/') rest.remove_prefix(1);
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find_first_of("/?#@") != std::string_view::npos) {
+    throw invalid_url("memory:// takes at most a broker name, not '" + std::string(url) + "'");
+  }
+  return std::make_unique<memory_driver>(broker::named(std::string(rest)), options);
+}
+
+}  // namespace coport::messaging
