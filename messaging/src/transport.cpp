@@ -182,11 +182,14 @@ void transport::start_call(target to, rpc_request request, std::chrono::steady_c
   if (!request.timeout) {
     request.timeout = std::chrono::duration<double>(timeout).count();
   }
-  // Arm the timeout on the timer's executor, where its handler runs.
-  asio::dispatch(call->timer.get_executor(), [self = shared_from_this(), call, timeout] {
+  // Arm the timeout on the timer's executor, where its handler runs. The
+  // handler holds the transport weakly: the last reference must never be
+  // dropped on the transport's own timer thread (its destructor joins it).
+  asio::dispatch(call->timer.get_executor(), [weak = weak_from_this(), call, timeout] {
     call->timer.expires_after(timeout);
-    call->timer.async_wait([self, call](boost::system::error_code ec) {
-      if (ec) return;
+    call->timer.async_wait([weak, call](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
       {
         std::lock_guard lk(self->state_->mutex);
         if (self->state_->pending.erase(call->msg_id) == 0) return;  // the reply won
@@ -198,8 +201,9 @@ void transport::start_call(target to, rpc_request request, std::chrono::steady_c
     });
   });
   driver_->async_send(to, std::move(request),
-                      [self = shared_from_this(), call](boost::system::error_code ec) {
-                        if (!ec) return;
+                      [weak = weak_from_this(), call](boost::system::error_code ec) {
+                        auto self = weak.lock();
+                        if (!ec || !self) return;
                         {
                           std::lock_guard lk(self->state_->mutex);
                           if (self->state_->pending.erase(call->msg_id) == 0) return;

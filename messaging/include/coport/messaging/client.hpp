@@ -14,6 +14,7 @@
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/json/value_from.hpp>
 #include <boost/json/value_to.hpp>
 
 #include <chrono>
@@ -23,6 +24,32 @@
 #include <string>
 
 namespace coport::messaging {
+
+namespace detail {
+
+inline void put_args(boost::json::object&) {}
+
+template <class Name, class Value, class... Rest>
+void put_args(boost::json::object& o, Name&& name, Value&& value, Rest&&... rest) {
+  o[std::string_view(name)] = boost::json::value_from(std::forward<Value>(value));
+  put_args(o, std::forward<Rest>(rest)...);
+}
+
+}  // namespace detail
+
+/// Call arguments from alternating names and values:
+/// `args("meter", "cpu", "volume", 2.5)`. Values convert with
+/// boost::json::value_from. Unlike a braced list, it may be written inside a
+/// co_await expression: g++ 12 rejects an initializer list there ("array used
+/// as initializer").
+template <class... NamesAndValues>
+boost::json::object args(NamesAndValues&&... kv) {
+  static_assert(sizeof...(NamesAndValues) % 2 == 0, "args() takes name, value pairs");
+  boost::json::object o;
+  o.reserve(sizeof...(NamesAndValues) / 2);
+  detail::put_args(o, std::forward<NamesAndValues>(kv)...);
+  return o;
+}
 
 namespace detail {
 
@@ -77,13 +104,13 @@ struct cast_result {
 
 /// Overrides for prepare(); unset fields keep the client's values.
 struct call_overrides {
-  std::optional<std::string> server;
-  std::optional<std::string> version;
-  std::optional<std::string> ns;
-  std::optional<std::string> exchange;
-  std::optional<bool> fanout;
-  std::optional<std::chrono::steady_clock::duration> timeout;
-  std::optional<std::string> version_cap;
+  std::optional<std::string> server = {};
+  std::optional<std::string> version = {};
+  std::optional<std::string> ns = {};
+  std::optional<std::string> exchange = {};
+  std::optional<bool> fanout = {};
+  std::optional<std::chrono::steady_clock::duration> timeout = {};
+  std::optional<std::string> version_cap = {};
 };
 
 /// Settings of a client.
@@ -93,7 +120,7 @@ struct client_options {
   std::chrono::steady_clock::duration timeout = std::chrono::seconds(60);
   /// Calls and casts for a version above this are refused locally with
   /// version_cap_error.
-  std::optional<std::string> version_cap;
+  std::optional<std::string> version_cap = {};
 };
 
 /// Sends calls and casts to a target. Copyable and cheap (it shares the
