@@ -18,9 +18,12 @@
 // `ratios()`. The runner calibrates n, repeats, pairs and prints.
 
 #include <coport/bridge/bridge.hpp>
+#include <coport/messaging/client.hpp>
+#include <coport/messaging/server.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -33,6 +36,7 @@
 #include <boost/version.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <coroutine>
@@ -300,6 +304,53 @@ timing floor_co_spawn(std::uint64_t n) {
   return {elapsed, n};
 }
 
+// ------------------------------------------------------------- messaging
+
+/// n sequential calls of a coroutine method from a coroutine client, over
+/// memory://, served by rpc_server on the same one-thread io_context.
+timing messaging_call_memory(std::uint64_t n) {
+  namespace msg = coport::messaging;
+  static std::atomic<int> broker{0};
+  asio::io_context io(1);
+  auto tr = msg::transport::create("memory://bench-" + std::to_string(broker++));
+  auto ep = std::make_shared<msg::endpoint>("bench");
+  ep->add("add", {"a", "b"}, [](std::int64_t a, std::int64_t b) -> asio::awaitable<std::int64_t> {
+    co_return a + b;
+  });
+  auto d = std::make_shared<msg::dispatcher>();
+  d->add(ep);
+  msg::target where;
+  where.topic = "bench";
+  where.server = "s1";
+  msg::rpc_server server(tr, where, d, io.get_executor());
+  server.start();
+  msg::target to;
+  to.topic = "bench";
+  msg::rpc_client client(tr, to, {.timeout = std::chrono::seconds(60)});
+  std::optional<elapsed_time> result;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::int64_t sum = 0;
+        for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
+          sum += co_await client.async_call<std::int64_t>("add", msg::args("a", 1, "b", 2),
+                                                          asio::use_awaitable);
+        }
+        const reading t0 = read_clocks();
+        for (std::uint64_t i = 0; i < n; ++i) {
+          sum += co_await client.async_call<std::int64_t>("add", msg::args("a", 1, "b", 2),
+                                                          asio::use_awaitable);
+        }
+        result = since(t0);
+        keep(static_cast<int>(sum));
+        co_await server.async_stop(asio::use_awaitable);
+        io.stop();
+      },
+      asio::detached);
+  io.run();
+  return {*result, n};
+}
+
 asio::awaitable<elapsed_time> run_in_fiber_turns(bridge::loop_executor ex, std::uint64_t n) {
   int sum = 0;
   for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
@@ -369,6 +420,9 @@ const std::vector<benchmark>& benchmarks() {
       {"bridge.coroutine_to_fiber",
        "co_await async_run_in_fiber(ex, []{ return 1; }) from a native coroutine",
        bridge_coroutine_to_fiber},
+      {"messaging.call_memory",
+       "RPC call round trip over memory://: coroutine client, coroutine method, one io_context",
+       messaging_call_memory},
       {"floor.awaitable_post",
        "co_await asio::post(use_awaitable), coroutine on a plain io_context, one thread",
        floor_awaitable_post},
@@ -388,6 +442,7 @@ const std::vector<ratio_spec>& ratios() {
       {"bridge.coroutine_to_fiber", "bridge.yield", 5.0},
       {"bridge.coroutine_to_fiber", "floor.awaitable_post", std::nullopt},
       {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
+      {"messaging.call_memory", "floor.asio_post", 15.0},
       {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
   };
   return list;

@@ -149,11 +149,13 @@ class memory_listener final : public listener_impl {
       lk.unlock();
       return complete_call(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
     }
-    if (auto [q, msg] = take(); q) {
-      lk.unlock();
-      return complete_call(std::move(h), {}, q, &*msg);
+    if (call_handlers_.empty()) {
+      if (auto [q, msg] = take(); q) {
+        lk.unlock();
+        return complete_call(std::move(h), {}, q, &*msg);
+      }
     }
-    call_handler_.emplace(std::move(h));
+    call_handlers_.push_back(std::move(h));
     wait_on_queues();
   }
 
@@ -164,11 +166,13 @@ class memory_listener final : public listener_impl {
       lk.unlock();
       return complete_notification(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
     }
-    if (auto [q, msg] = take(); q) {
-      lk.unlock();
-      return complete_notification(std::move(h), {}, q, &*msg);
+    if (notification_handlers_.empty()) {
+      if (auto [q, msg] = take(); q) {
+        lk.unlock();
+        return complete_notification(std::move(h), {}, q, &*msg);
+      }
     }
-    notification_handler_.emplace(std::move(h));
+    notification_handlers_.push_back(std::move(h));
     wait_on_queues();
   }
 
@@ -182,23 +186,34 @@ class memory_listener final : public listener_impl {
     }
     if (!waiting_) return;
     leave_queues();
-    auto ch = take(call_handler_);
-    auto nh = take(notification_handler_);
+    std::deque<call_receiver> calls(std::move(call_handlers_));
+    std::deque<notification_receiver> notes(std::move(notification_handlers_));
+    call_handlers_.clear();
+    notification_handlers_.clear();
     lk.unlock();
-    if (ch) complete_call(std::move(*ch), asio::error::operation_aborted, nullptr, nullptr);
-    if (nh) complete_notification(std::move(*nh), asio::error::operation_aborted, nullptr, nullptr);
+    for (auto& h : calls) complete_call(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
+    for (auto& h : notes) {
+      complete_notification(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
+    }
   }
 
   /// Called by the broker, lock held: `msg` arrived on `q` for this waiting
   /// listener. Releases the lock.
   void deliver(queue* q, std::variant<rpc_request, notification>& msg, std::unique_lock<std::mutex>& lk) {
-    leave_queues();
-    auto ch = take(call_handler_);
-    auto nh = take(notification_handler_);
     auto m = std::move(msg);
-    lk.unlock();
-    if (ch) complete_call(std::move(*ch), {}, q, &m);
-    if (nh) complete_notification(std::move(*nh), {}, q, &m);
+    if (rpc_) {
+      call_receiver h(std::move(call_handlers_.front()));
+      call_handlers_.pop_front();
+      if (call_handlers_.empty()) leave_queues();
+      lk.unlock();
+      complete_call(std::move(h), {}, q, &m);
+    } else {
+      notification_receiver h(std::move(notification_handlers_.front()));
+      notification_handlers_.pop_front();
+      if (notification_handlers_.empty()) leave_queues();
+      lk.unlock();
+      complete_notification(std::move(h), {}, q, &m);
+    }
   }
 
  private:
@@ -217,6 +232,7 @@ class memory_listener final : public listener_impl {
   }
 
   void wait_on_queues() {
+    if (waiting_) return;
     waiting_ = true;
     for (queue* q : queues_) q->waiting.push_back(this);
   }
@@ -251,18 +267,11 @@ class memory_listener final : public listener_impl {
   std::shared_ptr<spdlog::logger> log_;
   std::string fanout_key_;
   queue* fanout_queue_;
-  // Boost 1.81's any_completion_handler must never be move-assigned (its
-  // move assignment wraps itself endlessly): handlers live in optionals,
-  // emplaced and taken by move construction only.
-  template <class H>
-  static std::optional<H> take(std::optional<H>& slot) {
-    std::optional<H> out(std::move(slot));
-    slot.reset();
-    return out;
-  }
-
-  std::optional<call_receiver> call_handler_;
-  std::optional<notification_receiver> notification_handler_;
+  // Receives waiting, in order. Boost 1.81's any_completion_handler must
+  // never be move-assigned (its move assignment wraps itself endlessly):
+  // deques only move-construct and destroy their elements at the ends.
+  std::deque<call_receiver> call_handlers_;
+  std::deque<notification_receiver> notification_handlers_;
   bool waiting_ = false;
   bool stopped_ = false;
   std::size_t next_ = 0;
@@ -271,7 +280,11 @@ class memory_listener final : public listener_impl {
 void broker::publish(queue* q, std::variant<rpc_request, notification> msg,
                      std::unique_lock<std::mutex>& lk, bool front) {
   if (!q->waiting.empty()) {
+    // Round robin among the queue's consumers, as a broker dispatches: the
+    // one served goes to the back even if it still waits for more.
     memory_listener* l = q->waiting.front();
+    q->waiting.pop_front();
+    q->waiting.push_back(l);
     l->deliver(q, msg, lk);
     return;
   }

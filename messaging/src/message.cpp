@@ -4,8 +4,6 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/uuid/random_generator.hpp>
-#include <boost/uuid/uuid.hpp>
 
 #include <cxxabi.h>
 
@@ -14,6 +12,7 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <random>
 #include <typeinfo>
 
 namespace json = boost::json;
@@ -194,14 +193,22 @@ std::optional<priority> parse_priority(std::string_view name) noexcept {
 }
 
 std::string make_unique_id() {
-  thread_local boost::uuids::random_generator generator;
-  const boost::uuids::uuid id = generator();
+  // 128 random bits from a generator seeded once per thread by the OS
+  // (asking the OS for every id costs a system call per message).
+  thread_local std::mt19937_64 generator = [] {
+    std::random_device rd;
+    std::seed_seq seed{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seed);
+  }();
   static constexpr char hex[] = "0123456789abcdef";
   std::string out(32, '0');
-  for (std::size_t i = 0; i < 16; ++i) {
-    out[2 * i] = hex[id.data[i] >> 4];
-    out[2 * i + 1] = hex[id.data[i] & 0xf];
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = generator();
+    for (int i = 0; i < 16; ++i, bits >>= 4) out[half * 16 + i] = hex[bits & 0xf];
   }
+  // The version and variant digits of a random (version 4) UUID.
+  out[12] = '4';
+  out[16] = hex[8 | (std::uint64_t(generator()) & 0x3)];
   return out;
 }
 

@@ -419,18 +419,25 @@ struct notification_listener::state : std::enable_shared_from_this<state> {
 
   // Strand. Runs `work` (handling `count` messages) on the executor.
   void spawn(asio::awaitable<void> work, std::size_t count) {
-    asio::co_spawn(ex, std::move(work), [self = shared_from_this(), count](std::exception_ptr e) {
-      if (e) {
-        // Messages not answered are requeued by the transport when their
-        // incoming_notification is destroyed.
-        self->t->log().error("notification listener {}: handling failed: {}", self->name(),
-                             describe_exception(e));
-      }
-      asio::post(self->strand, [self, count] {
-        self->in_flight -= count;
-        self->in_flight_seen.store(self->in_flight, std::memory_order_relaxed);
-        self->slot_freed.cancel();
-        self->maybe_finish();
+    // Posted, not spawned from here: co_spawn starts its coroutine with a
+    // dispatch, which runs it inline when the calling thread runs the
+    // executor (an io_context thread always does), that is inside this
+    // strand, until it first suspends. A plain handler would then block the
+    // receive loop and run serialized with every other handler.
+    asio::dispatch(ex, [self = shared_from_this(), work = std::move(work), count]() mutable {
+      asio::co_spawn(self->ex, std::move(work), [self, count](std::exception_ptr e) {
+        if (e) {
+          // Messages not answered are requeued by the transport when their
+          // incoming_notification is destroyed.
+          self->t->log().error("notification listener {}: handling failed: {}", self->name(),
+                               describe_exception(e));
+        }
+        asio::post(self->strand, [self, count] {
+          self->in_flight -= count;
+          self->in_flight_seen.store(self->in_flight, std::memory_order_relaxed);
+          self->slot_freed.cancel();
+          self->maybe_finish();
+        });
       });
     });
   }

@@ -5,12 +5,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <mutex>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -47,43 +46,31 @@ rpc_reply invoke_plain(const method_form& form, rpc_request& request) {
   }
 }
 
+// The server is max_in_flight worker coroutines, each taking one request
+// from the listener, serving it, and only then taking the next: the bound on
+// requests in flight is the number of workers, and messages nobody can take
+// stay with the transport (backpressure) without any queue of our own.
 struct rpc_server::state : std::enable_shared_from_this<state> {
   state(std::shared_ptr<transport> tr, target to, std::shared_ptr<const dispatcher> disp,
         asio::any_io_executor exec, server_options o)
-      : t(std::move(tr)),
-        where(std::move(to)),
-        d(std::move(disp)),
-        ex(std::move(exec)),
-        strand(asio::make_strand(ex)),
-        opts(o),
-        slot_freed(strand) {}
+      : t(std::move(tr)), where(std::move(to)), d(std::move(disp)), ex(std::move(exec)), opts(o) {}
 
   std::shared_ptr<transport> t;
   target where;
   std::shared_ptr<const dispatcher> d;
   asio::any_io_executor ex;
-  asio::strand<asio::any_io_executor> strand;
   server_options opts;
   std::optional<listener> l;
 
-  // Strand only.
-  std::size_t in_flight = 0;
-  bool stopping = false;
-  bool loop_done = true;
-  asio::steady_timer slot_freed;  // cancelled when a request finishes
+  std::mutex mutex;  // guards the fields below (workers may run on several threads)
+  std::size_t workers = 0;
   std::vector<asio::any_completion_handler<void()>> stop_waiters;
 
-  std::atomic<std::size_t> in_flight_seen{0};
+  std::atomic<std::size_t> in_flight{0};
   std::atomic<std::size_t> served{0};
 
-  void maybe_finish() {
-    if (!loop_done || in_flight > 0) return;
-    auto waiters = std::move(stop_waiters);
-    for (auto& w : waiters) std::move(w)();
-  }
-
-  asio::awaitable<void> handle(std::unique_ptr<incoming_call> in) {
-    rpc_request& req = in->request();
+  asio::awaitable<void> handle(incoming_call& in) {
+    rpc_request& req = in.request();
     rpc_reply reply;
     std::exception_ptr error;
     try {
@@ -98,42 +85,28 @@ struct rpc_server::state : std::enable_shared_from_this<state> {
       error = std::current_exception();
     }
     if (error) reply = failure_reply(error);
-    if (req.is_call()) in->reply(std::move(reply));
+    if (req.is_call()) in.reply(std::move(reply));
   }
 
-  asio::awaitable<void> receive_loop() {
-    auto self = shared_from_this();
+  asio::awaitable<void> worker() {
     for (;;) {
-      while (in_flight >= opts.max_in_flight && !stopping) {
-        slot_freed.expires_at(asio::steady_timer::time_point::max());
-        co_await slot_freed.async_wait(asio::as_tuple(asio::use_awaitable));
-      }
-      if (stopping) break;
       auto [ec, in] = co_await l->async_receive_call(asio::as_tuple(asio::use_awaitable));
       if (ec || !in) break;
-      ++in_flight;
-      in_flight_seen.store(in_flight, std::memory_order_relaxed);
-      asio::co_spawn(ex, handle(std::move(in)), [self](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& x) {
-            self->t->log().error("rpc server {}: request handling failed: {}", self->where.topic, x.what());
-          } catch (...) {
-            self->t->log().error("rpc server {}: request handling failed", self->where.topic);
-          }
-        }
-        asio::post(self->strand, [self] {
-          --self->in_flight;
-          self->in_flight_seen.store(self->in_flight, std::memory_order_relaxed);
-          self->served.fetch_add(1, std::memory_order_relaxed);
-          self->slot_freed.cancel();
-          self->maybe_finish();
-        });
-      });
+      in_flight.fetch_add(1, std::memory_order_relaxed);
+      co_await handle(*in);
+      in_flight.fetch_sub(1, std::memory_order_relaxed);
+      served.fetch_add(1, std::memory_order_relaxed);
     }
-    loop_done = true;
-    maybe_finish();
+  }
+
+  void worker_done() {
+    std::vector<asio::any_completion_handler<void()>> waiters;
+    {
+      std::lock_guard lk(mutex);
+      if (--workers > 0) return;
+      waiters.swap(stop_waiters);
+    }
+    for (auto& w : waiters) std::move(w)();
   }
 };
 
@@ -150,26 +123,42 @@ rpc_server::~rpc_server() {
 
 void rpc_server::start() {
   state_->l.emplace(state_->t->listen(state_->where));
-  asio::dispatch(state_->strand, [s = state_] {
-    s->loop_done = false;
-    asio::co_spawn(s->strand, s->receive_loop(), [s](std::exception_ptr e) {
-      if (e) s->t->log().error("rpc server {}: receive loop failed", s->where.topic);
+  {
+    std::lock_guard lk(state_->mutex);
+    state_->workers = state_->opts.max_in_flight;
+  }
+  for (std::size_t i = 0; i < state_->opts.max_in_flight; ++i) {
+    asio::co_spawn(state_->ex, state_->worker(), [s = state_](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          s->t->log().error("rpc server {}: a worker failed: {}", s->where.topic, x.what());
+        } catch (...) {
+          s->t->log().error("rpc server {}: a worker failed", s->where.topic);
+        }
+      }
+      s->worker_done();
     });
-  });
+  }
 }
 
 void rpc_server::stop_impl(asio::any_completion_handler<void()> done) {
-  asio::dispatch(state_->strand, [s = state_, done = std::move(done)]() mutable {
-    s->stopping = true;
-    s->stop_waiters.push_back(std::move(done));
-    if (s->l) s->l->stop();
-    s->slot_freed.cancel();
-    s->maybe_finish();
-  });
+  {
+    std::lock_guard lk(state_->mutex);
+    if (state_->workers > 0) {
+      state_->stop_waiters.push_back(std::move(done));
+      // Pending receives end with operation_aborted; each worker exits after
+      // the request it is serving has replied.
+      if (state_->l) state_->l->stop();
+      return;
+    }
+  }
+  std::move(done)();
 }
 
 std::size_t rpc_server::in_flight() const noexcept {
-  return state_->in_flight_seen.load(std::memory_order_relaxed);
+  return state_->in_flight.load(std::memory_order_relaxed);
 }
 
 std::size_t rpc_server::served() const noexcept {

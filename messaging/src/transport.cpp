@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -56,28 +57,28 @@ void register_driver(std::string scheme, driver_factory factory) {
 
 // ---------------------------------------------------------------- transport
 
-// A call waiting for its reply. Whoever takes it out of the pending map (the
-// reply or the timeout) completes it; the other does nothing.
+// A call waiting for its reply. Whoever takes it out of the pending set
+// (the reply, the deadline, the caller's cancellation, a send failure)
+// completes it; the others find nothing.
 struct transport::pending_call {
-  // Built with its handler: Boost 1.81's any_completion_handler must not be
-  // move-assigned (its move assignment recurses without end).
-  pending_call(asio::any_io_executor ex,
-               asio::any_completion_handler<void(std::exception_ptr, rpc_reply)> h)
-      : handler(std::move(h)), timer(std::move(ex)) {}
   asio::any_completion_handler<void(std::exception_ptr, rpc_reply)> handler;
-  asio::steady_timer timer;
-  std::string msg_id;
+  std::multimap<std::chrono::steady_clock::time_point, std::string>::iterator deadline;
 };
 
+// Call deadlines live in one ordered set per transport, watched by a single
+// timer on the transport's own thread: a call costs a set insertion, not a
+// timer and its system calls.
 struct transport::state {
   std::mutex mutex;
-  std::unordered_map<std::string, std::shared_ptr<pending_call>> pending;
+  std::unordered_map<std::string, pending_call> pending;
+  std::multimap<std::chrono::steady_clock::time_point, std::string> deadlines;
+  std::chrono::steady_clock::time_point armed_for = std::chrono::steady_clock::time_point::max();
   std::string reply_queue;
-  // A thread for the timeouts of calls whose handler has no executor of its
-  // own (futures, fiber tokens, plain callbacks); started on first use.
+
   std::once_flag timer_thread_started;
   asio::io_context timer_io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> timer_work;
+  std::optional<asio::steady_timer> timer;
   std::thread timer_thread;
 };
 
@@ -115,14 +116,15 @@ transport::transport(std::unique_ptr<driver> d, transport_options options)
 
 transport::~transport() {
   driver_->shutdown();
-  std::unordered_map<std::string, std::shared_ptr<pending_call>> left;
+  std::unordered_map<std::string, pending_call> left;
   {
     std::lock_guard lk(state_->mutex);
     left.swap(state_->pending);
+    state_->deadlines.clear();
   }
   for (auto& [id, call] : left) {
-    finish(call, std::make_exception_ptr(transport_error("the transport was closed before the reply")),
-           {});
+    std::move(call.handler)(
+        std::make_exception_ptr(transport_error("the transport was closed before the reply")), rpc_reply{});
   }
   if (state_->timer_thread.joinable()) {
     state_->timer_work.reset();
@@ -153,19 +155,10 @@ std::size_t transport::pending_calls() const {
 }
 
 void transport::start_call(target to, rpc_request request, std::chrono::steady_clock::duration timeout,
-                           asio::any_io_executor timer_ex,
                            asio::any_completion_handler<void(std::exception_ptr, rpc_reply)> handler) {
-  if (!timer_ex) {
-    std::call_once(state_->timer_thread_started, [this] {
-      state_->timer_work.emplace(state_->timer_io.get_executor());
-      state_->timer_thread = std::thread([this] { state_->timer_io.run(); });
-    });
-    timer_ex = state_->timer_io.get_executor();
-  }
-  // The timer is armed, cancelled and fires through one strand: its
-  // executor may be run by several threads.
-  timer_ex = asio::make_strand(std::move(timer_ex));
-  auto call = std::make_shared<pending_call>(timer_ex, std::move(handler));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::string msg_id = request.msg_id;
+  bool rearm = false;
   {
     std::lock_guard lk(state_->mutex);
     if (state_->reply_queue.empty()) {
@@ -174,67 +167,102 @@ void transport::start_call(target to, rpc_request request, std::chrono::steady_c
         if (auto self = weak.lock()) self->on_reply(std::move(r));
       });
     }
-    if (request.msg_id.empty()) request.msg_id = make_unique_id();
     request.reply_q = state_->reply_queue;
-    call->msg_id = request.msg_id;
-    state_->pending.emplace(call->msg_id, call);
+    auto it = state_->deadlines.emplace(deadline, msg_id);
+    state_->pending.emplace(msg_id, pending_call{std::move(handler), it});
+    if (deadline < state_->armed_for) {
+      state_->armed_for = deadline;
+      rearm = true;
+    }
   }
-  if (!request.timeout) {
-    request.timeout = std::chrono::duration<double>(timeout).count();
+  if (!request.timeout) request.timeout = std::chrono::duration<double>(timeout).count();
+  if (rearm) arm_deadline_timer();
+  driver_->async_send(to, std::move(request), [weak = weak_from_this(), msg_id](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (!ec || !self) return;
+    if (auto call = self->take_call(msg_id)) {
+      std::move(call->handler)(
+          std::make_exception_ptr(transport_error("could not send the call: " + ec.message())), rpc_reply{});
+    }
+  });
+}
+
+std::optional<transport::pending_call> transport::take_call(const std::string& msg_id) {
+  std::lock_guard lk(state_->mutex);
+  auto it = state_->pending.find(msg_id);
+  if (it == state_->pending.end()) return std::nullopt;
+  state_->deadlines.erase(it->second.deadline);
+  std::optional<pending_call> out(std::move(it->second));
+  state_->pending.erase(it);
+  return out;
+}
+
+void transport::abandon_call(const std::string& msg_id) {
+  if (auto call = take_call(msg_id)) {
+    std::move(call->handler)(std::make_exception_ptr(boost::system::system_error(
+                                 asio::error::operation_aborted, "call " + msg_id + " cancelled")),
+                             rpc_reply{});
   }
-  // Arm the timeout on the timer's executor, where its handler runs. The
-  // handler holds the transport weakly: the last reference must never be
-  // dropped on the transport's own timer thread (its destructor joins it).
-  asio::dispatch(call->timer.get_executor(), [weak = weak_from_this(), call, timeout] {
-    call->timer.expires_after(timeout);
-    call->timer.async_wait([weak, call](boost::system::error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self) return;
-      {
-        std::lock_guard lk(self->state_->mutex);
-        if (self->state_->pending.erase(call->msg_id) == 0) return;  // the reply won
-      }
-      self->finish(call,
-                   std::make_exception_ptr(timeout_error(
-                       "Timed out waiting for a reply to message ID " + call->msg_id)),
-                   {});
+}
+
+// Runs on any thread: (re)arms the deadline timer on the transport's thread
+// for the earliest pending deadline.
+void transport::arm_deadline_timer() {
+  std::call_once(state_->timer_thread_started, [this] {
+    state_->timer_work.emplace(state_->timer_io.get_executor());
+    state_->timer.emplace(state_->timer_io);
+    state_->timer_thread = std::thread([this] { state_->timer_io.run(); });
+  });
+  asio::post(state_->timer_io, [weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    std::chrono::steady_clock::time_point earliest;
+    {
+      std::lock_guard lk(self->state_->mutex);
+      earliest = self->state_->deadlines.empty() ? std::chrono::steady_clock::time_point::max()
+                                                 : self->state_->deadlines.begin()->first;
+      self->state_->armed_for = earliest;
+    }
+    self->state_->timer->expires_at(earliest);
+    self->state_->timer->async_wait([weak](boost::system::error_code ec) {
+      auto s = weak.lock();
+      if (!ec && s) s->on_deadline();
     });
   });
-  driver_->async_send(to, std::move(request),
-                      [weak = weak_from_this(), call](boost::system::error_code ec) {
-                        auto self = weak.lock();
-                        if (!ec || !self) return;
-                        {
-                          std::lock_guard lk(self->state_->mutex);
-                          if (self->state_->pending.erase(call->msg_id) == 0) return;
-                        }
-                        self->finish(call,
-                                     std::make_exception_ptr(transport_error(
-                                         "could not send the call: " + ec.message())),
-                                     {});
-                      });
+}
+
+// Transport thread: completes every call whose deadline passed.
+void transport::on_deadline() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::string, pending_call>> expired;
+  {
+    std::lock_guard lk(state_->mutex);
+    while (!state_->deadlines.empty() && state_->deadlines.begin()->first <= now) {
+      auto d = state_->deadlines.begin();
+      auto it = state_->pending.find(d->second);
+      state_->deadlines.erase(d);
+      if (it == state_->pending.end()) continue;
+      expired.emplace_back(it->first, std::move(it->second));
+      state_->pending.erase(it);
+    }
+    state_->armed_for = std::chrono::steady_clock::time_point::max();
+  }
+  for (auto& [id, call] : expired) {
+    std::move(call.handler)(std::make_exception_ptr(timeout_error(
+                                "Timed out waiting for a reply to message ID " + id)),
+                            rpc_reply{});
+  }
+  arm_deadline_timer();
 }
 
 void transport::on_reply(rpc_reply reply) {
-  std::shared_ptr<pending_call> call;
-  {
-    std::lock_guard lk(state_->mutex);
-    auto it = state_->pending.find(reply.msg_id);
-    if (it == state_->pending.end()) {
-      log_->debug("reply for message {} arrived after its call ended; dropped", reply.msg_id);
-      return;
-    }
-    call = std::move(it->second);
-    state_->pending.erase(it);
+  auto call = take_call(reply.msg_id);
+  if (!call) {
+    log_->debug("reply for message {} arrived after its call ended; dropped", reply.msg_id);
+    return;
   }
   std::exception_ptr e;
   if (reply.failure) e = exception_from(*reply.failure);
-  finish(call, e, std::move(reply));
-}
-
-void transport::finish(const std::shared_ptr<pending_call>& call, std::exception_ptr e,
-                       rpc_reply reply) {
-  asio::post(call->timer.get_executor(), [call] { call->timer.cancel(); });
   std::move(call->handler)(e, std::move(reply));
 }
 

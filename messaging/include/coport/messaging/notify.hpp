@@ -151,11 +151,13 @@ enum class notification_result {
 /// metadata has "message_id" and "timestamp". A missing key, a value that
 /// is not a string, or a payload that is not an object fails the match.
 struct notification_filter {
-  std::optional<std::string> publisher_id;
-  std::optional<std::string> event_type;
-  std::map<std::string, std::string> context;
-  std::map<std::string, std::string> metadata;
-  std::map<std::string, std::string> payload;
+  // Every member has an initializer so that designated initializers may
+  // name only some of them without -Wmissing-field-initializers (GCC 12).
+  std::optional<std::string> publisher_id{};
+  std::optional<std::string> event_type{};
+  std::map<std::string, std::string> context{};
+  std::map<std::string, std::string> metadata{};
+  std::map<std::string, std::string> payload{};
 
   /// True if `n` passes. Compiles the expressions at every call (endpoints
   /// compile theirs once); throws std::invalid_argument, naming the field,
@@ -291,7 +293,7 @@ class notification_endpoint {
 struct notification_listener_options {
   /// Listeners of one pool share the messages (each message goes to one of
   /// them); every pool, and the listeners without one, get every message.
-  std::optional<std::string> pool;
+  std::optional<std::string> pool{};
   /// More than 1: messages are collected into batches of up to this many
   /// and given to batch handlers. At most max_in_flight.
   std::size_t batch_size = 1;

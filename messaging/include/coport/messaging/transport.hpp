@@ -12,6 +12,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -118,7 +119,7 @@ class listener_impl {
  public:
   virtual ~listener_impl() = default;
   /// Completes with the next message, or operation_aborted after stop().
-  /// At most one receive is pending at a time.
+  /// Several receives may wait at once; messages go to them in order.
   virtual void async_receive_call(call_receiver h);
   virtual void async_receive_notification(notification_receiver h);
   /// Stops taking messages: the pending receive ends with operation_aborted
@@ -232,17 +233,21 @@ class transport : public std::enable_shared_from_this<transport> {
 
   /// Sends a call and waits for its reply up to `timeout`; completes with
   /// `(std::exception_ptr, rpc_reply)`: timeout_error when it expires,
-  /// transport_error when sending fails. Sets the request's msg_id and
-  /// reply_q.
+  /// transport_error when sending fails, operation_aborted (a system_error)
+  /// when the caller cancels it. Sets the request's msg_id and reply_q.
   template <class CompletionToken>
   auto async_call(target to, rpc_request request, std::chrono::steady_clock::duration timeout,
                   CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr, rpc_reply)>(
         [self = shared_from_this()](auto handler, target t, rpc_request r,
                                     std::chrono::steady_clock::duration d) {
-          auto timer_ex = timer_executor_of(handler);
-          self->start_call(std::move(t), std::move(r), d, std::move(timer_ex),
-                           detail::deliver(std::move(handler)));
+          if (r.msg_id.empty()) r.msg_id = make_unique_id();
+          // Cancelling the caller's operation abandons the call.
+          auto slot = boost::asio::get_associated_cancellation_slot(handler);
+          if (slot.is_connected()) {
+            slot.template emplace<call_canceller>(self->weak_from_this(), r.msg_id);
+          }
+          self->start_call(std::move(t), std::move(r), d, detail::deliver(std::move(handler)));
         },
         token, std::move(to), std::move(request), timeout);
   }
@@ -270,25 +275,23 @@ class transport : public std::enable_shared_from_this<transport> {
   struct pending_call;
   transport(std::unique_ptr<driver> d, transport_options options);
 
-  // A call's timeout runs on the executor of its handler when that is an
-  // I/O executor (a coroutine's); otherwise (futures, fiber tokens, plain
-  // callbacks) on a thread of the transport. Empty means the latter.
-  template <class Handler>
-  static boost::asio::any_io_executor timer_executor_of(const Handler& h) {
-    using ex_t = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
-    if constexpr (std::is_same_v<ex_t, boost::asio::system_executor> ||
-                  !std::is_convertible_v<ex_t, boost::asio::any_io_executor>) {
-      return {};
-    } else {
-      return boost::asio::get_associated_executor(h, boost::asio::system_executor());
+  struct call_canceller {
+    std::weak_ptr<transport> owner;
+    std::string msg_id;
+    void operator()(boost::asio::cancellation_type type) const {
+      if (type == boost::asio::cancellation_type::none) return;
+      if (auto t = owner.lock()) t->abandon_call(msg_id);
     }
-  }
+  };
 
   void start_call(target to, rpc_request request, std::chrono::steady_clock::duration timeout,
-                  boost::asio::any_io_executor timer_ex,
                   boost::asio::any_completion_handler<void(std::exception_ptr, rpc_reply)> handler);
+  void abandon_call(const std::string& msg_id);
+  void arm_deadline_timer();
+  void on_deadline();
   void on_reply(rpc_reply reply);
-  void finish(const std::shared_ptr<pending_call>& call, std::exception_ptr e, rpc_reply reply);
+  /// Takes the call `msg_id` out of the pending set, if still there.
+  std::optional<pending_call> take_call(const std::string& msg_id);
 
   transport_options options_;
   std::shared_ptr<spdlog::logger> log_;
