@@ -31,7 +31,6 @@ rpc_request rpc_client::make_request(context ctxt, std::string method, boost::js
   r.ns = target_.ns;
   r.version = target_.version;
   r.ctxt = std::move(ctxt);
-  r.unique_id = make_unique_id();
   return r;
 }
 

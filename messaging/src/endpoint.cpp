@@ -58,9 +58,8 @@ void check_argument_names(const std::string& method, const std::vector<std::stri
 }  // namespace detail
 
 endpoint::endpoint(std::string name, endpoint_target where)
-    : name_(std::move(name)), where_(std::move(where)) {
+    : name_(std::move(name)), where_(std::move(where)), served_(version::parse(where_.version)) {
   if (where_.ns) validate_name("endpoint namespace", *where_.ns);
-  (void)version::parse(where_.version);
 }
 
 const method* endpoint::find(std::string_view name) const {
@@ -90,7 +89,7 @@ std::pair<const endpoint*, const method*> dispatcher::find(const rpc_request& re
   bool found_compatible = false;
   for (const auto& e : endpoints_) {
     if (e->target().ns != request.ns) continue;
-    if (!version::compatible(version::parse(e->target().version), requested)) continue;
+    if (!version::compatible(e->served_version(), requested)) continue;
     found_compatible = true;
     if (!request.method.empty() && request.method.front() == '_') continue;
     if (const method* m = e->find(request.method)) return {e.get(), m};

@@ -19,6 +19,7 @@ class category_impl final : public boost::system::error_category {
       case errc::decode_error: return "malformed message";
       case errc::transport_error: return "transport error";
       case errc::invalid_url: return "invalid transport URL";
+      case errc::encode_error: return "message cannot be encoded as JSON";
     }
     return "unknown coport.messaging error";
   }

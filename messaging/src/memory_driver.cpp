@@ -87,7 +87,6 @@ class memory_incoming_call final : public incoming_call {
   void reply(rpc_reply r) override {
     if (!request_.is_call()) return;
     r.msg_id = request_.msg_id;
-    if (r.unique_id.empty()) r.unique_id = make_unique_id();
     std::function<void(rpc_reply)> sink;
     {
       std::lock_guard lk(broker_->mutex);

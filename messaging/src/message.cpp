@@ -2,12 +2,16 @@
 #include <coport/messaging/message.hpp>
 #include <coport/messaging/target.hpp>
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/value_stack.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <cxxabi.h>
 
 #include <array>
+#include <charconv>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -43,6 +47,84 @@ std::string_view kind_name(const json::value& v) {
   return "unknown";
 }
 
+// Builds a json::value like boost::json::parser, except that floating-point
+// numbers are converted from their text exactly (std::from_chars): Boost 1.81's
+// own conversion is fast but may differ from the sender's value in the last
+// bits, and numbers must survive a trip through Python unchanged.
+class exact_value_builder {
+ public:
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+
+  json::value_stack stack;
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_array_begin(json::error_code&) { return true; }
+  bool on_array_end(std::size_t n, json::error_code&) {
+    stack.push_array(n);
+    return true;
+  }
+  bool on_object_begin(json::error_code&) { return true; }
+  bool on_object_end(std::size_t n, json::error_code&) {
+    stack.push_object(n);
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_chars(s);
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_string(s);
+    return true;
+  }
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_chars(s);
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_key(s);
+    return true;
+  }
+  bool on_number_part(json::string_view s, json::error_code&) {
+    number_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+    number_.clear();
+    stack.push_int64(i);
+    return true;
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+    number_.clear();
+    stack.push_uint64(u);
+    return true;
+  }
+  bool on_double(double d, json::string_view s, json::error_code&) {
+    number_.append(s.data(), s.size());
+    double exact = d;
+    const auto [end, err] = std::from_chars(number_.data(), number_.data() + number_.size(), exact);
+    number_.clear();
+    stack.push_double(err == std::errc() ? exact : d);
+    return true;
+  }
+  bool on_bool(bool b, json::error_code&) {
+    stack.push_bool(b);
+    return true;
+  }
+  bool on_null(json::error_code&) {
+    stack.push_null();
+    return true;
+  }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  std::string number_;
+};
+
 json::value parse_limited(std::string_view text, const decode_limits& limits, const char* what) {
   if (text.size() > limits.max_bytes) {
     throw decode_error(std::string(what) + " is " + std::to_string(text.size()) +
@@ -50,10 +132,34 @@ json::value parse_limited(std::string_view text, const decode_limits& limits, co
   }
   json::parse_options opt;
   opt.max_depth = limits.max_depth;
+  json::basic_parser<exact_value_builder> parser(opt);
+  parser.handler().stack.reset();
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec, {}, opt);
+  const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
+  if (!ec && used != text.size()) ec = json::error::extra_data;
   if (ec) throw decode_error(std::string(what) + " is not valid JSON: " + ec.message());
-  return v;
+  return parser.handler().stack.release();
+}
+
+// JSON has no NaN or infinity; a message holding one is refused at the
+// sender rather than sent as text no decoder accepts.
+void check_finite(const json::value& v, std::string_view where) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      if (!std::isfinite(v.get_double())) {
+        throw encode_error(std::string(where) + " holds " + (std::isnan(v.get_double()) ? "NaN" : "an infinity") +
+                           ", which JSON cannot carry");
+      }
+      break;
+    case json::kind::array:
+      for (const auto& e : v.get_array()) check_finite(e, where);
+      break;
+    case json::kind::object:
+      for (const auto& kv : v.get_object()) check_finite(kv.value(), where);
+      break;
+    default:
+      break;
+  }
 }
 
 // Opens the envelope and returns the message dictionary inside it.
@@ -86,6 +192,7 @@ json::object open_envelope(std::string_view body, const decode_limits& limits) {
 }
 
 std::string seal_envelope(const json::object& inner) {
+  check_finite(inner, "the message");
   json::object env;
   env[version_key] = envelope_version;
   env[message_key] = json::serialize(inner);
@@ -116,7 +223,7 @@ context take_context(json::object& m) {
   context ctxt;
   for (auto it = m.begin(); it != m.end(); ++it) {
     const std::string_view key = it->key();
-    if (key.size() > context_prefix.size() && key.substr(0, context_prefix.size()) == context_prefix) {
+    if (key.size() >= context_prefix.size() && key.substr(0, context_prefix.size()) == context_prefix) {
       ctxt[key.substr(context_prefix.size())] = std::move(it->value());
     }
   }
@@ -237,7 +344,7 @@ std::string encode(const rpc_request& m) {
     inner["_reply_q"] = m.reply_q;
     inner["_timeout"] = m.timeout ? json::value(*m.timeout) : json::value(nullptr);
   }
-  inner["_unique_id"] = m.unique_id;
+  inner["_unique_id"] = m.unique_id.empty() ? make_unique_id() : m.unique_id;
   put_context(inner, m.ctxt);
   return seal_envelope(inner);
 }
@@ -248,7 +355,7 @@ std::string encode(const rpc_reply& m) {
   inner["failure"] = m.failure ? encode_failure(*m.failure) : json::value(nullptr);
   inner["ending"] = m.ending;
   inner["_msg_id"] = m.msg_id;
-  inner["_unique_id"] = m.unique_id;
+  inner["_unique_id"] = m.unique_id.empty() ? make_unique_id() : m.unique_id;
   return seal_envelope(inner);
 }
 
@@ -262,7 +369,7 @@ std::string encode(const notification& m) {
   inner["priority"] = prio;
   inner["payload"] = m.payload;
   inner["timestamp"] = m.timestamp;
-  inner["_unique_id"] = m.unique_id;
+  inner["_unique_id"] = m.unique_id.empty() ? make_unique_id() : m.unique_id;
   put_context(inner, m.ctxt);
   return seal_envelope(inner);
 }
@@ -338,8 +445,23 @@ failure_info failure_from(std::exception_ptr e) {
   if (!e) e = std::current_exception();
   failure_info f;
   auto from_type = [&f](const std::type_info& type) {
-    const std::string full = demangle(type.name());
-    const auto sep = full.rfind("::");
+    std::string full = demangle(type.name());
+    // ABI tags are not part of the name a reader knows
+    // ("std::ios_base::failure[abi:cxx11]").
+    for (auto tag = full.find("[abi:"); tag != std::string::npos; tag = full.find("[abi:", tag)) {
+      const auto close = full.find(']', tag);
+      if (close == std::string::npos) break;
+      full.erase(tag, close - tag + 1);
+    }
+    // The last "::" outside template arguments separates namespace and class
+    // ("boost::wrapexcept<std::runtime_error>").
+    std::size_t sep = std::string::npos;
+    int depth = 0;
+    for (std::size_t i = 0; i + 1 < full.size(); ++i) {
+      if (full[i] == '<') ++depth;
+      else if (full[i] == '>') --depth;
+      else if (depth == 0 && full[i] == ':' && full[i + 1] == ':') sep = i;
+    }
     if (sep == std::string::npos) {
       f.exc_type = full;
       f.module = "coport";

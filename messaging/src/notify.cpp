@@ -111,25 +111,33 @@ void notifier::start_notify(notification n,
     std::exception_ptr first_error;
   };
   auto fan = std::make_shared<fan_in>(std::move(done), topics_.size());
+  auto sent = [fan](std::exception_ptr e) {
+    std::exception_ptr error;
+    {
+      std::lock_guard lk(fan->mutex);
+      if (e && !fan->first_error) fan->first_error = e;
+      if (--fan->left > 0) return;
+      error = fan->first_error;
+    }
+    std::move(fan->done)(error);
+  };
   for (std::size_t i = 0; i < topics_.size(); ++i) {
-    target to;
-    to.topic = topics_[i];
-    notification copy = i + 1 == topics_.size() ? std::move(n) : n;
-    transport_->async_notify(std::move(to), std::move(copy),
-                             [fan, topic = topics_[i]](boost::system::error_code ec) {
-                               std::exception_ptr error;
-                               {
-                                 std::lock_guard lk(fan->mutex);
-                                 if (ec && !fan->first_error) {
-                                   fan->first_error = std::make_exception_ptr(transport_error(
-                                       "could not send the notification to topic '" + topic +
-                                       "': " + ec.message()));
-                                 }
-                                 if (--fan->left > 0) return;
-                                 error = fan->first_error;
-                               }
-                               std::move(fan->done)(error);
-                             });
+    const std::string& topic = topics_[i];
+    try {
+      target to;
+      to.topic = topic;
+      notification copy = i + 1 == topics_.size() ? std::move(n) : n;
+      transport_->async_notify(std::move(to), std::move(copy),
+                               [sent, topic](boost::system::error_code ec) {
+                                 sent(ec ? std::make_exception_ptr(transport_error(
+                                               "could not send the notification to topic '" +
+                                               topic + "': " + ec.message()))
+                                         : std::exception_ptr());
+                               });
+    } catch (...) {
+      // The caller hears of it through its handler, like any other failure.
+      sent(std::current_exception());
+    }
   }
 }
 
@@ -424,7 +432,7 @@ struct notification_listener::state : std::enable_shared_from_this<state> {
     // executor (an io_context thread always does), that is inside this
     // strand, until it first suspends. A plain handler would then block the
     // receive loop and run serialized with every other handler.
-    asio::dispatch(ex, [self = shared_from_this(), work = std::move(work), count]() mutable {
+    asio::post(ex, [self = shared_from_this(), work = std::move(work), count]() mutable {
       asio::co_spawn(self->ex, std::move(work), [self, count](std::exception_ptr e) {
         if (e) {
           // Messages not answered are requeued by the transport when their

@@ -8,6 +8,7 @@
 
 #include <coport/messaging/errors.hpp>
 #include <coport/messaging/message.hpp>
+#include <coport/messaging/target.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value_from.hpp>
@@ -192,6 +193,8 @@ class endpoint {
 
   const std::string& name() const noexcept { return name_; }
   const endpoint_target& target() const noexcept { return where_; }
+  /// The served version, parsed.
+  const messaging::version& served_version() const noexcept { return served_; }
   /// The method called `name`, or null. Names starting with '_' are found
   /// here (for reports) but never dispatched.
   const method* find(std::string_view name) const;
@@ -203,6 +206,7 @@ class endpoint {
 
   std::string name_;
   endpoint_target where_;
+  messaging::version served_;
   std::map<std::string, method, std::less<>> methods_;
 };
 

@@ -24,6 +24,7 @@ enum class errc {
   decode_error,         ///< a message that is not a valid oslo.messaging message
   transport_error,      ///< the transport failed or is closed
   invalid_url,          ///< a transport URL that cannot be used
+  encode_error,         ///< a message that cannot be written as JSON (NaN, infinity)
 };
 
 const boost::system::error_category& messaging_category() noexcept;
@@ -120,6 +121,12 @@ class version_cap_error : public messaging_error {
 class decode_error : public messaging_error {
  public:
   explicit decode_error(const std::string& what) : messaging_error(errc::decode_error, what) {}
+};
+
+/// A message that JSON cannot carry (a NaN or an infinity in it).
+class encode_error : public messaging_error {
+ public:
+  explicit encode_error(const std::string& what) : messaging_error(errc::encode_error, what) {}
 };
 
 class transport_error : public messaging_error {

@@ -90,7 +90,9 @@ std::string make_unique_id();
 /// "2026-11-26 10:20:30.123456", UTC, oslo.utils' str(utcnow()).
 std::string utc_timestamp();
 
-/// Encodes to the wire form (the JSON text of the envelope).
+/// Encodes to the wire form (the JSON text of the envelope). An empty
+/// unique_id is filled with a fresh one on the wire (in-process transports
+/// never need it).
 std::string encode(const rpc_request& m);
 std::string encode(const rpc_reply& m);
 std::string encode(const notification& m);
