@@ -31,14 +31,14 @@ struct version {
 /// Target). Unset optional fields are absent on the wire.
 struct target {
   /// Exchange; empty means the transport's control exchange ("openstack").
-  std::string exchange;
-  std::string topic;
+  std::string exchange = {};
+  std::string topic = {};
   /// A specific server of the topic (topic.server queue).
-  std::string server;
+  std::string server = {};
   /// Endpoint namespace; absent means the default (null) namespace.
-  std::optional<std::string> ns;
+  std::optional<std::string> ns = {};
   /// Requested (client) or served (endpoint) API version.
-  std::optional<std::string> version;
+  std::optional<std::string> version = {};
   /// Deliver to every server of the topic.
   bool fanout = false;
 
