@@ -15,6 +15,7 @@
 
 #include <map>
 #include <optional>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -32,6 +33,36 @@ void listener_impl::async_receive_call(call_receiver h) {
 void listener_impl::async_receive_notification(notification_receiver h) {
   std::move(h)(make_error_code(asio::error::operation_not_supported),
                std::unique_ptr<incoming_notification>());
+}
+
+struct listener_impl::poll_state {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool pending = false;  // a receive is outstanding
+  bool ended = false;    // the listener stopped
+  std::unique_ptr<incoming_call> ready;
+};
+
+std::unique_ptr<incoming_call> listener_impl::poll_call(std::chrono::milliseconds timeout) {
+  if (!poll_) poll_ = std::make_shared<poll_state>();
+  auto st = poll_;
+  std::unique_lock lk(st->mutex);
+  if (!st->pending && !st->ready && !st->ended) {
+    st->pending = true;
+    lk.unlock();
+    async_receive_call([st](boost::system::error_code ec, std::unique_ptr<incoming_call> in) {
+      {
+        std::lock_guard g(st->mutex);
+        st->pending = false;
+        if (ec || !in) st->ended = true;
+        else st->ready = std::move(in);
+      }
+      st->cv.notify_all();
+    });
+    lk.lock();
+  }
+  st->cv.wait_for(lk, timeout, [&] { return st->ready || st->ended; });
+  return std::move(st->ready);
 }
 
 // ------------------------------------------------------------------ drivers

@@ -123,6 +123,18 @@ inline boost::asio::awaitable<void> hosted_body(boost::asio::awaitable<void> aw,
   co_await std::move(aw);
 }
 
+// Binds `slot` to `handler`, replacing the (unconnected) slot of a handler
+// that is already a cancellation_slot_binder.
+template <class Handler>
+auto rebind_cancellation_slot(boost::asio::cancellation_slot slot, Handler&& handler) {
+  return boost::asio::bind_cancellation_slot(slot, std::forward<Handler>(handler));
+}
+template <class T, class S>
+auto rebind_cancellation_slot(boost::asio::cancellation_slot slot,
+                              boost::asio::cancellation_slot_binder<T, S>&& handler) {
+  return boost::asio::bind_cancellation_slot(slot, std::move(handler.get()));
+}
+
 struct initiate_hosted {
   template <class Handler, class T>
   void operator()(Handler&& handler, boost::asio::awaitable<T> aw, hosted_executor ex) const {
@@ -136,7 +148,7 @@ struct initiate_hosted {
       h->cancel_on_stop();
       auto slot = h->stop_signal().slot();
       boost::asio::co_spawn(std::move(ex), std::move(body),
-                            boost::asio::bind_cancellation_slot(slot, std::forward<Handler>(handler)));
+                            rebind_cancellation_slot(slot, std::forward<Handler>(handler)));
     }
   }
 };

@@ -125,6 +125,19 @@ class listener_impl {
   /// Stops taking messages: the pending receive ends with operation_aborted
   /// and messages not yet received stay with the transport for others.
   virtual void stop() = 0;
+
+  /// True when the driver's client library blocks the calling thread: an
+  /// executor without fibers then polls it with poll_call() from a thread of
+  /// its own rather than on its event loop.
+  virtual bool blocking() const noexcept { return false; }
+  /// Blocks the calling thread up to `timeout` for the next request; null on
+  /// timeout or once stopped. The default waits for async_receive_call; a
+  /// message that arrives after a timeout is kept for the next poll.
+  virtual std::unique_ptr<incoming_call> poll_call(std::chrono::milliseconds timeout);
+
+ private:
+  struct poll_state;
+  std::shared_ptr<poll_state> poll_;
 };
 
 /// A listener: what a server consumes from. The transport keeps messages
@@ -154,6 +167,9 @@ class listener {
         token);
   }
   void stop() { impl_->stop(); }
+  /// See listener_impl::blocking() and poll_call().
+  bool blocking() const noexcept { return impl_->blocking(); }
+  std::unique_ptr<incoming_call> poll_call(std::chrono::milliseconds timeout) { return impl_->poll_call(timeout); }
 
  private:
   std::shared_ptr<listener_impl> impl_;

@@ -1,0 +1,343 @@
+#include <coport/messaging/executor.hpp>
+#include <coport/messaging/serving.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+namespace asio = boost::asio;
+
+namespace coport::messaging {
+
+// ------------------------------------------------------------ histogram
+
+namespace {
+
+// Bucket i covers [lower(i), lower(i+1)) in nanoseconds: four buckets per
+// power of two from 1 µs (below it: bucket 0).
+constexpr std::uint64_t first_ns = 1000;
+
+std::size_t bucket_of(std::uint64_t ns) noexcept {
+  if (ns < first_ns) return 0;
+  const std::uint64_t x = ns / (first_ns / 4);  // >= 4
+  const int log = std::bit_width(x) - 1;         // >= 2
+  const std::uint64_t sub = (x >> (log - 2)) & 3;
+  const std::size_t b = static_cast<std::size_t>(log - 2) * 4 + static_cast<std::size_t>(sub) + 1;
+  return std::min(b, latency_histogram::bucket_count - 1);
+}
+
+std::uint64_t lower_of(std::size_t b) noexcept {
+  if (b == 0) return 0;
+  const std::size_t log = (b - 1) / 4 + 2;
+  const std::uint64_t sub = (b - 1) % 4;
+  return ((std::uint64_t{4} + sub) << (log - 2)) * (first_ns / 4);
+}
+
+}  // namespace
+
+void latency_histogram::record(std::chrono::nanoseconds d) noexcept {
+  const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
+  buckets_[bucket_of(ns)].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t latency_histogram::count() const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& b : buckets_) n += b.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::chrono::nanoseconds latency_histogram::percentile(double q) const noexcept {
+  std::array<std::uint64_t, bucket_count> snap;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < bucket_count; ++i) {
+    snap[i] = buckets_[i].load(std::memory_order_relaxed);
+    total += snap[i];
+  }
+  if (total == 0) return {};
+  const auto rank = static_cast<std::uint64_t>(std::ceil(std::clamp(q, 0.0, 1.0) * static_cast<double>(total)));
+  std::uint64_t seen = 0;
+  for (std::size_t i = 0; i < bucket_count; ++i) {
+    seen += snap[i];
+    if (seen >= std::max<std::uint64_t>(rank, 1)) {
+      // The bucket's upper bound: a percentile never under-reports.
+      const std::uint64_t upper = i + 1 < bucket_count ? lower_of(i + 1) : lower_of(i) * 2;
+      return std::chrono::nanoseconds(static_cast<std::int64_t>(upper));
+    }
+  }
+  return {};
+}
+
+// --------------------------------------------------------------- metrics
+
+metrics_table::metrics_table(
+    const dispatcher& d, std::string executor_name,
+    const std::function<std::string(const endpoint&, const method&, const method_form&)>& mode_of)
+    : executor_(std::move(executor_name)) {
+  for (const auto& e : d.endpoints()) {
+    for (const auto& [name, m] : e->methods()) {
+      for (const method_form* f : {m.legacy(), m.ported()}) {
+        if (!f) continue;
+        rows_.push_back(row{f, e->name(), name, f->kind, mode_of(*e, m, *f), std::make_unique<method_metrics>()});
+      }
+    }
+  }
+  std::sort(rows_.begin(), rows_.end(), [](const row& a, const row& b) { return a.form < b.form; });
+}
+
+method_metrics* metrics_table::find(const method_form* form) const noexcept {
+  auto it = std::lower_bound(rows_.begin(), rows_.end(), form,
+                             [](const row& r, const method_form* f) { return r.form < f; });
+  return it != rows_.end() && it->form == form ? it->metrics.get() : nullptr;
+}
+
+std::vector<method_report> metrics_table::report() const {
+  std::vector<method_report> out;
+  out.reserve(rows_.size());
+  for (const auto& r : rows_) {
+    method_report m;
+    m.endpoint = r.endpoint;
+    m.method = r.method;
+    m.kind = r.kind;
+    m.mode = r.mode;
+    m.executor = executor_;
+    m.calls = r.metrics->calls.load(std::memory_order_relaxed);
+    m.errors = r.metrics->errors.load(std::memory_order_relaxed);
+    m.cancelled = r.metrics->cancelled.load(std::memory_order_relaxed);
+    m.in_flight = r.metrics->in_flight.load(std::memory_order_relaxed);
+    m.p50 = r.metrics->latency.percentile(0.5);
+    m.p99 = r.metrics->latency.percentile(0.99);
+    out.push_back(std::move(m));
+  }
+  std::sort(out.begin(), out.end(), [](const method_report& a, const method_report& b) {
+    return std::tie(a.endpoint, a.method, a.kind) < std::tie(b.endpoint, b.method, b.kind);
+  });
+  return out;
+}
+
+const method_form& default_form(const method& m) noexcept {
+  return m.ported() ? *m.ported() : *m.legacy();
+}
+
+std::vector<std::string> fiber_only_methods(const dispatcher& d) {
+  std::vector<std::string> out;
+  for (const auto& e : d.endpoints()) {
+    for (const auto& [name, m] : e->methods()) {
+      if (!m.ported() && m.legacy() && !name.starts_with('_')) out.push_back(e->name() + "." + name);
+    }
+  }
+  return out;
+}
+
+// --------------------------------------------------------------- request
+
+namespace serving {
+
+request::request(std::shared_ptr<core> c, std::unique_ptr<incoming_call> in, asio::any_io_executor ex)
+    : core_(std::move(c)), in_(std::move(in)), ex_(std::move(ex)), started_(std::chrono::steady_clock::now()) {}
+
+request::~request() = default;
+
+void request::arm_deadline() {
+  const auto& timeout = message().timeout;
+  if (!timeout || *timeout <= 0) return;
+  deadline_.emplace(ex_, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             std::chrono::duration<double>(*timeout)));
+  deadline_->async_wait([w = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = w.lock()) {
+      cancel_reason none = cancel_reason::none;
+      if (self->reason_.compare_exchange_strong(none, cancel_reason::deadline) && !self->finished_) {
+        self->signal_.emit(asio::cancellation_type::terminal);
+      }
+    }
+  });
+}
+
+void request::cancel(cancel_reason why) {
+  cancel_reason none = cancel_reason::none;
+  if (!reason_.compare_exchange_strong(none, why)) return;
+  asio::post(ex_, [w = weak_from_this()] {
+    if (auto self = w.lock(); self && !self->finished_) self->signal_.emit(asio::cancellation_type::terminal);
+  });
+}
+
+void request::finish(rpc_reply reply) {
+  if (finished_) return;
+  finished_ = true;
+  if (deadline_) {
+    // The timer is only touched on the request's executor, where finish()
+    // runs for coroutines; a fiber's finish runs on the same loop thread.
+    deadline_->cancel();
+  }
+  const bool failed = reply.failure.has_value();
+  if (metrics_) {
+    metrics_->latency.record(std::chrono::steady_clock::now() - started_);
+    metrics_->calls.fetch_add(1, std::memory_order_relaxed);
+    if (failed) metrics_->errors.fetch_add(1, std::memory_order_relaxed);
+    if (reason_.load() != cancel_reason::none) metrics_->cancelled.fetch_add(1, std::memory_order_relaxed);
+    metrics_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (!message().is_call()) {
+    if (failed) {
+      core_->log().warn("{}: cast of {} failed: {}: {}", core_->executor_name(), message().method,
+                       reply.failure->exc_type, reply.failure->message);
+    }
+    return;
+  }
+  const std::string msg_id = message().msg_id;
+  try {
+    in_->reply(std::move(reply));
+  } catch (const std::exception& e) {
+    core_->log().error("{}: could not send the reply of {} (message id {}): {}", core_->executor_name(),
+                      message().method, msg_id, e.what());
+  } catch (...) {
+    core_->log().error("{}: could not send the reply of {} (message id {})", core_->executor_name(),
+                      message().method, msg_id);
+  }
+}
+
+// ------------------------------------------------------------------ core
+
+core::core(service s, executor_options options, std::string executor_name,
+           std::function<std::string(const endpoint&, const method&, const method_form&)> mode_of)
+    : service_(std::move(s)), options_(options), name_(std::move(executor_name)), mode_of_(std::move(mode_of)) {
+  if (!service_.transport) throw std::invalid_argument(name_ + ": the service has no transport");
+  if (!service_.dispatcher) throw std::invalid_argument(name_ + ": the service has no dispatcher");
+  if (options_.max_in_flight == 0) throw std::invalid_argument(name_ + ": max_in_flight must be > 0");
+}
+
+core::~core() {
+  if (listener_) listener_->stop();
+}
+
+void core::open() {
+  metrics_ = std::make_unique<metrics_table>(*service_.dispatcher, name_, mode_of_);
+  listener_.emplace(service_.transport->listen(service_.where));
+}
+
+std::shared_ptr<request> core::accept(std::unique_ptr<incoming_call> in, asio::any_io_executor ex) {
+  auto r = std::make_shared<request>(shared_from_this(), std::move(in), std::move(ex));
+  try {
+    auto [ep, m] = service_.dispatcher->find(r->message());
+    r->endpoint_ = ep;
+    r->method_ = m;
+    r->form_ = &default_form(*m);
+  } catch (...) {
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    rpc_reply reply = failure_reply(std::current_exception());
+    log().warn("{}: rejected {} (message id {}): {}: {}", name_, r->message().method,
+               r->message().msg_id.empty() ? "-" : r->message().msg_id, reply.failure->exc_type,
+               reply.failure->message);
+    if (r->message().is_call()) {
+      try {
+        r->in_->reply(std::move(reply));
+      } catch (const std::exception& e) {
+        log().error("{}: could not send a rejection (message id {}): {}", name_, r->message().msg_id, e.what());
+      }
+    }
+    return nullptr;
+  }
+  r->metrics_ = metrics_ ? metrics_->find(r->form_) : nullptr;
+  if (r->metrics_) r->metrics_->in_flight.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lk(mutex_);
+    r->next_ = head_;
+    if (head_) head_->prev_ = r.get();
+    head_ = r.get();
+    const std::size_t now = in_flight_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (now > peak_.load(std::memory_order_relaxed)) peak_.store(now, std::memory_order_relaxed);
+  }
+  // A request taken after the stop began is served like the others, but a
+  // stop that already cancels is not escaped.
+  if (drain_over_.load(std::memory_order_acquire)) r->cancel(cancel_reason::stop);
+  return r;
+}
+
+void core::release(request& r) noexcept {
+  std::unique_lock lk(mutex_);
+  if (r.prev_) r.prev_->next_ = r.next_;
+  else if (head_ == &r) head_ = r.next_;
+  if (r.next_) r.next_->prev_ = r.prev_;
+  r.prev_ = r.next_ = nullptr;
+  in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  maybe_done(lk);
+}
+
+void core::loop_started() noexcept {
+  std::lock_guard lk(mutex_);
+  ++loops_;
+}
+
+void core::loop_exited() noexcept {
+  std::unique_lock lk(mutex_);
+  --loops_;
+  maybe_done(lk);
+}
+
+void core::maybe_done(std::unique_lock<std::mutex>& lk) {
+  if (!stopping_.load(std::memory_order_relaxed) || loops_ > 0 || head_ || waiters_.empty()) return;
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  auto timer = std::move(drain_timer_);
+  lk.unlock();
+  if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  for (auto& w : waiters) std::move(w)();
+}
+
+void core::cancel_all(const char* why) {
+  drain_over_.store(true, std::memory_order_release);
+  std::vector<std::shared_ptr<request>> left;
+  std::string ids;
+  {
+    std::lock_guard lk(mutex_);
+    for (request* r = head_; r; r = r->next_) {
+      if (auto sp = r->weak_from_this().lock()) {
+        if (left.size() < 20) {
+          ids += ids.empty() ? "" : ", ";
+          ids += r->method_ ? r->method_->name() : r->message().method;
+          if (!r->message().msg_id.empty()) ids += " (" + r->message().msg_id + ")";
+        }
+        left.push_back(std::move(sp));
+      }
+    }
+  }
+  if (left.empty()) return;
+  log().warn("{}: {}: cancelling {} request(s) still in flight: {}{}", name_, why, left.size(), ids,
+             left.size() > 20 ? ", ..." : "");
+  for (auto& r : left) r->cancel(cancel_reason::stop);
+}
+
+void core::stop(asio::any_completion_handler<void()> done, asio::any_io_executor timer_ex) {
+  std::unique_lock lk(mutex_);
+  waiters_.push_back(std::move(done));
+  if (stopping_.exchange(true, std::memory_order_acq_rel)) {
+    // A second stop: no more waiting.
+    lk.unlock();
+    cancel_all("stop requested again");
+    lk.lock();
+    maybe_done(lk);
+    return;
+  }
+  if (listener_) listener_->stop();
+  log().info("{}: stopping: {} request(s) in flight, drain time {} ms", name_, in_flight(),
+             std::chrono::duration_cast<std::chrono::milliseconds>(options_.drain_time).count());
+  if (head_) {
+    drain_timer_ = std::make_shared<asio::steady_timer>(timer_ex, options_.drain_time);
+    drain_timer_->async_wait([w = weak_from_this()](boost::system::error_code ec) {
+      if (auto self = w.lock(); self && !ec) self->cancel_all("drain time is over");
+    });
+  }
+  maybe_done(lk);
+}
+
+std::vector<method_report> core::metrics() const {
+  return metrics_ ? metrics_->report() : std::vector<method_report>{};
+}
+
+}  // namespace serving
+
+}  // namespace coport::messaging
