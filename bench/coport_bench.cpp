@@ -18,12 +18,16 @@
 // `ratios()`. The runner calibrates n, repeats, pairs and prints.
 
 #include <coport/bridge/bridge.hpp>
+#include <coport/coro_executor/coro_executor.hpp>
+#include <coport/fiber_executor/fiber_executor.hpp>
 #include <coport/messaging/client.hpp>
 #include <coport/messaging/server.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -34,6 +38,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/version.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -46,6 +51,8 @@
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <future>
+#include <unistd.h>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -89,11 +96,13 @@ struct benchmark {
 };
 
 /// numerator / denominator, measured back to back in each repeat. Met when
-/// the median ratio is at most `aim`; without an aim the ratio is informative.
+/// the median ratio is at most `aim` (at least, with `at_least`: speed-ups);
+/// without an aim the ratio is informative.
 struct ratio_spec {
   std::string_view numerator;
   std::string_view denominator;
   std::optional<double> aim;
+  bool at_least = false;
 };
 
 /// Keeps the compiler from optimising a computed value away.
@@ -403,6 +412,237 @@ timing bridge_hosted_resume(std::uint64_t n) {
 
 // ----------------------------------------------------------------- the lists
 
+// ------------------------------------------------------------- executors
+
+namespace msg = coport::messaging;
+
+/// CPU work of a few microseconds that the compiler cannot fold.
+std::int64_t burn(std::int64_t seed) {
+  std::uint64_t x = static_cast<std::uint64_t>(seed) | 1;
+  for (int i = 0; i < 1500; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  return static_cast<std::int64_t>(x >> 33);
+}
+
+/// The benchmark service: the same `add` as messaging.call_memory in every
+/// form and mode, and `work`, a fiber method of a few microseconds of CPU.
+msg::service bench_service(const std::string& topic, bool fiber_methods = true) {
+  static std::atomic<int> broker{0};
+  auto t = msg::transport::create("memory://exec-bench-" + std::to_string(broker++));
+  auto ep = std::make_shared<msg::endpoint>("bench");
+  auto add_co = [](std::int64_t a, std::int64_t b) -> asio::awaitable<std::int64_t> { co_return a + b; };
+  ep->add("add", {"a", "b"}, add_co);
+  ep->add("add_native", {"a", "b"}, add_co);
+  if (fiber_methods) {
+    ep->add("add_fiber", {"a", "b"}, [](std::int64_t a, std::int64_t b) { return a + b; });
+    ep->add("work", {"seed"}, [](std::int64_t seed) { return burn(seed); });
+  }
+  auto d = std::make_shared<msg::dispatcher>();
+  d->add(ep);
+  return {t, msg::target{.topic = topic, .server = "s1"}, d};
+}
+
+/// n sequential calls of `method` from a coroutine client, timed on the
+/// client's thread.
+asio::awaitable<elapsed_time> sequential_calls(msg::rpc_client client, std::string method, std::uint64_t n) {
+  std::int64_t sum = 0;
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
+    sum += co_await client.async_call<std::int64_t>(method, msg::args("a", 1, "b", 2), asio::use_awaitable);
+  }
+  const reading t0 = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    sum += co_await client.async_call<std::int64_t>(method, msg::args("a", 1, "b", 2), asio::use_awaitable);
+  }
+  const auto elapsed = since(t0);
+  keep(static_cast<int>(sum));
+  co_return elapsed;
+}
+
+/// fiber_executor on one coport loop; the client is a native coroutine on
+/// the same loop.
+timing fiber_executor_calls(const char* method, std::uint64_t n) {
+  bridge::runtime rt(bench_options());
+  msg::service svc = bench_service("bench");
+  coport::fiber_executor_options o;
+  o.modes["add_native"] = coport::coroutine_mode::native;
+  coport::fiber_executor ex(svc, rt, o);
+  ex.start();
+  msg::rpc_client client(svc.transport, msg::target{.topic = "bench"});
+  auto f = asio::co_spawn(rt.get_executor(), sequential_calls(client, method, n), asio::use_future);
+  const elapsed_time e = f.get();
+  ex.async_stop(asio::use_future).get();
+  return {e, n};
+}
+
+timing exec_fiber_hosted(std::uint64_t n) { return fiber_executor_calls("add", n); }
+timing exec_fiber_native(std::uint64_t n) { return fiber_executor_calls("add_native", n); }
+timing exec_fiber_method(std::uint64_t n) { return fiber_executor_calls("add_fiber", n); }
+
+/// coro_executor on a one-thread io_context; the client is a coroutine on
+/// the same io_context.
+timing exec_coro(std::uint64_t n) {
+  asio::io_context io(1);
+  msg::service svc = bench_service("bench", false);
+  coport::coro_executor_options o;
+  o.single_thread = true;  // like fiber_executor's loop: no strand per request
+  coport::coro_executor ex(svc, io.get_executor(), o);
+  ex.start();
+  msg::rpc_client client(svc.transport, msg::target{.topic = "bench"});
+  std::optional<elapsed_time> result;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        result = co_await sequential_calls(client, "add", n);
+        co_await ex.async_stop(asio::use_awaitable);
+        io.stop();
+      },
+      asio::detached);
+  io.run();
+  return {*result, n};
+}
+
+/// Serving throughput of fiber_executor on `loops` loops: n casts of a
+/// fiber method of about 2 us of CPU, queued in the transport first, then
+/// served; timed on the wall clock from start() to the last one served (the
+/// measuring thread only waits). Clients are elsewhere, as in production.
+timing exec_pool(std::size_t loops, std::uint64_t n) {
+  bridge::runtime_pool pool(loops, bench_options());
+  struct progress {
+    std::atomic<std::uint64_t> served{0};
+    std::uint64_t target = 0;
+    std::promise<void> all;
+  };
+  auto run_batch = [&](std::uint64_t count) -> elapsed_time {
+    static std::atomic<int> broker{0};
+    auto t = msg::transport::create("memory://exec-pool-" + std::to_string(broker++));
+    auto p = std::make_shared<progress>();
+    p->target = count;
+    auto ep = std::make_shared<msg::endpoint>("bench");
+    ep->add("work", {"seed"}, [p](std::int64_t seed) {
+      keep(burn(seed));
+      if (p->served.fetch_add(1) + 1 == p->target) p->all.set_value();
+    });
+    auto d = std::make_shared<msg::dispatcher>();
+    d->add(ep);
+    msg::rpc_client client(t, msg::target{.topic = "bench"});
+    for (std::uint64_t i = 0; i < count; ++i) {
+      client.async_cast("work", msg::args("seed", static_cast<std::int64_t>(i)), [](std::exception_ptr) {});
+    }
+    coport::fiber_executor_options o;
+    o.max_in_flight = 256;
+    coport::fiber_executor ex({t, msg::target{.topic = "bench", .server = "s1"}, d}, pool, o);
+    const reading t0 = read_clocks();
+    ex.start();
+    p->all.get_future().wait();
+    const auto e = since(t0);
+    ex.async_stop(asio::use_future).get();
+    return {e.wall, e.wall};
+  };
+  run_batch(std::max<std::uint64_t>(n / 16, 64));  // warm-up: pools, stacks
+  return {run_batch(n), n};
+}
+
+timing exec_pool1(std::uint64_t n) { return exec_pool(1, n); }
+timing exec_pool2(std::uint64_t n) { return exec_pool(2, n); }
+
+// ---------------------------------------------------- parked request memory
+
+/// Resident memory of the process, from /proc/self/statm.
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0;
+  std::size_t pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+/// The child of `--parked KIND N`: parks N requests of one kind (casts that
+/// wait forever) and prints the resident bytes they added, per request.
+/// Runs in a fresh process so that no earlier allocation is reused.
+int parked_child(const std::string& kind, std::size_t n) {
+  bridge::runtime_options ro = bench_options();
+  auto rt = std::make_unique<bridge::runtime>(ro);
+  asio::io_context io(1);
+  auto guard = asio::make_work_guard(io);
+  std::thread io_thread([&io] { io.run(); });
+
+  auto t = msg::transport::create("memory://parked");
+  auto ep = std::make_shared<msg::endpoint>("park");
+  auto gate = std::make_shared<bridge::event>(rt->get_executor());
+  // coro_executor refuses fiber methods: the fiber one only for fiber kinds.
+  if (!kind.starts_with("coroutine")) ep->add("wait", {}, [gate] { gate->wait(); });
+  ep->add("wait_co", {}, []() -> asio::awaitable<void> {
+    asio::steady_timer forever(co_await asio::this_coro::executor, std::chrono::hours(24));
+    co_await forever.async_wait(asio::use_awaitable);
+  });
+  auto d = std::make_shared<msg::dispatcher>();
+  d->add(ep);
+  msg::service svc{t, msg::target{.topic = "park", .server = "s1"}, d};
+  const std::string method = kind == "fiber" ? "wait" : "wait_co";
+
+  // The messages first, so that the figure counts the requests alone.
+  msg::rpc_client client(t, msg::target{.topic = "park"});
+  for (std::size_t i = 0; i < n; ++i) client.async_cast(method, msg::args(), [](std::exception_ptr) {});
+  const std::size_t before = resident_bytes();
+
+  std::unique_ptr<msg::executor> ex;
+  if (kind.starts_with("coroutine")) {
+    coport::coro_executor_options o;
+    o.max_in_flight = n;
+    o.single_thread = kind == "coroutine";
+    ex = std::make_unique<coport::coro_executor>(svc, io.get_executor(), o);
+  } else {
+    coport::fiber_executor_options o;
+    o.max_in_flight = n;
+    o.default_mode = kind == "native" ? coport::coroutine_mode::native : coport::coroutine_mode::hosted;
+    ex = std::make_unique<coport::fiber_executor>(svc, *rt, o);
+  }
+  ex->start();
+  const auto give_up = clock_type::now() + std::chrono::seconds(120);
+  while (ex->in_flight() < n) {
+    if (clock_type::now() > give_up) {
+      std::fprintf(stderr, "coport-bench: only %zu of %zu requests parked\n", ex->in_flight(), n);
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::size_t after = resident_bytes();
+  std::printf("%.1f\n", static_cast<double>(after - std::min(after, before)) / static_cast<double>(n));
+  std::fflush(stdout);
+  std::_Exit(0);  // no orderly teardown of 100 000 parked requests
+}
+
+struct parked_spec {
+  std::string_view kind;
+  std::string_view what;
+  std::optional<double> aim;  // bytes per request
+};
+
+const std::vector<parked_spec>& parked_kinds() {
+  static const std::vector<parked_spec> list = {
+      {"coroutine", "coroutine method on coro_executor, single_thread", 2048},
+      {"coroutine_strand", "coroutine method on coro_executor, a strand per request", std::nullopt},
+      {"native", "native coroutine method on fiber_executor", std::nullopt},
+      {"hosted", "hosted coroutine method on fiber_executor", std::nullopt},
+      {"fiber", "fiber method on fiber_executor (64 KiB stacks)", 16384},
+  };
+  return list;
+}
+
+/// Runs `--parked KIND N` in a child process; its figure, or NaN.
+double run_parked(std::string_view kind, std::size_t n) {
+  char self[4096];
+  const ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) return std::nan("");
+  self[len] = '\0';
+  const std::string cmd = "'" + std::string(self) + "' --parked " + std::string(kind) + " " + std::to_string(n);
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return std::nan("");
+  double v = std::nan("");
+  if (std::fscanf(p, "%lf", &v) != 1) v = std::nan("");
+  if (::pclose(p) != 0) v = std::nan("");
+  return v;
+}
+
 const std::vector<benchmark>& benchmarks() {
   static const std::vector<benchmark> list = {
       {"floor.round_robin_yield",
@@ -430,6 +670,12 @@ const std::vector<benchmark>& benchmarks() {
        bridge_native_resume},
       {"bridge.hosted_resume", "co_await asio::post(use_awaitable), hosted coroutine",
        bridge_hosted_resume},
+      {"exec.coro", "call round trip over memory://, coroutine method on coro_executor (1 thread)", exec_coro},
+      {"exec.fiber_hosted", "the same, hosted coroutine method on fiber_executor (1 loop)", exec_fiber_hosted},
+      {"exec.fiber_native", "the same, native coroutine method on fiber_executor (1 loop)", exec_fiber_native},
+      {"exec.fiber_method", "the same, fiber method on fiber_executor (1 loop)", exec_fiber_method},
+      {"exec.pool1", "fiber_executor serving queued casts of a 2 us fiber method, 1 loop", exec_pool1},
+      {"exec.pool2", "the same on 2 loops", exec_pool2},
   };
   return list;
 }
@@ -444,6 +690,12 @@ const std::vector<ratio_spec>& ratios() {
       {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
       {"messaging.call_memory", "floor.asio_post", 15.0},
       {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
+      {"exec.fiber_hosted", "exec.coro", 1.3},
+      {"exec.fiber_native", "exec.coro", std::nullopt},
+      {"exec.fiber_method", "exec.coro", std::nullopt},
+      {"exec.coro", "messaging.call_memory", std::nullopt},
+      // Throughput ratio 2 loops : 1 loop, as ns(1 loop) / ns(2 loops).
+      {"exec.pool1", "exec.pool2", 1.7, true},
   };
   return list;
 }
@@ -463,6 +715,8 @@ struct settings {
   bool cpu_clock = false;
   std::optional<std::string> json_path;
   std::vector<std::string> filters;
+  /// `--parked KIND N`: be the child process of one memory measurement.
+  std::optional<std::pair<std::string, std::size_t>> parked;
   nanoseconds target() const {
     return quick ? std::chrono::milliseconds(10) : std::chrono::milliseconds(50);
   }
@@ -733,9 +987,9 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
     const summary den = summarise(r.side_samples(st.ratio, false));
     // No std::optional<bool> here: GCC 12 warns (wrongly) that it may be
     // read uninitialised.
-    const bool met = rs.aim && std::isfinite(q.median) && q.median <= *rs.aim;
+    const bool met = rs.aim && std::isfinite(q.median) && (rs.at_least ? q.median >= *rs.aim : q.median <= *rs.aim);
     char aim[16] = "-";
-    if (rs.aim) std::snprintf(aim, sizeof aim, "%.2f", *rs.aim);
+    if (rs.aim) std::snprintf(aim, sizeof aim, rs.at_least ? ">=%.2f" : "%.2f", *rs.aim);
     const std::string label = std::string(rs.numerator) + " / " + std::string(rs.denominator);
     std::printf("%-50s %7.2f  %-12s %6s  %s\n", label.c_str(), q.median,
                 range(q.min, q.max, "%.2f").c_str(), aim,
@@ -756,6 +1010,7 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
     o["max"] = number_or_null(q.max);
     o["samples"] = q.count;
     o["aim"] = rs.aim ? json::value(*rs.aim) : json::value(nullptr);
+    o["aim_is"] = rs.at_least ? "at least" : "at most";
     o["met"] = rs.aim ? json::value(met) : json::value(nullptr);
     o["clock"] = clock_name;
     out.lines.push_back(std::move(o));
@@ -776,6 +1031,7 @@ void usage(std::FILE* to) {
                "  --clock C     wall: steady_clock (default); cpu: the measuring thread's\n"
                "                CPU time, which leaves out preemption on a busy machine\n"
                "  --list        list the benchmarks and ratios, run nothing\n"
+               "  --parked K N  (internal) the child process of one memory figure\n"
                "  NAME          run the benchmarks whose name contains NAME (and the\n"
                "                baselines of their ratios)\n");
 }
@@ -804,6 +1060,14 @@ std::optional<settings> parse(int argc, char** argv) {
         return std::nullopt;
       }
       s.cpu_clock = c == "cpu";
+    } else if (a == "--parked" && i + 2 < argc) {
+      const std::string kind = argv[++i];
+      const long n = std::strtol(argv[++i], nullptr, 10);
+      if (n < 1) {
+        std::fprintf(stderr, "coport-bench: --parked wants a kind and a count\n");
+        return std::nullopt;
+      }
+      s.parked.emplace(kind, static_cast<std::size_t>(n));
     } else if (a == "--list") {
       s.list = true;
     } else if (a == "-h" || a == "--help") {
@@ -825,22 +1089,35 @@ int run_main(int argc, char** argv) {
   const std::optional<settings> parsed = parse(argc, argv);
   if (!parsed) return 2;
   const settings& s = *parsed;
+  if (s.parked) return parked_child(s.parked->first, s.parked->second);
   check_lists();
 
   if (s.list) {
     for (const auto& b : benchmarks()) {
       std::printf("%-28s %s\n", std::string(b.name).c_str(), std::string(b.what).c_str());
     }
+    for (const auto& k : parked_kinds()) {
+      std::printf("memory.parked_%-14s resident bytes per parked request: %s\n", std::string(k.kind).c_str(),
+                  std::string(k.what).c_str());
+    }
     for (const auto& r : ratios()) {
       std::printf("ratio %s", ratio_name(r).c_str());
-      if (r.aim) std::printf(" (aim <= %.2f)", *r.aim);
+      if (r.aim) std::printf(" (aim %s %.2f)", r.at_least ? ">=" : "<=", *r.aim);
       std::printf("\n");
     }
     return 0;
   }
 
+  // The memory figures run when nothing is filtered or a filter names them.
+  std::vector<const parked_spec*> parked;
+  for (const auto& k : parked_kinds()) {
+    const std::string name = "memory.parked_" + std::string(k.kind);
+    bool wanted = s.filters.empty();
+    for (const auto& f : s.filters) wanted = wanted || name.find(f) != std::string::npos;
+    if (wanted) parked.push_back(&k);
+  }
   const auto chosen = select(s.filters);
-  if (chosen.empty()) {
+  if (chosen.empty() && parked.empty()) {
     std::fprintf(stderr, "coport-bench: no benchmark matches; try --list\n");
     return 2;
   }
@@ -856,8 +1133,36 @@ int run_main(int argc, char** argv) {
 
   const auto steps = schedule(chosen);
   runner r(s);
-  r.run(steps);
-  const report rep = print_results(r, chosen, steps, s);
+  report rep;
+  if (!chosen.empty()) {
+    r.run(steps);
+    rep = print_results(r, chosen, steps, s);
+  }
+
+  if (!parked.empty()) {
+    const std::size_t n = s.quick ? 10000 : 100000;
+    std::printf("\n%-28s %10s  %8s  %s\n", "memory (resident, fresh process)", "B/request", "aim", "met");
+    for (const parked_spec* k : parked) {
+      std::fprintf(stderr, "parking %zu requests: %s ...\n", n, std::string(k->what).c_str());
+      const double v = run_parked(k->kind, n);
+      const std::string name = "memory.parked_" + std::string(k->kind);
+      const bool met = k->aim && std::isfinite(v) && v <= *k->aim;
+      char aim[16] = "-";
+      if (k->aim) std::snprintf(aim, sizeof aim, "%.0f", *k->aim);
+      std::printf("%-28s %10.1f  %8s  %s\n", name.c_str(), v, aim, k->aim ? (met ? "yes" : "NO") : "-");
+      json::object o;
+      o["name"] = name;
+      o["kind"] = "memory";
+      o["value"] = number_or_null(v);
+      o["unit"] = "bytes";
+      o["parked"] = n;
+      o["aim"] = k->aim ? json::value(*k->aim) : json::value(nullptr);
+      o["met"] = k->aim ? json::value(met) : json::value(nullptr);
+      o["description"] = k->what;
+      rep.lines.push_back(std::move(o));
+    }
+    std::fflush(stdout);
+  }
 
   if (s.json_path) {
     for (const auto& line : rep.lines) json_out << json::serialize(line) << '\n';
@@ -873,6 +1178,7 @@ int run_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // executors log every stop at info
   try {
     return run_main(argc, argv);
   } catch (const std::exception& e) {

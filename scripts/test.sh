@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
 # README's second command: installs what is missing, builds everything once,
-# and runs the whole test suite through ctest.
+# and runs the whole test suite through ctest, in two trees:
+#   build/           everything (COPORT_WITH_FIBERS=ON)
+#   build/nofibers/  messaging + coro_executor + their tests and an example,
+#                    configured so that Boost.Fiber and Boost.Context cannot
+#                    be found: the proof that the fiber side can be removed.
+# Extra arguments go to both ctest runs (-L executors, -R stop, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
 build=${COPORT_BUILD_DIR:-build}
+nofibers="$build/nofibers"
+
+echo "building the fiberless tree ($nofibers)"
+cmake -S . -B "$nofibers" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCOPORT_WITH_FIBERS=OFF -DCOPORT_BUILD_TESTS=ON -DCOPORT_BUILD_EXAMPLES=ON -DCOPORT_BUILD_BENCH=OFF \
+  -DCOPORT_LINK_MAPS=ON \
+  -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON
+cmake --build "$nofibers" --parallel "$(nproc)"
+
 echo "running the test suite (ctest, $(nproc) at a time)"
-ctest --test-dir "$build" --output-on-failure --parallel "$(nproc)" "$@"
+status=0
+ctest --test-dir "$build" --output-on-failure --parallel "$(nproc)" "$@" || status=$?
+echo "running the fiberless tree's tests"
+ctest --test-dir "$nofibers" --output-on-failure --parallel "$(nproc)" "$@" || status=$?
+if ((status != 0)); then
+  echo "test suite FAILED"
+  exit "$status"
+fi
+echo "test suite passed (both trees)"

@@ -50,19 +50,12 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
         });
   }
 
-  // The request's coroutine: on its own strand; the reply is sent from here.
-  static asio::awaitable<void> serve(std::shared_ptr<msg::serving::request> r, std::shared_ptr<impl> self) {
-    r->arm_deadline();
-    if (r->form().kind == msg::method_kind::coroutine) {
-      r->finish(co_await msg::invoke_coroutine(r->form(), r->message()));
-    } else {
-      // A plain function on the thread pool (coro_executor_options::fiber_method_threads).
-      msg::rpc_reply reply = co_await asio::co_spawn(
-          self->pool->get_executor(),
-          [r]() -> asio::awaitable<msg::rpc_reply> { co_return msg::invoke_plain(r->form(), r->message()); },
-          asio::use_awaitable);
-      r->finish(std::move(reply));
-    }
+  // A plain function on the thread pool (coro_executor_options::fiber_method_threads).
+  static asio::awaitable<void> serve_on_pool(std::shared_ptr<msg::serving::request> r,
+                                             asio::thread_pool::executor_type pool) {
+    // The reply is sent from the pool thread, once the function returns.
+    co_await asio::co_spawn(pool, [r]() -> asio::awaitable<void> { r->run_plain(); co_return; },
+                            asio::use_awaitable);
   }
 
   // Any thread: the request has replied.
@@ -84,7 +77,12 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
   void run(std::shared_ptr<msg::serving::request> r) {
     auto strand = r->get_executor();
     auto slot = r->cancellation_slot();
-    asio::co_spawn(strand, serve(r, shared_from_this()),
+    // Armed before the coroutine exists, so nothing else can touch the timer
+    // yet; from then on only the request's executor does.
+    r->arm_deadline();
+    auto body = r->form().kind == msg::method_kind::coroutine ? msg::serving::request::run_coroutine(r)
+                                                               : serve_on_pool(r, pool->get_executor());
+    asio::co_spawn(strand, std::move(body),
                    asio::bind_cancellation_slot(slot, [self = shared_from_this(), r](std::exception_ptr e) {
                      if (e) {
                        try {
@@ -98,6 +96,13 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
                      }
                      self->finished(*r);
                    }));
+  }
+
+  // Where a new request runs: a strand of its own, or the executor itself
+  // when one thread runs it.
+  asio::any_io_executor request_executor() {
+    if (opts.single_thread) return ex;
+    return asio::make_strand(ex);
   }
 
   bool full() const noexcept { return core->in_flight() >= opts.max_in_flight; }
@@ -121,7 +126,7 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
       if (core->stopping()) break;
       auto [ec, in] = co_await listener.async_receive_call(asio::as_tuple(asio::use_awaitable));
       if (ec || !in) break;
-      auto r = core->accept(std::move(in), asio::make_strand(ex));
+      auto r = core->accept(std::move(in), request_executor());
       if (r) run(std::move(r));
     }
   }
@@ -138,7 +143,7 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
         if (core->stopping()) break;
         auto in = listener.poll_call(opts.poll_interval);
         if (!in) continue;
-        auto r = core->accept(std::move(in), asio::make_strand(ex));
+        auto r = core->accept(std::move(in), request_executor());
         if (r) run(std::move(r));
       }
     } catch (const std::exception& e) {

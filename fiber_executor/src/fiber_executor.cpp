@@ -32,10 +32,6 @@ struct loop_share {
 
 std::string_view to_string(coroutine_mode m) noexcept { return m == coroutine_mode::native ? "native" : "hosted"; }
 
-asio::awaitable<void> serve_coroutine(std::shared_ptr<msg::serving::request> r) {
-  r->finish(co_await msg::invoke_coroutine(r->form(), r->message()));
-}
-
 }  // namespace
 
 struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl> {
@@ -94,12 +90,14 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
     const msg::method_form& form = r->form();
     if (form.kind == msg::method_kind::fiber) {
       bridge::async_run_in_fiber(
-          ls.ex, [r] { r->finish(msg::invoke_plain(r->form(), r->message())); },
+          ls.ex, [r] { r->run_plain(); },
           asio::bind_cancellation_slot(slot, std::move(done)));
     } else if (mode_for(r->target_endpoint().name(), r->target_method().name()) == coroutine_mode::native) {
-      asio::co_spawn(ls.ex, serve_coroutine(r), asio::bind_cancellation_slot(slot, std::move(done)));
+      asio::co_spawn(ls.ex, msg::serving::request::run_coroutine(r),
+                     asio::bind_cancellation_slot(slot, std::move(done)));
     } else {
-      bridge::co_spawn_hosted(ls.ex, serve_coroutine(r), asio::bind_cancellation_slot(slot, std::move(done)));
+      bridge::co_spawn_hosted(ls.ex, msg::serving::request::run_coroutine(r),
+                              asio::bind_cancellation_slot(slot, std::move(done)));
     }
   }
 

@@ -1,6 +1,7 @@
 #include <coport/messaging/executor.hpp>
 #include <coport/messaging/serving.hpp>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -165,6 +166,41 @@ void request::cancel(cancel_reason why) {
   });
 }
 
+void request::finish_result(boost::json::value result) {
+  rpc_reply r;
+  r.result = std::move(result);
+  finish(std::move(r));
+}
+
+void request::finish_error(std::exception_ptr e) { finish(failure_reply(e)); }
+
+void request::run_plain() noexcept {
+  std::exception_ptr error;
+  try {
+    boost::json::value result = form_->call(context_, message().args);
+    return finish_result(std::move(result));
+  } catch (...) {
+    error = std::current_exception();
+  }
+  try {
+    finish_error(error);
+  } catch (...) {
+    core_->log().error("{}: could not build the failure reply of {}", core_->executor_name(), message().method);
+  }
+}
+
+asio::awaitable<void> request::run_coroutine(std::shared_ptr<request> r) {
+  std::exception_ptr error;
+  try {
+    boost::json::value result = co_await r->form_->co_call(r->context_, r->message().args);
+    r->finish_result(std::move(result));
+    co_return;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  r->finish_error(error);
+}
+
 void request::finish(rpc_reply reply) {
   if (finished_) return;
   finished_ = true;
@@ -226,6 +262,7 @@ std::shared_ptr<request> core::accept(std::unique_ptr<incoming_call> in, asio::a
     r->endpoint_ = ep;
     r->method_ = m;
     r->form_ = &default_form(*m);
+    r->context_ = request_context::of(r->message());
   } catch (...) {
     rejected_.fetch_add(1, std::memory_order_relaxed);
     rpc_reply reply = failure_reply(std::current_exception());

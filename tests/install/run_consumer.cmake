@@ -26,7 +26,7 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G "${GENERATOR}"
 message(STATUS "building the consumer project")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run("${WORK_DIR}/build/consumer")
-if(NOT last_output MATCHES "consumer result 42")
+if(NOT last_output MATCHES "consumer result 42, executors 42 42")
   message(FATAL_ERROR "unexpected consumer output: ${last_output}")
 endif()
 message(STATUS "consumer built against the installed package and ran: ${last_output}")

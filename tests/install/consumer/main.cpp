@@ -1,13 +1,19 @@
 // Built against an installed coport: a fiber awaits a coroutine that awaits
-// fiber work.
+// fiber work; then one call through each executor.
 #include <coport/bridge/bridge.hpp>
+#include <coport/coro_executor/coro_executor.hpp>
+#include <coport/fiber_executor/fiber_executor.hpp>
+#include <coport/messaging/client.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <cstdio>
+#include <thread>
 
 namespace asio = boost::asio;
 namespace bridge = coport::bridge;
+namespace msg = coport::messaging;
 
 asio::awaitable<int> ported() { co_return 1 + co_await bridge::run_in_fiber([] { return 40; }); }
 
@@ -16,6 +22,33 @@ int main() {
   auto v = bridge::async_run_in_fiber(rt.get_executor(), [] { return bridge::await(ported()) + 1; },
                                       asio::use_future);
   const int result = v.get();
-  std::printf("consumer result %d\n", result);
-  return result == 42 ? 0 : 1;
+
+  auto t = msg::transport::create("memory://consumer");
+  auto e = std::make_shared<msg::endpoint>("answer");
+  e->add("get", {}, []() -> asio::awaitable<int> { co_return 42; });
+  auto d = std::make_shared<msg::dispatcher>();
+  d->add(e);
+  const msg::service svc{t, msg::target{.topic = "answer", .server = "s"}, d};
+  msg::rpc_client client(t, msg::target{.topic = "answer"});
+
+  coport::fiber_executor fibers(svc, rt);
+  fibers.start();
+  const int via_fibers = client.async_call<int>("get", msg::args(), asio::use_future).get();
+  fibers.async_stop(asio::use_future).get();
+
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::thread io_thread([&io] { io.run(); });
+  int via_coroutines = 0;
+  {
+    coport::coro_executor coros(svc, io.get_executor());
+    coros.start();
+    via_coroutines = client.async_call<int>("get", msg::args(), asio::use_future).get();
+    coros.async_stop(asio::use_future).get();
+  }
+  work.reset();
+  io_thread.join();
+
+  std::printf("consumer result %d, executors %d %d\n", result, via_fibers, via_coroutines);
+  return result == 42 && via_fibers == 42 && via_coroutines == 42 ? 0 : 1;
 }

@@ -46,10 +46,16 @@ struct coro_executor_options : messaging::executor_options {
   /// How long one poll of a blocking transport waits before it looks at a
   /// stop request again.
   std::chrono::milliseconds poll_interval{100};
+  /// True when exactly one thread runs the executor's io_context: requests
+  /// then run directly on it. Otherwise (the default) each request gets a
+  /// strand of its own, so that its deadline and cancellation are never
+  /// handled on two threads at once.
+  bool single_thread = false;
 };
 
 /// Serves `service`'s coroutine methods on `ex` (an io_context's executor,
-/// run by one or more threads; each request runs in a strand of its own).
+/// run by one or more threads; each request runs in a strand of its own
+/// unless coro_executor_options::single_thread says one thread runs it).
 /// Bounded like fiber_executor: at most max_in_flight requests, past it no
 /// message is taken. A request's deadline cancels its coroutine through
 /// Asio cancellation. The reply is sent from the request's coroutine.

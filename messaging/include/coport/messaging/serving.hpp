@@ -51,8 +51,9 @@ class request : public std::enable_shared_from_this<request> {
   /// stop) emits terminal cancellation on it.
   boost::asio::cancellation_slot cancellation_slot() noexcept { return signal_.slot(); }
 
-  /// Arms the deadline timer when the caller sent a timeout. Call on the
-  /// request's executor, before the method starts.
+  /// Arms the deadline timer when the caller sent a timeout. Call before the
+  /// method starts (on any thread: until then nothing else uses the timer);
+  /// the timer then lives on the request's executor.
   void arm_deadline();
 
   /// Asks the method to stop: emits terminal cancellation on the request's
@@ -60,10 +61,24 @@ class request : public std::enable_shared_from_this<request> {
   void cancel(cancel_reason why);
   [[nodiscard]] cancel_reason cancelled() const noexcept { return reason_.load(); }
 
+  /// What the method gets as its request_context (built when accepted).
+  request_context& context() noexcept { return context_; }
+
   /// Records the metrics and sends `reply` (for a call). From the method's
   /// fiber or coroutine, once. A reply the transport cannot send is logged
   /// with its message id.
   void finish(rpc_reply reply);
+  /// finish() with the method's result, or with its exception as
+  /// oslo.messaging's failure.
+  void finish_result(boost::json::value result);
+  void finish_error(std::exception_ptr e);
+
+  /// Runs the request's fiber-form method to its end on the calling thread
+  /// or fiber and finishes the request with its result or exception.
+  void run_plain() noexcept;
+  /// Runs the coroutine-form method and finishes the request. The frame
+  /// holds little, since a parked request pays for it.
+  static boost::asio::awaitable<void> run_coroutine(std::shared_ptr<request> r);
 
  private:
   friend class core;
@@ -75,6 +90,7 @@ class request : public std::enable_shared_from_this<request> {
   const method_form* form_ = nullptr;
   method_metrics* metrics_ = nullptr;
   std::chrono::steady_clock::time_point started_;
+  request_context context_;
   boost::asio::cancellation_signal signal_;
   std::optional<boost::asio::steady_timer> deadline_;
   std::atomic<cancel_reason> reason_{cancel_reason::none};

@@ -1,0 +1,53 @@
+# The proof that the fiberless build (COPORT_WITH_FIBERS=OFF) needs no
+# Boost.Fiber or Boost.Context, from the tools' own records:
+#  - every program's linker map (COPORT_LINK_MAPS) lists the files the linker
+#    loaded: none may be libboost_fiber or libboost_context;
+#  - Ninja's record of the headers each object included (`ninja -t deps`):
+#    none may be under boost/fiber/ or boost/context/.
+foreach(var BUILD_DIR NINJA MIN_PROGRAMS)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "check_closure.cmake: ${var} is not set")
+  endif()
+endforeach()
+
+file(GLOB_RECURSE maps "${BUILD_DIR}/*.map")
+list(LENGTH maps count)
+if(count LESS MIN_PROGRAMS)
+  message(FATAL_ERROR "found ${count} linker maps under ${BUILD_DIR}, expected at least ${MIN_PROGRAMS}")
+endif()
+set(programs "")
+foreach(map IN LISTS maps)
+  file(STRINGS "${map}" loaded REGEX "^LOAD ")
+  if(NOT loaded)
+    message(FATAL_ERROR "${map} lists no loaded file: not a linker map?")
+  endif()
+  foreach(line IN LISTS loaded)
+    if(line MATCHES "boost_fiber|boost_context")
+      message(FATAL_ERROR "${map}: the linker loaded ${line}")
+    endif()
+  endforeach()
+  get_filename_component(name "${map}" NAME_WE)
+  list(APPEND programs ${name})
+endforeach()
+message(STATUS "${count} programs link no Boost.Fiber or Boost.Context: ${programs}")
+
+execute_process(COMMAND "${NINJA}" -C "${BUILD_DIR}" -t deps
+  RESULT_VARIABLE rc OUTPUT_VARIABLE deps ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "ninja -t deps failed: ${err}")
+endif()
+string(REGEX MATCHALL "[^\n]*boost/(fiber|context)/[^\n]*" bad "${deps}")
+if(bad)
+  list(GET bad 0 first)
+  message(FATAL_ERROR "an object includes a Boost.Fiber or Boost.Context header: ${first}")
+endif()
+string(REGEX MATCHALL "#deps [0-9]+" objects "${deps}")
+list(LENGTH objects object_count)
+if(object_count LESS 5)
+  message(FATAL_ERROR "ninja records the headers of only ${object_count} objects: build first")
+endif()
+string(FIND "${deps}" "coro_executor.cpp.o" has_coro)
+if(has_coro EQUAL -1)
+  message(FATAL_ERROR "ninja has no record of coro_executor's object")
+endif()
+message(STATUS "${object_count} objects include no Boost.Fiber or Boost.Context header")
