@@ -416,10 +416,10 @@ timing bridge_hosted_resume(std::uint64_t n) {
 
 namespace msg = coport::messaging;
 
-/// CPU work of a few microseconds that the compiler cannot fold.
-std::int64_t burn(std::int64_t seed) {
+/// CPU work the compiler cannot fold: about 2 us per 1500 rounds here.
+std::int64_t burn(std::int64_t seed, int rounds = 1500) {
   std::uint64_t x = static_cast<std::uint64_t>(seed) | 1;
-  for (int i = 0; i < 1500; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  for (int i = 0; i < rounds; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
   return static_cast<std::int64_t>(x >> 33);
 }
 
@@ -504,7 +504,7 @@ timing exec_coro(std::uint64_t n) {
 /// fiber method of about 2 us of CPU, queued in the transport first, then
 /// served; timed on the wall clock from start() to the last one served (the
 /// measuring thread only waits). Clients are elsewhere, as in production.
-timing exec_pool(std::size_t loops, std::uint64_t n) {
+timing exec_pool(std::size_t loops, int rounds, std::uint64_t n) {
   bridge::runtime_pool pool(loops, bench_options());
   struct progress {
     std::atomic<std::uint64_t> served{0};
@@ -517,8 +517,8 @@ timing exec_pool(std::size_t loops, std::uint64_t n) {
     auto p = std::make_shared<progress>();
     p->target = count;
     auto ep = std::make_shared<msg::endpoint>("bench");
-    ep->add("work", {"seed"}, [p](std::int64_t seed) {
-      keep(burn(seed));
+    ep->add("work", {"seed"}, [p, rounds](std::int64_t seed) {
+      keep(burn(seed, rounds));
       if (p->served.fetch_add(1) + 1 == p->target) p->all.set_value();
     });
     auto d = std::make_shared<msg::dispatcher>();
@@ -541,8 +541,10 @@ timing exec_pool(std::size_t loops, std::uint64_t n) {
   return {run_batch(n), n};
 }
 
-timing exec_pool1(std::uint64_t n) { return exec_pool(1, n); }
-timing exec_pool2(std::uint64_t n) { return exec_pool(2, n); }
+timing exec_pool1(std::uint64_t n) { return exec_pool(1, 1500, n); }
+timing exec_pool2(std::uint64_t n) { return exec_pool(2, 1500, n); }
+timing exec_pool1_10us(std::uint64_t n) { return exec_pool(1, 7500, n); }
+timing exec_pool2_10us(std::uint64_t n) { return exec_pool(2, 7500, n); }
 
 // ---------------------------------------------------- parked request memory
 
@@ -676,6 +678,8 @@ const std::vector<benchmark>& benchmarks() {
       {"exec.fiber_method", "the same, fiber method on fiber_executor (1 loop)", exec_fiber_method},
       {"exec.pool1", "fiber_executor serving queued casts of a 2 us fiber method, 1 loop", exec_pool1},
       {"exec.pool2", "the same on 2 loops", exec_pool2},
+      {"exec.pool1_10us", "fiber_executor serving queued casts of a 10 us fiber method, 1 loop", exec_pool1_10us},
+      {"exec.pool2_10us", "the same on 2 loops", exec_pool2_10us},
   };
   return list;
 }
@@ -696,6 +700,7 @@ const std::vector<ratio_spec>& ratios() {
       {"exec.coro", "messaging.call_memory", std::nullopt},
       // Throughput ratio 2 loops : 1 loop, as ns(1 loop) / ns(2 loops).
       {"exec.pool1", "exec.pool2", 1.7, true},
+      {"exec.pool1_10us", "exec.pool2_10us", 1.7, true},
   };
   return list;
 }

@@ -94,7 +94,7 @@ std::shared_ptr<spdlog::logger> default_logger() {
   if (auto existing = spdlog::get("coport")) return existing;
   auto made = std::make_shared<spdlog::logger>("coport",
                                                std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  spdlog::register_logger(made);
+  spdlog::initialize_logger(made);  // registers it, with the global level
   return made;
 }
 

@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -54,8 +55,10 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
   static asio::awaitable<void> serve_on_pool(std::shared_ptr<msg::serving::request> r,
                                              asio::thread_pool::executor_type pool) {
     // The reply is sent from the pool thread, once the function returns.
-    co_await asio::co_spawn(pool, [r]() -> asio::awaitable<void> { r->run_plain(); co_return; },
-                            asio::use_awaitable);
+    // Named before the co_await: g++ 12 destroys a lambda temporary of a
+    // co_await expression twice, which released `r` twice (use after free).
+    auto run = [r]() -> asio::awaitable<void> { r->run_plain(); co_return; };
+    co_await asio::co_spawn(pool, std::move(run), asio::use_awaitable);
   }
 
   // Any thread: the request has replied.
@@ -74,11 +77,18 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
     }
   }
 
+  // Starts the request from inside its own executor: co_spawn connects the
+  // cancellation slot on the calling thread, and a cancellation (deadline,
+  // stop) is emitted on the request's executor, so both happen there.
   void run(std::shared_ptr<msg::serving::request> r) {
+    auto where = r->get_executor();
+    asio::dispatch(where, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
+  }
+
+  // The request's executor.
+  void start(std::shared_ptr<msg::serving::request> r) {
     auto strand = r->get_executor();
     auto slot = r->cancellation_slot();
-    // Armed before the coroutine exists, so nothing else can touch the timer
-    // yet; from then on only the request's executor does.
     r->arm_deadline();
     auto body = r->form().kind == msg::method_kind::coroutine ? msg::serving::request::run_coroutine(r)
                                                                : serve_on_pool(r, pool->get_executor());
@@ -146,6 +156,10 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
         auto r = core->accept(std::move(in), request_executor());
         if (r) run(std::move(r));
       }
+      // A message the listener handed over as it stopped is still served.
+      while (auto in = listener.poll_call(std::chrono::milliseconds(0))) {
+        if (auto r = core->accept(std::move(in), request_executor())) run(std::move(r));
+      }
     } catch (const std::exception& e) {
       core->log().error("coro_executor: polling failed: {}", e.what());
     }
@@ -184,7 +198,7 @@ void coro_executor::start() {
   } else {
     impl_->pool.emplace(impl_->opts.fiber_method_threads);
   }
-  impl_->core->open();
+  impl_->core->open(impl_->dispatch_strand);  // the deadline timer, serialized
   impl_->started = true;
   using polling = coro_executor_options::polling;
   impl_->polling_thread = impl_->opts.poll == polling::thread ||

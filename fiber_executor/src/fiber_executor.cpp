@@ -62,8 +62,8 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
   // Loop thread: the request has finished and replied.
   static void finished(const std::shared_ptr<msg::serving::core>& core, loop_share& ls,
                        msg::serving::request& r) {
-    --ls.in_flight;
-    ls.slot_free.set();
+    // The dispatch fiber waits only when every slot was taken.
+    if (ls.in_flight-- == ls.budget) ls.slot_free.set();
     core->release(r);
   }
 
@@ -150,7 +150,7 @@ fiber_executor::~fiber_executor() {
 
 void fiber_executor::start() {
   if (impl_->started) throw std::logic_error("fiber_executor: already started");
-  impl_->core->open();
+  impl_->core->open(impl_->shares.front()->ex);
   impl_->started = true;
   for (auto& ls : impl_->shares) {
     if (ls->budget == 0) continue;

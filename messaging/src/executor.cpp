@@ -144,18 +144,8 @@ request::~request() = default;
 
 void request::arm_deadline() {
   const auto& timeout = message().timeout;
-  if (!timeout || *timeout <= 0) return;
-  deadline_.emplace(ex_, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                             std::chrono::duration<double>(*timeout)));
-  deadline_->async_wait([w = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = w.lock()) {
-      cancel_reason none = cancel_reason::none;
-      if (self->reason_.compare_exchange_strong(none, cancel_reason::deadline) && !self->finished_) {
-        self->signal_.emit(asio::cancellation_type::terminal);
-      }
-    }
-  });
+  if (!timeout || !context_.deadline) return;
+  core_->add_deadline(*this, *context_.deadline);
 }
 
 void request::cancel(cancel_reason why) {
@@ -202,13 +192,8 @@ asio::awaitable<void> request::run_coroutine(std::shared_ptr<request> r) {
 }
 
 void request::finish(rpc_reply reply) {
-  if (finished_) return;
-  finished_ = true;
-  if (deadline_) {
-    // The timer is only touched on the request's executor, where finish()
-    // runs for coroutines; a fiber's finish runs on the same loop thread.
-    deadline_->cancel();
-  }
+  if (finished_.exchange(true)) return;
+  core_->remove_deadline(*this);
   const bool failed = reply.failure.has_value();
   if (metrics_) {
     metrics_->latency.record(std::chrono::steady_clock::now() - started_);
@@ -225,6 +210,13 @@ void request::finish(rpc_reply reply) {
     return;
   }
   const std::string msg_id = message().msg_id;
+  if (reason_.load() == cancel_reason::deadline) {
+    // The caller stopped waiting when this deadline passed (its own timeout
+    // reports it); a reply now would only race with that.
+    core_->log().debug("{}: {} (message id {}) passed its deadline; no reply", core_->executor_name(),
+                       message().method, msg_id);
+    return;
+  }
   try {
     in_->reply(std::move(reply));
   } catch (const std::exception& e) {
@@ -250,9 +242,72 @@ core::~core() {
   if (listener_) listener_->stop();
 }
 
-void core::open() {
+void core::open(asio::any_io_executor timer_ex) {
   metrics_ = std::make_unique<metrics_table>(*service_.dispatcher, name_, mode_of_);
+  deadline_timer_.emplace(std::move(timer_ex));
   listener_.emplace(service_.transport->listen(service_.where));
+}
+
+void core::add_deadline(request& r, std::chrono::steady_clock::time_point when) {
+  bool earlier = false;
+  {
+    std::lock_guard lk(deadline_mutex_);
+    r.deadline_ = deadlines_.emplace(when, r.weak_from_this());
+    if (when < deadline_armed_) {
+      deadline_armed_ = when;
+      earlier = true;
+    }
+  }
+  if (earlier) {
+    asio::post(deadline_timer_->get_executor(), [w = weak_from_this(), when] {
+      if (auto self = w.lock()) self->arm_deadline_timer(when);
+    });
+  }
+}
+
+void core::remove_deadline(request& r) noexcept {
+  std::lock_guard lk(deadline_mutex_);
+  if (r.deadline_) {
+    deadlines_.erase(*r.deadline_);
+    r.deadline_.reset();
+  }
+  // The timer stays armed: firing early with nothing due only re-arms it.
+}
+
+// Timer executor.
+void core::arm_deadline_timer(std::chrono::steady_clock::time_point when) {
+  {
+    std::lock_guard lk(deadline_mutex_);
+    // A later arm request lost the race to an earlier one.
+    if (when != deadline_armed_) return;
+  }
+  deadline_timer_->expires_at(when);
+  deadline_timer_->async_wait([w = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = w.lock()) self->on_deadline_timer();
+  });
+}
+
+// Timer executor: cancels every request whose deadline passed, re-arms for
+// the next.
+void core::on_deadline_timer() {
+  std::vector<std::shared_ptr<request>> due;
+  auto next = std::chrono::steady_clock::time_point::max();
+  {
+    std::lock_guard lk(deadline_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    auto it = deadlines_.begin();
+    for (; it != deadlines_.end() && it->first <= now; it = deadlines_.erase(it)) {
+      if (auto r = it->second.lock()) {
+        r->deadline_.reset();
+        due.push_back(std::move(r));
+      }
+    }
+    if (it != deadlines_.end()) next = it->first;
+    deadline_armed_ = next;
+  }
+  for (auto& r : due) r->cancel(cancel_reason::deadline);
+  if (next != std::chrono::steady_clock::time_point::max()) arm_deadline_timer(next);
 }
 
 std::shared_ptr<request> core::accept(std::unique_ptr<incoming_call> in, asio::any_io_executor ex) {

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -51,9 +52,9 @@ class request : public std::enable_shared_from_this<request> {
   /// stop) emits terminal cancellation on it.
   boost::asio::cancellation_slot cancellation_slot() noexcept { return signal_.slot(); }
 
-  /// Arms the deadline timer when the caller sent a timeout. Call before the
-  /// method starts (on any thread: until then nothing else uses the timer);
-  /// the timer then lives on the request's executor.
+  /// Registers the request's deadline (when the caller sent a timeout) with
+  /// the executor's deadline queue, which cancels the request when it
+  /// passes. Call once, before the method starts; thread-safe.
   void arm_deadline();
 
   /// Asks the method to stop: emits terminal cancellation on the request's
@@ -92,9 +93,10 @@ class request : public std::enable_shared_from_this<request> {
   std::chrono::steady_clock::time_point started_;
   request_context context_;
   boost::asio::cancellation_signal signal_;
-  std::optional<boost::asio::steady_timer> deadline_;
+  // Entry in core's deadline queue, when armed (guarded by core's deadline mutex).
+  std::optional<std::multimap<std::chrono::steady_clock::time_point, std::weak_ptr<request>>::iterator> deadline_;
   std::atomic<cancel_reason> reason_{cancel_reason::none};
-  bool finished_ = false;
+  std::atomic<bool> finished_{false};
   // In-flight list, guarded by core's mutex.
   request* prev_ = nullptr;
   request* next_ = nullptr;
@@ -115,8 +117,9 @@ class core : public std::enable_shared_from_this<core> {
   const std::string& executor_name() const noexcept { return name_; }
   spdlog::logger& log() const noexcept { return service_.transport->log(); }
 
-  /// Opens the listener (throws invalid_target) and builds the metrics.
-  void open();
+  /// Opens the listener (throws invalid_target) and builds the metrics;
+  /// the deadline timer runs on `timer_ex`.
+  void open(boost::asio::any_io_executor timer_ex);
   listener& get_listener() noexcept { return *listener_; }
 
   /// Dispatches `in`: the request to run, registered as in flight; or null
@@ -145,6 +148,13 @@ class core : public std::enable_shared_from_this<core> {
  private:
   friend class request;
   void cancel_all(const char* why);
+  // The deadline queue: one timer for every request, re-armed only when the
+  // earliest deadline moves (callers' timeouts are mostly alike, so a new
+  // request rarely does), instead of a timer per request.
+  void add_deadline(request& r, std::chrono::steady_clock::time_point when);
+  void remove_deadline(request& r) noexcept;
+  void on_deadline_timer();
+  void arm_deadline_timer(std::chrono::steady_clock::time_point when);
   void maybe_done(std::unique_lock<std::mutex>& lk);
 
   service service_;
@@ -159,6 +169,12 @@ class core : public std::enable_shared_from_this<core> {
   std::size_t loops_ = 0;
   std::vector<boost::asio::any_completion_handler<void()>> waiters_;
   std::shared_ptr<boost::asio::steady_timer> drain_timer_;
+
+  std::mutex deadline_mutex_;
+  std::multimap<std::chrono::steady_clock::time_point, std::weak_ptr<request>> deadlines_;
+  std::optional<boost::asio::steady_timer> deadline_timer_;  // touched on its executor only
+  // When the timer is set to fire (max: not set); guarded by deadline_mutex_.
+  std::chrono::steady_clock::time_point deadline_armed_ = std::chrono::steady_clock::time_point::max();
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drain_over_{false};
   std::atomic<std::size_t> in_flight_{0};
