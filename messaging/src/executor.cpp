@@ -304,7 +304,8 @@ void core::on_deadline_timer() {
       }
     }
     if (it != deadlines_.end()) next = it->first;
-    deadline_armed_ = next;
+    if (deadline_armed_ == std::chrono::steady_clock::time_point::min()) next = std::chrono::steady_clock::time_point::max();  // stopped
+    else deadline_armed_ = next;
   }
   for (auto& r : due) r->cancel(cancel_reason::deadline);
   if (next != std::chrono::steady_clock::time_point::max()) arm_deadline_timer(next);
@@ -377,6 +378,14 @@ void core::maybe_done(std::unique_lock<std::mutex>& lk) {
   auto timer = std::move(drain_timer_);
   lk.unlock();
   if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  // Stopped: no pending timer is left behind on the user's io_context.
+  if (deadline_timer_) {
+    {
+      std::lock_guard dl(deadline_mutex_);
+      deadline_armed_ = std::chrono::steady_clock::time_point::min();  // no re-arm from now on
+    }
+    asio::post(deadline_timer_->get_executor(), [self = shared_from_this()] { self->deadline_timer_->cancel(); });
+  }
   for (auto& w : waiters) std::move(w)();
 }
 
