@@ -3,7 +3,10 @@
 # finite positive numerator, denominator and ratio, an aim (number or null)
 # and met (boolean or null). Shape only: no figure is compared with a speed.
 #
-#   cmake -DBENCH_JSON=<file> [-DMIN_MEASUREMENTS=<n>] [-DMIN_RATIOS=<n>] -P check_bench_json.cmake
+#   cmake -DBENCH_JSON=<file> [-DMIN_MEASUREMENTS=<n>] [-DMIN_RATIOS=<n>] [-DMIN_MEMORY=<n>] -P check_bench_json.cmake
+#
+# Memory figures ("kind": "memory") have a positive value in bytes, a
+# positive "parked" count, an aim and met.
 
 cmake_minimum_required(VERSION 3.25)
 
@@ -58,6 +61,7 @@ file(READ "${BENCH_JSON}" rest)
 set(line_no 0)
 set(measurements 0)
 set(ratios 0)
+set(memory 0)
 while(NOT rest STREQUAL "")
   string(FIND "${rest}" "\n" eol)
   if(eol EQUAL -1)
@@ -92,6 +96,11 @@ while(NOT rest STREQUAL "")
     check_type("${line}" "${where}" met BOOLEAN NULL)
   elseif(kind STREQUAL "measurement")
     math(EXPR measurements "${measurements} + 1")
+  elseif(kind STREQUAL "memory")
+    math(EXPR memory "${memory} + 1")
+    check_positive("${line}" "${where}" parked)
+    check_type("${line}" "${where}" aim NUMBER NULL)
+    check_type("${line}" "${where}" met BOOLEAN NULL)
   else()
     string(APPEND problems "${where}: unknown kind '${kind}'\n")
   endif()
@@ -100,10 +109,13 @@ endwhile()
 if(measurements LESS MIN_MEASUREMENTS)
   string(APPEND problems "${measurements} measurements, expected at least ${MIN_MEASUREMENTS}\n")
 endif()
+if(DEFINED MIN_MEMORY AND memory LESS MIN_MEMORY)
+  string(APPEND problems "${memory} memory figures, expected at least ${MIN_MEMORY}\n")
+endif()
 if(ratios LESS MIN_RATIOS)
   string(APPEND problems "${ratios} ratios, expected at least ${MIN_RATIOS}\n")
 endif()
 if(problems)
   message(FATAL_ERROR "${BENCH_JSON} is not well formed:\n${problems}")
 endif()
-message(STATUS "${BENCH_JSON}: ${measurements} measurements, ${ratios} ratios, well formed")
+message(STATUS "${BENCH_JSON}: ${measurements} measurements, ${ratios} ratios, ${memory} memory figures, well formed")

@@ -1102,7 +1102,7 @@ int run_main(int argc, char** argv) {
       std::printf("%-28s %s\n", std::string(b.name).c_str(), std::string(b.what).c_str());
     }
     for (const auto& k : parked_kinds()) {
-      std::printf("memory.parked_%-14s resident bytes per parked request: %s\n", std::string(k.kind).c_str(),
+      std::printf("%-28s resident bytes per parked request: %s\n", ("memory.parked_" + std::string(k.kind)).c_str(),
                   std::string(k.what).c_str());
     }
     for (const auto& r : ratios()) {
