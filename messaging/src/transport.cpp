@@ -106,10 +106,17 @@ struct transport::state {
   std::chrono::steady_clock::time_point armed_for = std::chrono::steady_clock::time_point::max();
   std::string reply_queue;
 
+  // The timer's world, owned jointly with its thread: when the transport's
+  // last owner lets go inside a timer handler (which holds it for a moment),
+  // the destructor runs on that thread and cannot join it; the thread then
+  // outlives the transport and ends with this.
+  struct timer_world {
+    asio::io_context io{1};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    std::optional<asio::steady_timer> timer;
+  };
   std::once_flag timer_thread_started;
-  asio::io_context timer_io{1};
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> timer_work;
-  std::optional<asio::steady_timer> timer;
+  std::shared_ptr<timer_world> timers = std::make_shared<timer_world>();
   std::thread timer_thread;
 };
 
@@ -158,9 +165,13 @@ transport::~transport() {
         std::make_exception_ptr(transport_error("the transport was closed before the reply")), rpc_reply{});
   }
   if (state_->timer_thread.joinable()) {
-    state_->timer_work.reset();
-    state_->timer_io.stop();
-    state_->timer_thread.join();
+    state_->timers->work.reset();
+    state_->timers->io.stop();
+    if (state_->timer_thread.get_id() == std::this_thread::get_id()) {
+      state_->timer_thread.detach();
+    } else {
+      state_->timer_thread.join();
+    }
   }
 }
 
@@ -240,11 +251,12 @@ void transport::abandon_call(const std::string& msg_id) {
 // for the earliest pending deadline.
 void transport::arm_deadline_timer() {
   std::call_once(state_->timer_thread_started, [this] {
-    state_->timer_work.emplace(state_->timer_io.get_executor());
-    state_->timer.emplace(state_->timer_io);
-    state_->timer_thread = std::thread([this] { state_->timer_io.run(); });
+    auto& world = *state_->timers;
+    world.work.emplace(world.io.get_executor());
+    world.timer.emplace(world.io);
+    state_->timer_thread = std::thread([world = state_->timers] { world->io.run(); });
   });
-  asio::post(state_->timer_io, [weak = weak_from_this()] {
+  asio::post(state_->timers->io, [weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
     std::chrono::steady_clock::time_point earliest;
@@ -254,8 +266,8 @@ void transport::arm_deadline_timer() {
                                                  : self->state_->deadlines.begin()->first;
       self->state_->armed_for = earliest;
     }
-    self->state_->timer->expires_at(earliest);
-    self->state_->timer->async_wait([weak](boost::system::error_code ec) {
+    self->state_->timers->timer->expires_at(earliest);
+    self->state_->timers->timer->async_wait([weak](boost::system::error_code ec) {
       auto s = weak.lock();
       if (!ec && s) s->on_deadline();
     });

@@ -175,21 +175,8 @@ class gate {
   std::list<asio::any_completion_handler<void(boost::system::error_code)>> waiters_;
 };
 
-/// A memory:// transport of its own that lives until the program exits.
-/// Works around a transport bug: its deadline thread briefly holds a strong
-/// reference to the transport (weak_ptr::lock() in its handlers), so when a
-/// test dropped the last other reference at that moment, ~transport ran on
-/// that thread and joined it from itself (std::terminate, "Resource deadlock
-/// avoided"). Kept here, transports are destroyed at exit, on the main thread,
-/// once their deadline threads are idle.
-std::shared_ptr<msg::transport> memory_transport() {
-  auto t = msg::transport::create(unique_memory_url());
-  static std::mutex m;
-  static std::vector<std::shared_ptr<msg::transport>> kept;  // constructed after the logging registry
-  std::lock_guard lk(m);
-  kept.push_back(t);
-  return t;
-}
+/// A memory:// transport of its own.
+std::shared_ptr<msg::transport> memory_transport() { return msg::transport::create(unique_memory_url()); }
 
 std::shared_ptr<msg::dispatcher> dispatch_to(std::initializer_list<std::shared_ptr<msg::endpoint>> endpoints) {
   auto d = std::make_shared<msg::dispatcher>();

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <thread>
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -373,4 +374,32 @@ TEST_CASE("clients and servers on several threads share one memory transport", "
   for (auto& c : callers) c.join();
   CHECK(right == threads * per_thread);
   wait(server.async_stop(asio::use_future));
+}
+
+TEST_CASE("a transport whose last owner is a call's timeout handler closes on the transport's own thread",
+          "[messaging][rpc]") {
+  // The handler has no executor, so it runs on the transport's deadline
+  // thread, and it holds the last reference: the transport is destroyed on
+  // the thread it would join.
+  for (int round = 0; round < 20; ++round) {
+    std::promise<std::pair<std::thread::id, bool>> ran_on;  // (thread, timed out)
+    {
+      auto t = transport::create(unique_memory_url());
+      rpc_client client(t, topic("nobody"), {.timeout = 5ms});
+      client.async_call("m", args(), [t, &ran_on](std::exception_ptr e, json::value) mutable {
+        bool timed_out = false;
+        try {
+          if (e) std::rethrow_exception(e);
+        } catch (const timeout_error&) {
+          timed_out = true;
+        } catch (...) {
+        }
+        t.reset();
+        ran_on.set_value({std::this_thread::get_id(), timed_out});
+      });
+    }
+    const auto [thread, timed_out] = wait(ran_on.get_future());
+    CHECK(thread != std::this_thread::get_id());
+    CHECK(timed_out);
+  }
 }
