@@ -1,5 +1,7 @@
 #include <coport/messaging/server.hpp>
 
+#include <coport/messaging/executor.hpp>
+
 #include "log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -75,11 +77,11 @@ struct rpc_server::state : std::enable_shared_from_this<state> {
     std::exception_ptr error;
     try {
       auto [ep, m] = d->find(req);
-      const method_form* form = m->ported() ? m->ported() : m->legacy();
-      if (form->kind == method_kind::coroutine) {
-        reply = co_await invoke_coroutine(*form, req);
+      const method_form& form = default_form(*m);
+      if (form.kind == method_kind::coroutine) {
+        reply = co_await invoke_coroutine(form, req);
       } else {
-        reply = invoke_plain(*form, req);
+        reply = invoke_plain(form, req);
       }
     } catch (...) {
       error = std::current_exception();
