@@ -12,6 +12,8 @@ packages=(
   libboost-json1.81-dev libboost-url1.81-dev
   # logging and tests
   libspdlog-dev catch2
+  # RabbitMQ transport, its test broker and the Python interop peer
+  rabbitmq-server python3-oslo.messaging python3-eventlet librabbitmq-dev openssl
 )
 
 missing=()

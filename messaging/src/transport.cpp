@@ -3,6 +3,9 @@
 
 #include "log.hpp"
 #include "memory_driver.hpp"
+#if COPORT_WITH_RABBIT
+#include "rabbit_driver.hpp"
+#endif
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -130,6 +133,10 @@ std::shared_ptr<transport> transport::create(std::string_view url, transport_opt
   std::unique_ptr<driver> d;
   if (scheme == "memory") {
     d = make_memory_driver(url, options);
+#if COPORT_WITH_RABBIT
+  } else if (scheme == "rabbit") {
+    d = make_rabbit_driver(url, options);
+#endif
   } else {
     driver_factory factory;
     {

@@ -1,0 +1,76 @@
+#ifndef COPORT_MESSAGING_RABBIT_HPP
+#define COPORT_MESSAGING_RABBIT_HPP
+
+// rabbit://: RabbitMQ through rabbitmq-c, wire-compatible with the rabbit
+// driver of oslo.messaging 14 (exchanges, queues, envelopes and replies as
+// Python services use them). transport::create("rabbit://...") opens it when
+// coport is built with COPORT_WITH_RABBIT (the default).
+//
+//   rabbit://user:pass@host:5672/vhost?heartbeat=30
+//   rabbit://user:pass@host1:5672,user:pass@host2:5672/   (failover list)
+//   rabbit://user:pass@host:5671/?ssl=true&ssl_ca_file=/etc/ssl/ca.pem
+//
+// Query parameters (oslo.messaging's option names where it has one):
+//   heartbeat=S (heartbeat_timeout_threshold)  AMQP heartbeat, seconds; 0 = off; default 60
+//   connect_timeout=S                          TCP/TLS connect, seconds; default 5
+//   rpc_timeout=S                              a broker's answer to a declare, seconds; default 30
+//   amqp_durable_queues=B (durable)            durable exchanges and queues, persistent messages
+//   amqp_auto_delete=B                         auto-delete exchanges and topic queues
+//   prefetch=N (rabbit_qos_prefetch_count)     unacknowledged messages per consumer; default 64
+//   transient_queues_ttl=S                     x-expires of reply and fanout queues; default 1800
+//   retry_interval=S, retry_backoff=S, interval_max=S
+//                                              reconnect delays: first, increment, ceiling
+//   send_timeout=S                             how long a message waits for a connection; default 60
+//   ssl=B, ssl_ca_file=F, ssl_cert_file=F, ssl_key_file=F, ssl_verify=B, ssl_verify_hostname=B
+// B is true/false/1/0/yes/no. An unknown parameter is an error (a typo
+// must not silently change behaviour).
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coport::messaging {
+
+struct rabbit_host {
+  std::string user = "guest";
+  std::string password = "guest";
+  std::string host = "localhost";
+  std::uint16_t port = 5672;
+};
+
+/// A parsed rabbit:// URL.
+struct rabbit_settings {
+  std::vector<rabbit_host> hosts;  ///< tried in turn, from the first
+  std::string vhost = "/";
+  std::chrono::seconds heartbeat{60};
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds rpc_timeout{30000};
+  bool durable = false;
+  bool auto_delete = false;
+  std::uint16_t prefetch = 64;
+  std::chrono::seconds transient_queues_ttl{1800};
+  std::chrono::milliseconds retry_interval{1000};
+  std::chrono::milliseconds retry_backoff{2000};
+  std::chrono::milliseconds interval_max{30000};
+  std::chrono::milliseconds send_timeout{60000};
+  bool ssl = false;
+  std::string ssl_ca_file;
+  std::string ssl_cert_file;
+  std::string ssl_key_file;
+  bool ssl_verify = true;
+  bool ssl_verify_hostname = true;
+};
+
+/// Parses a rabbit:// URL (Boost.URL for each host and the query); throws
+/// invalid_url saying what is wrong, with any password masked.
+rabbit_settings parse_rabbit_url(std::string_view url);
+
+/// `url` with the password of every user:password@ part replaced by ****:
+/// the form coport logs and puts in error messages.
+std::string mask_url_password(std::string_view url);
+
+}  // namespace coport::messaging
+
+#endif

@@ -1,0 +1,1106 @@
+// rabbit://: RabbitMQ through rabbitmq-c.
+//
+// rabbitmq-c blocks and a connection must stay on one thread, so the driver
+// owns one connection and one thread. Everything else (clients publishing,
+// executors receiving, methods replying) talks to that thread through a
+// queue of operations and an eventfd that wakes it; nothing on an executor's
+// loop ever waits for the broker. The thread sleeps in poll() on the socket
+// and the eventfd, reads frames as they come, and wakes at least four times
+// per heartbeat interval so that rabbitmq-c sends and checks heartbeats even
+// when no one else calls it.
+//
+// Names and declarations follow oslo.messaging 14's rabbit driver, so that
+// Python services and coport services share exchanges and queues:
+//   RPC      topic exchange <control_exchange> (or the target's), queues
+//            "<topic>" and "<topic>.<server>" bound with their own names;
+//            fanout exchange "<topic>_fanout" (auto-delete), one queue
+//            "<topic>_fanout_<uuid>" per server (x-expires)
+//   replies  queue "reply_<uuid>" on the default exchange (x-expires);
+//            replies are published there with mandatory set
+//   notify   queue "<topic>.<priority>" (or the pool's name) bound to the
+//            topic exchange; the notifier declares it too, so nothing sent
+//            before a listener exists is lost
+// A call carries its timeout as the message's expiration (message TTL).
+//
+// Delivery: RPC requests are acknowledged when an executor takes them (at
+// most once); notifications when their handler acks (at least once);
+// prefetch bounds what a consumer holds. Publishes are confirmed by the
+// broker (confirm.select): a send completes when the broker has the message.
+// On connection loss the thread reconnects with backoff through the failover
+// list, re-declares everything and publishes what waited; messages written
+// but not confirmed fail (their fate is unknown) rather than being sent twice.
+
+#include <coport/messaging/errors.hpp>
+#include <coport/messaging/rabbit.hpp>
+#include <coport/messaging/transport.hpp>
+
+#include "log.hpp"
+#include "rabbit_driver.hpp"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+
+#include <boost/asio/error.hpp>
+#include <spdlog/spdlog.h>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+
+namespace asio = boost::asio;
+
+namespace coport::messaging {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr amqp_channel_t channel = 1;
+
+/// A failure of the connection or its channel: the thread reconnects.
+struct amqp_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+amqp_bytes_t bytes(const std::string& s) {
+  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string to_string(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
+
+std::string describe(amqp_rpc_reply_t r) {
+  switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+      return "ok";
+    case AMQP_RESPONSE_NONE:
+      return "no reply from the broker";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+      return amqp_error_string2(r.library_error);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+      if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
+        return "the broker closed the connection: " + std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+      }
+      if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
+        return "the broker closed the channel: " + std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+      }
+      return "unexpected broker method " + std::to_string(r.reply.id);
+  }
+  return "unknown reply";
+}
+
+void check(amqp_connection_state_t c, const std::string& what) {
+  const amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure(what + ": " + describe(r));
+}
+
+void check_status(int status, const std::string& what) {
+  if (status < 0) throw amqp_failure(what + ": " + amqp_error_string2(status));
+}
+
+// ------------------------------------------------------------ declarations
+
+struct binding {
+  std::string exchange;  ///< empty: the default exchange (no binding)
+  std::string type;      ///< "topic" or "fanout"
+  bool durable = false;
+  bool auto_delete = false;
+  std::string routing_key;
+};
+
+struct queue_spec {
+  std::string name;
+  bool durable = false;
+  bool auto_delete = false;
+  std::int64_t expires_ms = 0;  ///< x-expires; 0: none
+  std::vector<binding> bindings;
+};
+
+struct delivery {
+  std::string body;
+  std::uint64_t tag = 0;
+  std::uint64_t generation = 0;
+  std::string queue;
+};
+
+class core;
+
+/// Consumes a set of queues; its deliveries arrive on the connection thread.
+class subscriber {
+ public:
+  virtual ~subscriber() = default;
+  std::vector<queue_spec> queues;
+  bool no_ack = false;
+  /// Connection thread. The message of `d.tag`; the subscriber acks it.
+  virtual void on_delivery(delivery d) = 0;
+  /// Connection thread: its queues cannot be declared (the broker refused
+  /// them); it will receive nothing.
+  virtual void on_refused(const std::string& why) = 0;
+
+  /// Connection thread: its queues exist and are consumed.
+  void declared() {
+    {
+      std::lock_guard lk(declared_mutex_);
+      declared_ = true;
+    }
+    declared_cv_.notify_all();
+  }
+  /// Waits up to `d` for declared(); false on timeout.
+  bool wait_declared(std::chrono::milliseconds d) {
+    std::unique_lock lk(declared_mutex_);
+    return declared_cv_.wait_for(lk, d, [&] { return declared_; });
+  }
+
+ private:
+  std::mutex declared_mutex_;
+  std::condition_variable declared_cv_;
+  bool declared_ = false;
+};
+
+// ------------------------------------------------------------- operations
+
+struct publish_op {
+  binding to;  ///< exchange (declared first unless default) and routing key
+  std::optional<queue_spec> declare_queue;
+  std::string body;
+  std::string expiration;  ///< milliseconds, empty: none
+  bool mandatory = false;
+  std::unique_ptr<send_handler> done;  ///< null for replies
+  clock::time_point deadline;
+  std::string what;  ///< for logs
+};
+
+struct ack_op {
+  enum kind { ack, requeue, reject };
+  std::uint64_t generation;
+  std::uint64_t tag;
+  kind how;
+};
+
+struct subscribe_op {
+  std::shared_ptr<subscriber> s;
+};
+
+struct unsubscribe_op {
+  std::shared_ptr<subscriber> s;
+};
+
+using op = std::variant<publish_op, ack_op, subscribe_op, unsubscribe_op>;
+
+void complete(std::unique_ptr<send_handler>& h, boost::system::error_code ec) {
+  if (!h) return;
+  auto handler = std::move(h);
+  std::move (*handler)(ec);
+}
+
+// ------------------------------------------------------------------- core
+
+class core : public std::enable_shared_from_this<core> {
+ public:
+  core(rabbit_settings s, transport_options o, std::string described)
+      : settings_(std::move(s)),
+        options_(std::move(o)),
+        log_(options_.logger ? options_.logger : default_logger()),
+        described_(std::move(described)),
+        backoff_(settings_.retry_interval) {
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw transport_error(std::string("rabbit: eventfd: ") + std::strerror(errno));
+  }
+
+  ~core() {
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
+
+  void start() {
+    thread_ = std::thread([self = shared_from_this()] { self->run(); });
+  }
+
+  /// Any thread: queues `o` for the connection thread. After shutdown,
+  /// publishes fail at once and the rest is dropped.
+  void post(op o) {
+    bool wake = false;
+    {
+      std::lock_guard lk(mutex_);
+      if (!stopping_) {
+        wake = ops_.empty();
+        ops_.push_back(std::move(o));
+      } else if (auto* p = std::get_if<publish_op>(&o)) {
+        complete(p->done, asio::error::shut_down);
+        return;
+      }
+    }
+    if (wake) signal();
+  }
+
+  void shutdown() {
+    {
+      std::lock_guard lk(mutex_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    signal();
+    if (thread_.joinable()) {
+      if (thread_.get_id() == std::this_thread::get_id()) {
+        thread_.detach();
+      } else {
+        thread_.join();
+      }
+    }
+  }
+
+  spdlog::logger& log() { return *log_; }
+  const std::shared_ptr<spdlog::logger>& logger() { return log_; }
+  const rabbit_settings& settings() const { return settings_; }
+  const transport_options& options() const { return options_; }
+  const std::string& described() const { return described_; }
+
+  binding topic_exchange(const std::string& name, std::string routing_key) const {
+    return binding{name, "topic", settings_.durable, settings_.auto_delete, std::move(routing_key)};
+  }
+
+ private:
+  void signal() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
+
+  void drain_signal() {
+    std::uint64_t value;
+    [[maybe_unused]] auto n = ::read(wake_fd_, &value, sizeof value);
+  }
+
+  // ---------------------------------------------------- connection thread
+
+  void run() {
+    while (true) {
+      {
+        std::lock_guard lk(mutex_);
+        if (stopping_) break;
+      }
+      if (!conn_) {
+        if (!connect()) {
+          wait_before_retry();
+          continue;
+        }
+      }
+      try {
+        run_ops();
+        pump();
+        if (!has_ops() && !buffered()) wait_for_io();
+      } catch (const amqp_failure& e) {
+        lost(e.what());
+      }
+    }
+    close_connection();
+    // Whatever is left fails: nothing will send it.
+    std::deque<op> left;
+    {
+      std::lock_guard lk(mutex_);
+      left.swap(ops_);
+    }
+    for (auto& o : left) {
+      if (auto* p = std::get_if<publish_op>(&o)) complete(p->done, asio::error::shut_down);
+    }
+    for (auto& [seq, h] : unconfirmed_) complete(h, asio::error::shut_down);
+    unconfirmed_.clear();
+    std::vector<std::shared_ptr<subscriber>> subs;
+    subs.swap(subscribers_);
+    for (auto& s : subs) {
+      s->on_refused("the transport was shut down");
+      s->declared();
+    }
+  }
+
+  bool has_ops() {
+    std::lock_guard lk(mutex_);
+    return !ops_.empty();
+  }
+
+  bool buffered() { return conn_ && (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_)); }
+
+  void wait_for_io() {
+    pollfd fds[2] = {{amqp_get_sockfd(conn_), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    int timeout_ms = 1000;
+    if (settings_.heartbeat.count() > 0) {
+      timeout_ms = std::min<int>(timeout_ms, static_cast<int>(settings_.heartbeat.count() * 1000 / 4));
+    }
+    ::poll(fds, 2, timeout_ms);
+    if (fds[1].revents & POLLIN) drain_signal();
+  }
+
+  void wait_before_retry() {
+    pollfd fd{wake_fd_, POLLIN, 0};
+    expire_waiting(clock::now());
+    ::poll(&fd, 1, static_cast<int>(backoff_.count()));
+    if (fd.revents & POLLIN) drain_signal();
+    backoff_ = std::min(backoff_ + settings_.retry_backoff, settings_.interval_max);
+  }
+
+  // Publishes waiting for a connection past their deadline fail.
+  void expire_waiting(clock::time_point now) {
+    std::vector<publish_op> expired;
+    {
+      std::lock_guard lk(mutex_);
+      for (auto it = ops_.begin(); it != ops_.end();) {
+        auto* p = std::get_if<publish_op>(&*it);
+        if (p && p->deadline <= now) {
+          expired.push_back(std::move(*p));
+          it = ops_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& p : expired) {
+      log_->error("rabbit {}: {} dropped: no connection to the broker for {} ms", described_, p.what,
+                  settings_.send_timeout.count());
+      complete(p.done, asio::error::timed_out);
+    }
+  }
+
+  bool connect() {
+    for (std::size_t i = 0; i < settings_.hosts.size(); ++i) {
+      const rabbit_host& h = settings_.hosts[(next_host_ + i) % settings_.hosts.size()];
+      try {
+        open(h);
+        next_host_ = (next_host_ + i) % settings_.hosts.size();
+        backoff_ = settings_.retry_interval;
+        log_->info("rabbit: connected to {}:{} (vhost {}) as {}", h.host, h.port, settings_.vhost, h.user);
+        return true;
+      } catch (const amqp_failure& e) {
+        healthy_ = false;
+        close_connection();
+        log_->warn("rabbit: cannot connect to {}:{} as {}: {}; retrying in {} ms", h.host, h.port, h.user,
+                   e.what(), backoff_.count());
+      }
+    }
+    next_host_ = (next_host_ + 1) % settings_.hosts.size();
+    return false;
+  }
+
+  void open(const rabbit_host& h) {
+    conn_ = amqp_new_connection();
+    if (!conn_) throw amqp_failure("out of memory");
+    amqp_socket_t* sock = nullptr;
+    if (settings_.ssl) {
+      sock = amqp_ssl_socket_new(conn_);
+      if (!sock) throw amqp_failure("cannot create a TLS socket");
+      amqp_ssl_socket_set_verify_peer(sock, settings_.ssl_verify ? 1 : 0);
+      amqp_ssl_socket_set_verify_hostname(sock, settings_.ssl_verify && settings_.ssl_verify_hostname ? 1 : 0);
+      if (!settings_.ssl_ca_file.empty()) {
+        check_status(amqp_ssl_socket_set_cacert(sock, settings_.ssl_ca_file.c_str()),
+                     "reading the CA file " + settings_.ssl_ca_file);
+      }
+      if (!settings_.ssl_cert_file.empty()) {
+        check_status(amqp_ssl_socket_set_key(sock, settings_.ssl_cert_file.c_str(), settings_.ssl_key_file.c_str()),
+                     "reading the client certificate " + settings_.ssl_cert_file);
+      }
+    } else {
+      sock = amqp_tcp_socket_new(conn_);
+      if (!sock) throw amqp_failure("cannot create a socket");
+    }
+    timeval tv{};
+    tv.tv_sec = settings_.connect_timeout.count() / 1000;
+    tv.tv_usec = (settings_.connect_timeout.count() % 1000) * 1000;
+    check_status(amqp_set_handshake_timeout(conn_, &tv), "setting the handshake timeout");
+    check_status(amqp_socket_open_noblock(sock, h.host.c_str(), h.port, &tv), settings_.ssl ? "TLS connect" : "connect");
+    const int heartbeat = static_cast<int>(settings_.heartbeat.count());
+    const amqp_rpc_reply_t login = amqp_login(conn_, settings_.vhost.c_str(), 0, 131072, heartbeat,
+                                              AMQP_SASL_METHOD_PLAIN, h.user.c_str(), h.password.c_str());
+    if (login.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure("login: " + describe(login));
+    timeval rpc{};
+    rpc.tv_sec = settings_.rpc_timeout.count() / 1000;
+    rpc.tv_usec = (settings_.rpc_timeout.count() % 1000) * 1000;
+    check_status(amqp_set_rpc_timeout(conn_, &rpc), "setting the RPC timeout");
+    amqp_channel_open(conn_, channel);
+    check(conn_, "opening a channel");
+    amqp_confirm_select(conn_, channel);
+    check(conn_, "confirm.select");
+    amqp_basic_qos(conn_, channel, 0, settings_.prefetch, 0);
+    check(conn_, "basic.qos");
+    ++generation_;
+    next_seq_ = 1;
+    declared_exchanges_.clear();
+    declared_queues_.clear();
+    by_tag_.clear();
+    // Everything consumed before comes back, in order.
+    auto subs = subscribers_;
+    for (auto& s : subs) declare_and_consume(s);
+  }
+
+  void close_connection() {
+    if (!conn_) return;
+    // A polite close when the connection still works; a dead one is just
+    // torn down (amqp_connection_close would wait for its RPC timeout).
+    if (healthy_) {
+      amqp_channel_close(conn_, channel, AMQP_REPLY_SUCCESS);
+      amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(conn_);
+    conn_ = nullptr;
+    healthy_ = true;
+  }
+
+  void lost(const std::string& why) {
+    log_->warn("rabbit: connection lost ({}); reconnecting", why);
+    healthy_ = false;
+    close_connection();
+    by_tag_.clear();
+    // Written but not confirmed: the broker may or may not have them.
+    for (auto& [seq, h] : unconfirmed_) complete(h, asio::error::connection_aborted);
+    unconfirmed_.clear();
+  }
+
+  void run_ops() {
+    std::deque<op> batch;
+    {
+      std::lock_guard lk(mutex_);
+      batch.swap(ops_);
+    }
+    while (!batch.empty()) {
+      op o = std::move(batch.front());
+      batch.pop_front();
+      retry_current_ = false;
+      try {
+        execute(o);
+      } catch (const amqp_failure&) {
+        // Put back what was not done, and the failed operation when it
+        // failed before anything was written (a publish that was written
+        // counts as unconfirmed: its fate is unknown, lost() fails it).
+        std::lock_guard lk(mutex_);
+        while (!batch.empty()) {
+          ops_.push_front(std::move(batch.back()));
+          batch.pop_back();
+        }
+        if (retry_current_) ops_.push_front(std::move(o));
+        throw;
+      }
+    }
+  }
+
+  void execute(op& o) {
+    if (auto* p = std::get_if<publish_op>(&o)) return publish(*p);
+    if (auto* a = std::get_if<ack_op>(&o)) {
+      if (a->generation != generation_) return;  // that channel is gone; the broker requeued it
+      int st = 0;
+      if (a->how == ack_op::ack) {
+        st = amqp_basic_ack(conn_, channel, a->tag, 0);
+      } else {
+        st = amqp_basic_reject(conn_, channel, a->tag, a->how == ack_op::requeue ? 1 : 0);
+      }
+      healthy_on(st, "ack");
+      return;
+    }
+    if (auto* s = std::get_if<subscribe_op>(&o)) {
+      subscribers_.push_back(s->s);
+      declare_and_consume(s->s);
+      return;
+    }
+    if (auto* u = std::get_if<unsubscribe_op>(&o)) {
+      std::erase(subscribers_, u->s);
+      for (auto it = by_tag_.begin(); it != by_tag_.end();) {
+        if (it->second == u->s) {
+          const std::string tag = it->first;
+          it = by_tag_.erase(it);
+          amqp_basic_cancel(conn_, channel, bytes(tag));
+          check(conn_, "basic.cancel");
+        } else {
+          ++it;
+        }
+      }
+      return;
+    }
+  }
+
+  void healthy_on(int status, const char* what) {
+    if (status < 0) {
+      healthy_ = false;
+      throw amqp_failure(std::string(what) + ": " + amqp_error_string2(status));
+    }
+  }
+
+  void declare_exchange(const binding& b) {
+    if (b.exchange.empty() || declared_exchanges_.count(b.exchange)) return;
+    amqp_exchange_declare(conn_, channel, bytes(b.exchange), bytes(b.type), 0, b.durable, b.auto_delete, 0,
+                          amqp_empty_table);
+    check(conn_, "declaring exchange " + b.exchange);
+    declared_exchanges_.insert(b.exchange);
+  }
+
+  void declare_queue(const queue_spec& q) {
+    if (declared_queues_.count(q.name)) return;
+    amqp_table_entry_t entry;
+    amqp_table_t args = amqp_empty_table;
+    if (q.expires_ms > 0) {
+      entry.key = amqp_cstring_bytes("x-expires");
+      entry.value.kind = AMQP_FIELD_KIND_I64;
+      entry.value.value.i64 = q.expires_ms;
+      args.num_entries = 1;
+      args.entries = &entry;
+    }
+    amqp_queue_declare(conn_, channel, bytes(q.name), 0, q.durable, 0, q.auto_delete, args);
+    check(conn_, "declaring queue " + q.name);
+    for (const auto& b : q.bindings) {
+      if (b.exchange.empty()) continue;
+      declare_exchange(b);
+      amqp_queue_bind(conn_, channel, bytes(q.name), bytes(b.exchange), bytes(b.routing_key), amqp_empty_table);
+      check(conn_, "binding queue " + q.name + " to " + b.exchange);
+    }
+    declared_queues_.insert(q.name);
+  }
+
+  void declare_and_consume(const std::shared_ptr<subscriber>& s) {
+    try {
+      for (const auto& q : s->queues) declare_queue(q);
+    } catch (const amqp_failure& e) {
+      // The broker refuses these queues (arguments that differ from an
+      // existing queue's, permissions): the subscriber learns it and is
+      // dropped; the channel the refusal closed is reopened.
+      if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+        log_->error("rabbit: {}", e.what());
+        std::erase(subscribers_, s);
+        s->on_refused(e.what());
+        s->declared();  // settled: listen() stops waiting
+      }
+      throw;
+    }
+    for (const auto& q : s->queues) {
+      const std::string tag = "coport-" + make_unique_id();
+      amqp_basic_consume(conn_, channel, bytes(q.name), bytes(tag), 0, s->no_ack ? 1 : 0, 0, amqp_empty_table);
+      check(conn_, "consuming from " + q.name);
+      by_tag_[tag] = s;
+    }
+    s->declared();
+  }
+
+  void publish(publish_op& p) {
+    if (p.deadline <= clock::now()) {
+      log_->error("rabbit {}: {} dropped: it waited {} ms for the broker", described_, p.what,
+                  settings_.send_timeout.count());
+      complete(p.done, asio::error::timed_out);
+      return;
+    }
+    try {
+      if (p.declare_queue) declare_queue(*p.declare_queue);
+      declare_exchange(p.to);
+    } catch (const amqp_failure& e) {
+      if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+        // Refused by the broker (e.g. an exchange of another type or
+        // durability): this message fails, the connection is reopened.
+        log_->error("rabbit: {} refused: {}", p.what, e.what());
+        complete(p.done, asio::error::access_denied);
+      } else {
+        retry_current_ = true;  // the connection failed: sent after reconnecting
+      }
+      throw;
+    }
+    amqp_basic_properties_t props{};
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props.content_encoding = amqp_cstring_bytes("utf-8");
+    props.delivery_mode = settings_.durable ? 2 : 1;
+    if (!p.expiration.empty()) {
+      props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+      props.expiration = bytes(p.expiration);
+    }
+    const std::uint64_t seq = next_seq_++;
+    const int st = amqp_basic_publish(conn_, channel, bytes(p.to.exchange), bytes(p.to.routing_key),
+                                      p.mandatory ? 1 : 0, 0, &props, bytes(p.body));
+    if (p.done) unconfirmed_.emplace(seq, std::move(p.done));
+    healthy_on(st, "publish");
+  }
+
+  // Reads what the broker sent, without blocking.
+  void pump() {
+    for (int i = 0; i < 1024; ++i) {
+      amqp_maybe_release_buffers(conn_);
+      amqp_envelope_t env;
+      timeval zero{0, 0};
+      const amqp_rpc_reply_t r = amqp_consume_message(conn_, &env, &zero, 0);
+      if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        deliver(env);
+        amqp_destroy_envelope(&env);
+        continue;
+      }
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) return;
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+        other_frame();
+        continue;
+      }
+      healthy_ = false;
+      throw amqp_failure("reading: " + describe(r));
+    }
+  }
+
+  void deliver(amqp_envelope_t& env) {
+    auto it = by_tag_.find(to_string(env.consumer_tag));
+    if (it == by_tag_.end()) return;  // a consumer being cancelled; its message is requeued with the channel
+    delivery d;
+    d.body = to_string(env.message.body);
+    d.tag = env.delivery_tag;
+    d.generation = generation_;
+    d.queue = to_string(env.routing_key);
+    auto s = it->second;
+    s->on_delivery(std::move(d));
+  }
+
+  void other_frame() {
+    amqp_frame_t f;
+    healthy_on(amqp_simple_wait_frame(conn_, &f), "reading a frame");
+    if (f.frame_type != AMQP_FRAME_METHOD) return;
+    switch (f.payload.method.id) {
+      case AMQP_BASIC_ACK_METHOD: {
+        auto* a = static_cast<amqp_basic_ack_t*>(f.payload.method.decoded);
+        confirmed(a->delivery_tag, a->multiple, {});
+        return;
+      }
+      case AMQP_BASIC_NACK_METHOD: {
+        auto* n = static_cast<amqp_basic_nack_t*>(f.payload.method.decoded);
+        confirmed(n->delivery_tag, n->multiple, asio::error::no_buffer_space);
+        return;
+      }
+      case AMQP_BASIC_RETURN_METHOD: {
+        auto* r = static_cast<amqp_basic_return_t*>(f.payload.method.decoded);
+        const std::string key = to_string(r->routing_key);
+        const std::string text = to_string(r->reply_text);
+        amqp_message_t m;
+        const amqp_rpc_reply_t rr = amqp_read_message(conn_, f.channel, &m, 0);
+        if (rr.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure("reading a returned message: " + describe(rr));
+        amqp_destroy_message(&m);
+        log_->warn("rabbit: a reply to queue {} was returned by the broker ({}): the caller's reply queue is gone",
+                   key, text);
+        return;
+      }
+      case AMQP_BASIC_CANCEL_METHOD:
+        throw amqp_failure("the broker cancelled a consumer (its queue was deleted)");
+      case AMQP_CHANNEL_CLOSE_METHOD: {
+        auto* c = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
+        throw amqp_failure("the broker closed the channel: " + std::to_string(c->reply_code) + " " +
+                           to_string(c->reply_text));
+      }
+      case AMQP_CONNECTION_CLOSE_METHOD: {
+        auto* c = static_cast<amqp_connection_close_t*>(f.payload.method.decoded);
+        healthy_ = false;
+        throw amqp_failure("the broker closed the connection: " + std::to_string(c->reply_code) + " " +
+                           to_string(c->reply_text));
+      }
+      default:
+        return;
+    }
+  }
+
+  void confirmed(std::uint64_t tag, bool multiple, boost::system::error_code ec) {
+    if (multiple) {
+      auto end = unconfirmed_.upper_bound(tag);
+      for (auto it = unconfirmed_.begin(); it != end; ++it) complete(it->second, ec);
+      unconfirmed_.erase(unconfirmed_.begin(), end);
+    } else if (auto it = unconfirmed_.find(tag); it != unconfirmed_.end()) {
+      complete(it->second, ec);
+      unconfirmed_.erase(it);
+    }
+  }
+
+  const rabbit_settings settings_;
+  const transport_options options_;
+  std::shared_ptr<spdlog::logger> log_;
+  const std::string described_;
+
+  std::mutex mutex_;
+  std::deque<op> ops_;
+  bool stopping_ = false;
+  int wake_fd_ = -1;
+  std::thread thread_;
+
+  // Connection thread only.
+  amqp_connection_state_t conn_ = nullptr;
+  bool healthy_ = true;
+  bool retry_current_ = false;
+  std::uint64_t generation_ = 0;
+  std::uint64_t next_seq_ = 1;
+  std::size_t next_host_ = 0;
+  std::chrono::milliseconds backoff_;
+  std::map<std::uint64_t, std::unique_ptr<send_handler>> unconfirmed_;
+  std::vector<std::shared_ptr<subscriber>> subscribers_;
+  std::unordered_map<std::string, std::shared_ptr<subscriber>> by_tag_;
+  std::set<std::string> declared_exchanges_;
+  std::set<std::string> declared_queues_;
+};
+
+// --------------------------------------------------------------- messages
+
+class rabbit_incoming_call final : public incoming_call {
+ public:
+  rabbit_incoming_call(rpc_request r, std::shared_ptr<core> c) : incoming_call(std::move(r)), core_(std::move(c)) {}
+
+  void reply(rpc_reply r) override {
+    if (!request_.is_call()) return;
+    r.msg_id = request_.msg_id;
+    publish_op p;
+    p.to = binding{"", "direct", false, false, request_.reply_q};
+    try {
+      p.body = encode(r);
+    } catch (const std::exception& e) {
+      core_->log().error("rabbit: the reply to message {} cannot be encoded: {}", request_.msg_id, e.what());
+      return;
+    }
+    p.mandatory = true;
+    p.deadline = clock::now() + core_->settings().send_timeout;
+    p.what = "reply to message " + request_.msg_id;
+    core_->post(std::move(p));
+  }
+
+ private:
+  std::shared_ptr<core> core_;
+};
+
+class rabbit_incoming_notification final : public incoming_notification {
+ public:
+  rabbit_incoming_notification(notification n, std::shared_ptr<core> c, std::uint64_t generation,
+                               std::uint64_t tag)
+      : incoming_notification(std::move(n)), core_(std::move(c)), generation_(generation), tag_(tag) {}
+  ~rabbit_incoming_notification() override { requeue(); }
+  void ack() override { answer(ack_op::ack); }
+  void requeue() override { answer(ack_op::requeue); }
+
+ private:
+  void answer(ack_op::kind how) {
+    if (answered_) return;
+    answered_ = true;
+    core_->post(ack_op{generation_, tag_, how});
+  }
+  std::shared_ptr<core> core_;
+  std::uint64_t generation_;
+  std::uint64_t tag_;
+  bool answered_ = false;
+};
+
+// --------------------------------------------------------------- listener
+
+/// A server's or a notification listener's consumer: messages the broker
+/// delivered wait here (prefetch bounds them) until an executor receives.
+class rabbit_listener final : public listener_impl, public subscriber {
+ public:
+  rabbit_listener(std::shared_ptr<core> c, bool rpc) : core_(std::move(c)), rpc_(rpc) {}
+
+  void attach(std::weak_ptr<rabbit_listener> self) { self_ = std::move(self); }
+
+  void async_receive_call(call_receiver h) override {
+    if (!rpc_) return listener_impl::async_receive_call(std::move(h));
+    std::unique_lock lk(mutex_);
+    if (ended_) {
+      lk.unlock();
+      return std::move(h)(end_code_, std::unique_ptr<incoming_call>());
+    }
+    if (!ready_.empty()) {
+      auto m = std::move(ready_.front());
+      ready_.pop_front();
+      lk.unlock();
+      return hand_call(std::move(h), std::move(m));
+    }
+    calls_.push_back(std::move(h));
+  }
+
+  void async_receive_notification(notification_receiver h) override {
+    if (rpc_) return listener_impl::async_receive_notification(std::move(h));
+    std::unique_lock lk(mutex_);
+    if (ended_) {
+      lk.unlock();
+      return std::move(h)(end_code_, std::unique_ptr<incoming_notification>());
+    }
+    if (!ready_.empty()) {
+      auto m = std::move(ready_.front());
+      ready_.pop_front();
+      lk.unlock();
+      return hand_notification(std::move(h), std::move(m));
+    }
+    notifications_.push_back(std::move(h));
+  }
+
+  void stop() override { end(asio::error::operation_aborted, true); }
+
+  // Connection thread.
+  void on_delivery(delivery d) override {
+    item m;
+    m.generation = d.generation;
+    m.tag = d.tag;
+    try {
+      if (rpc_) {
+        m.message = decode_request(d.body, core_->options().limits);
+      } else {
+        m.message = decode_notification(d.body, core_->options().limits);
+      }
+    } catch (const std::exception& e) {
+      // Not a message anyone can handle: acknowledged, so that it does not
+      // come back forever, and logged once.
+      core_->log().error("rabbit: dropped an undecodable message from queue {} ({} bytes): {}", d.queue,
+                         d.body.size(), e.what());
+      core_->post(ack_op{d.generation, d.tag, ack_op::reject});
+      return;
+    }
+    std::unique_lock lk(mutex_);
+    if (ended_) {
+      lk.unlock();
+      core_->post(ack_op{m.generation, m.tag, ack_op::requeue});
+      return;
+    }
+    if (rpc_ && !calls_.empty()) {
+      call_receiver h(std::move(calls_.front()));
+      calls_.pop_front();
+      lk.unlock();
+      return hand_call(std::move(h), std::move(m));
+    }
+    if (!rpc_ && !notifications_.empty()) {
+      notification_receiver h(std::move(notifications_.front()));
+      notifications_.pop_front();
+      lk.unlock();
+      return hand_notification(std::move(h), std::move(m));
+    }
+    ready_.push_back(std::move(m));
+  }
+
+  void on_refused(const std::string&) override { end(asio::error::access_denied, false); }
+
+ private:
+  struct item {
+    std::variant<rpc_request, notification> message;
+    std::uint64_t generation = 0;
+    std::uint64_t tag = 0;
+  };
+
+  void hand_call(call_receiver h, item m) {
+    // At most once: acknowledged as it is handed to the executor.
+    core_->post(ack_op{m.generation, m.tag, ack_op::ack});
+    std::unique_ptr<incoming_call> in =
+        std::make_unique<rabbit_incoming_call>(std::get<rpc_request>(std::move(m.message)), core_);
+    std::move(h)(boost::system::error_code{}, std::move(in));
+  }
+
+  void hand_notification(notification_receiver h, item m) {
+    std::unique_ptr<incoming_notification> in = std::make_unique<rabbit_incoming_notification>(
+        std::get<notification>(std::move(m.message)), core_, m.generation, m.tag);
+    std::move(h)(boost::system::error_code{}, std::move(in));
+  }
+
+  void end(boost::system::error_code ec, bool unsubscribe) {
+    std::unique_lock lk(mutex_);
+    if (ended_) return;
+    ended_ = true;
+    end_code_ = ec;
+    std::deque<call_receiver> calls(std::move(calls_));
+    std::deque<notification_receiver> notes(std::move(notifications_));
+    std::deque<item> ready(std::move(ready_));
+    lk.unlock();
+    if (unsubscribe) {
+      if (auto self = self_.lock()) core_->post(unsubscribe_op{self});
+    }
+    // Taken from the broker but never handed out: back to the queue for
+    // the other consumers.
+    for (auto& m : ready) core_->post(ack_op{m.generation, m.tag, ack_op::requeue});
+    for (auto& h : calls) std::move(h)(ec, std::unique_ptr<incoming_call>());
+    for (auto& h : notes) std::move(h)(ec, std::unique_ptr<incoming_notification>());
+  }
+
+  std::shared_ptr<core> core_;
+  const bool rpc_;
+  std::weak_ptr<rabbit_listener> self_;
+  std::mutex mutex_;
+  // Boost 1.81's any_completion_handler must never be move-assigned:
+  // deques only move-construct and destroy at their ends.
+  std::deque<call_receiver> calls_;
+  std::deque<notification_receiver> notifications_;
+  std::deque<item> ready_;
+  bool ended_ = false;
+  boost::system::error_code end_code_;
+};
+
+/// The reply queue of a transport's calls.
+class reply_consumer final : public subscriber {
+ public:
+  reply_consumer(std::shared_ptr<spdlog::logger> log, decode_limits limits, std::function<void(rpc_reply)> sink)
+      : log_(std::move(log)), limits_(limits), sink_(std::move(sink)) {}
+  void on_delivery(delivery d) override {
+    rpc_reply r;
+    try {
+      r = decode_reply(d.body, limits_);
+    } catch (const std::exception& e) {
+      log_->error("rabbit: dropped an undecodable reply on {} ({} bytes): {}", d.queue, d.body.size(), e.what());
+      return;
+    }
+    // A reply in several parts (an older protocol) ends with "ending";
+    // only the final one completes the call.
+    if (!r.ending && r.result.is_null() && !r.failure) return;
+    sink_(std::move(r));
+  }
+  void on_refused(const std::string& why) override {
+    log_->error("rabbit: the reply queue cannot be consumed: {}; calls will time out", why);
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> log_;
+  decode_limits limits_;
+  std::function<void(rpc_reply)> sink_;
+};
+
+// ----------------------------------------------------------------- driver
+
+class rabbit_driver final : public driver {
+ public:
+  rabbit_driver(std::string_view url, const transport_options& options)
+      : core_(std::make_shared<core>(parse_rabbit_url(url), options, mask_password(url))) {
+    core_->start();
+  }
+  ~rabbit_driver() override { core_->shutdown(); }
+
+  void async_send(const target& to, rpc_request request, send_handler h) override {
+    publish_op p;
+    if (to.fanout) {
+      p.to = binding{to.topic + "_fanout", "fanout", false, true, to.topic};
+    } else {
+      p.to = core_->topic_exchange(exchange_of(to), to.server.empty() ? to.topic : to.topic + "." + to.server);
+    }
+    if (request.is_call() && request.timeout && *request.timeout > 0) {
+      p.expiration = std::to_string(static_cast<long long>(*request.timeout * 1000));
+    }
+    p.what = (request.is_call() ? "call " + request.msg_id : "cast") + " of " + request.method + " to " +
+             p.to.exchange + "/" + p.to.routing_key;
+    try {
+      p.body = encode(request);
+    } catch (const std::exception& e) {
+      core_->log().error("rabbit: {} cannot be encoded: {}", p.what, e.what());
+      std::move(h)(asio::error::invalid_argument);
+      return;
+    }
+    auto wait = core_->settings().send_timeout;
+    if (request.timeout && *request.timeout > 0) {
+      wait = std::min<std::chrono::milliseconds>(wait, std::chrono::milliseconds(static_cast<long long>(*request.timeout * 1000)));
+    }
+    p.deadline = clock::now() + wait;
+    p.done = std::make_unique<send_handler>(std::move(h));
+    core_->post(std::move(p));
+  }
+
+  void async_notify(const target& to, notification n, send_handler h) override {
+    const std::string key = to.topic + "." + std::string(to_string(n.prio));
+    publish_op p;
+    p.to = core_->topic_exchange(exchange_of(to), key);
+    queue_spec q;
+    q.name = key;
+    q.durable = core_->settings().durable;
+    q.auto_delete = core_->settings().auto_delete;
+    q.bindings.push_back(p.to);
+    p.declare_queue = std::move(q);
+    p.what = "notification " + n.event_type + " to " + p.to.exchange + "/" + key;
+    try {
+      p.body = encode(n);
+    } catch (const std::exception& e) {
+      core_->log().error("rabbit: {} cannot be encoded: {}", p.what, e.what());
+      std::move(h)(asio::error::invalid_argument);
+      return;
+    }
+    p.deadline = clock::now() + core_->settings().send_timeout;
+    p.done = std::make_unique<send_handler>(std::move(h));
+    core_->post(std::move(p));
+  }
+
+  std::shared_ptr<listener_impl> listen(const target& server) override {
+    const auto& s = core_->settings();
+    auto l = std::make_shared<rabbit_listener>(core_, true);
+    l->attach(l);
+    const std::string& ex = exchange_of(server);
+    for (const std::string& name : {server.topic, server.topic + "." + server.server}) {
+      queue_spec q;
+      q.name = name;
+      q.durable = s.durable;
+      q.auto_delete = s.auto_delete;
+      q.bindings.push_back(core_->topic_exchange(ex, name));
+      l->queues.push_back(std::move(q));
+    }
+    queue_spec fan;
+    fan.name = server.topic + "_fanout_" + make_unique_id();
+    fan.expires_ms = std::chrono::duration_cast<std::chrono::milliseconds>(s.transient_queues_ttl).count();
+    fan.bindings.push_back(binding{server.topic + "_fanout", "fanout", false, true, server.topic});
+    l->queues.push_back(std::move(fan));
+    subscribe(l, "requests of " + ex + "/" + server.topic + "." + server.server);
+    return l;
+  }
+
+  std::shared_ptr<listener_impl> listen_notifications(const std::vector<target>& targets,
+                                                      const std::optional<std::string>& pool) override {
+    const auto& s = core_->settings();
+    auto l = std::make_shared<rabbit_listener>(core_, false);
+    l->attach(l);
+    // Without a pool, a queue per "<topic>.<priority>"; with one, a single
+    // queue named after the pool, bound with every key (as oslo.messaging).
+    std::map<std::string, queue_spec> queues;
+    for (const auto& t : targets) {
+      for (int p = 0; p <= static_cast<int>(priority::sample); ++p) {
+        const std::string key = t.topic + "." + std::string(to_string(static_cast<priority>(p)));
+        const std::string name = pool ? *pool : key;
+        auto& q = queues[name];
+        q.name = name;
+        q.durable = s.durable;
+        q.auto_delete = s.auto_delete;
+        q.bindings.push_back(core_->topic_exchange(exchange_of(t), key));
+      }
+    }
+    for (auto& [name, q] : queues) l->queues.push_back(std::move(q));
+    subscribe(l, "notifications of " + targets.front().topic);
+    return l;
+  }
+
+  std::string start_replies(std::function<void(rpc_reply)> sink) override {
+    auto r = std::make_shared<reply_consumer>(core_->logger(), core_->options().limits, std::move(sink));
+    r->no_ack = true;
+    queue_spec q;
+    q.name = "reply_" + make_unique_id();
+    q.expires_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(core_->settings().transient_queues_ttl).count();
+    r->queues.push_back(q);
+    core_->post(subscribe_op{r});
+    return q.name;
+  }
+
+  std::string describe() const override { return core_->described(); }
+
+  void shutdown() override { core_->shutdown(); }
+
+ private:
+  const std::string& exchange_of(const target& t) const {
+    return t.exchange.empty() ? core_->options().control_exchange : t.exchange;
+  }
+
+  // A listener is consuming when listen() returns, so that what is sent
+  // after a server reports itself ready reaches it. With the broker down
+  // it stops waiting after the connect timeout; consuming starts once the
+  // connection is made.
+  void subscribe(const std::shared_ptr<rabbit_listener>& l, const std::string& what) {
+    core_->post(subscribe_op{l});
+    if (!l->wait_declared(core_->settings().connect_timeout)) {
+      core_->log().warn("rabbit {}: not connected yet; consuming the {} starts once connected",
+                        core_->described(), what);
+    }
+  }
+
+  std::shared_ptr<core> core_;
+};
+
+}  // namespace
+
+std::unique_ptr<driver> make_rabbit_driver(std::string_view url, const transport_options& options) {
+  return std::make_unique<rabbit_driver>(url, options);
+}
+
+}  // namespace coport::messaging
