@@ -169,10 +169,10 @@ json::object open_envelope(std::string_view body, const decode_limits& limits) {
   if (!env) throw decode_error("message body is " + std::string(kind_name(outer)) + ", not an object");
   const json::value* ver = env->if_contains(version_key);
   const json::value* msg = env->if_contains(message_key);
-  if (!ver || !msg) {
-    throw decode_error("message body has no oslo.messaging envelope ('oslo.version' and "
-                       "'oslo.message')");
-  }
+  // Without both envelope keys the body is the message itself: the
+  // version 1 format, which oslo.messaging still accepts (and its
+  // "messaging" notification driver still sends).
+  if (!ver || !msg) return std::move(*env);
   if (!ver->is_string()) throw decode_error("'oslo.version' is not a string");
   version got;
   try {

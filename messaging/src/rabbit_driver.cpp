@@ -371,7 +371,17 @@ class core : public std::enable_shared_from_this<core> {
     }
   }
 
+  // A failure that retrying cannot mend without someone changing the
+  // configuration: a certificate that does not verify, refused credentials.
+  static bool permanent(const std::string& why) {
+    return why.find("verification") != std::string::npos || why.find("ACCESS_REFUSED") != std::string::npos ||
+           why.find("login") != std::string::npos || why.find("CA file") != std::string::npos ||
+           why.find("certificate") != std::string::npos;
+  }
+
   bool connect() {
+    bool all_permanent = true;
+    std::string last;
     for (std::size_t i = 0; i < settings_.hosts.size(); ++i) {
       const rabbit_host& h = settings_.hosts[(next_host_ + i) % settings_.hosts.size()];
       try {
@@ -383,12 +393,36 @@ class core : public std::enable_shared_from_this<core> {
       } catch (const amqp_failure& e) {
         healthy_ = false;
         close_connection();
+        all_permanent = all_permanent && permanent(e.what());
+        last = e.what();
         log_->warn("rabbit: cannot connect to {}:{} as {}: {}; retrying in {} ms", h.host, h.port, h.user,
                    e.what(), backoff_.count());
       }
     }
     next_host_ = (next_host_ + 1) % settings_.hosts.size();
+    // Messages waiting for such a connection fail now rather than at their
+    // deadline; the thread keeps trying, for a configuration fixed later.
+    if (all_permanent) fail_waiting(last);
     return false;
+  }
+
+  void fail_waiting(const std::string& why) {
+    std::vector<publish_op> failed;
+    {
+      std::lock_guard lk(mutex_);
+      for (auto it = ops_.begin(); it != ops_.end();) {
+        if (auto* p = std::get_if<publish_op>(&*it)) {
+          failed.push_back(std::move(*p));
+          it = ops_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& p : failed) {
+      log_->error("rabbit {}: {} failed: {}", described_, p.what, why);
+      complete(p.done, asio::error::access_denied);
+    }
   }
 
   void open(const rabbit_host& h) {
@@ -611,7 +645,7 @@ class core : public std::enable_shared_from_this<core> {
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
     props.content_type = amqp_cstring_bytes("application/json");
     props.content_encoding = amqp_cstring_bytes("utf-8");
-    props.delivery_mode = settings_.durable ? 2 : 1;
+    props.delivery_mode = 2;  // persistent, as oslo.messaging sends everything
     if (!p.expiration.empty()) {
       props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
       props.expiration = bytes(p.expiration);

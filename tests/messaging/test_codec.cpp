@@ -522,7 +522,7 @@ std::optional<json::object> model_open(std::string_view body, rules& r) {
   const auto& env = outer->get_object();
   const json::value* ver = env.if_contains("oslo.version");
   const json::value* m = env.if_contains("oslo.message");
-  if (!ver || !m) return r.reject("no envelope"), std::nullopt;
+  if (!ver || !m) return env;  // no envelope: the body is the message (version 1)
   if (!ver->is_string()) return r.reject("oslo.version is not a string"), std::nullopt;
   long major = 0, minor = 0, rev = 0;
   // oslo.messaging accepts an envelope version compatible with 2.0 served.
@@ -1312,14 +1312,16 @@ TEST_CASE("malformed bodies are rejected with a decode_error that says what is w
       {"null", kind::request, "null", {"null", "not an object"}},
       {"an array", kind::reply, "[]", {"an array", "not an object"}},
       {"a number", kind::notification, "42", {"not an object"}},
-      {"an empty object", kind::notification, "{}", {"envelope"}},
+      // No envelope: the body is read as a version 1 message, which lacks
+      // the fields a message needs.
+      {"an empty object", kind::notification, "{}", {"'event_type'", "missing"}},
       {"truncated JSON", kind::request, valid_call.substr(0, 40), {"not valid JSON"}},
       {"trailing garbage", kind::request, valid_call + "x", {"not valid JSON"}},
       {"invalid UTF-8", kind::request, "{\"oslo.version\": \"2.0\xff\", \"oslo.message\": \"{}\"}", {"not valid JSON"}},
       {"a NUL byte", kind::request, std::string("{\"oslo.version\"\0: \"2.0\"}", 24), {"not valid JSON"}},
       // The envelope.
-      {"no oslo.message", kind::request, R"({"oslo.version": "2.0"})", {"envelope", "oslo.message"}},
-      {"no oslo.version", kind::request, R"({"oslo.message": "{\"method\": \"m\"}"})", {"envelope"}},
+      {"no oslo.message", kind::request, R"({"oslo.version": "2.0"})", {"'method'", "missing"}},
+      {"no oslo.version", kind::request, R"({"oslo.message": "{\"method\": \"m\"}"})", {"'method'", "missing"}},
       {"oslo.version 1.0", kind::request, wrap(parse_object(R"({"method": "m"})"), "1.0"),
        {"unsupported envelope version", "'1.0'"}},
       {"oslo.version 3.0", kind::request, wrap(parse_object(R"({"method": "m"})"), "3.0"),
@@ -1414,6 +1416,20 @@ TEST_CASE("malformed bodies are rejected with a decode_error that says what is w
     INFO(name_of(c.decoder) << " on " << c.name << ": " << printable(c.body));
     CHECK_THROWS_MATCHES(decode_as(c.decoder, c.body, c.limits), decode_error, what_contains(c.words));
   }
+}
+
+TEST_CASE("a body without an envelope is a version 1 message, as oslo.messaging reads it",
+          "[messaging][codec]") {
+  const auto r = msg::decode_request(R"({"method": "echo", "args": {"value": 1}, "_context_user": "u"})");
+  CHECK(r.method == "echo");
+  CHECK(r.args.at("value") == 1);
+  CHECK(r.ctxt.at("user") == "u");
+  CHECK_FALSE(r.is_call());
+  const auto n = msg::decode_notification(
+      R"({"message_id": "1", "publisher_id": "p", "event_type": "e", "priority": "WARN", "payload": [1],)"
+      R"( "timestamp": "2026-12-02 10:00:00.000000"})");
+  CHECK(n.event_type == "e");
+  CHECK(n.prio == msg::priority::warn);
 }
 
 TEST_CASE("decode limits are inclusive bounds", "[messaging][codec]") {

@@ -97,8 +97,10 @@ std::string encode(const rpc_request& m);
 std::string encode(const rpc_reply& m);
 std::string encode(const notification& m);
 
-/// Decodes a wire body. Anything else (not JSON, not an object, no or wrong
-/// envelope, wrong envelope version, missing or wrongly typed fields, too
+/// Decodes a wire body: the envelope, or (as oslo.messaging reads it) an
+/// object without the envelope's two keys as the message itself. Anything
+/// else (not JSON, not an object, a wrong envelope,
+/// wrong envelope version, missing or wrongly typed fields, too
 /// large or too deep) throws decode_error saying what is wrong; nothing else
 /// escapes.
 rpc_request decode_request(std::string_view body, const decode_limits& limits = {});

@@ -22,7 +22,9 @@
 //                                              reconnect delays: first, increment, ceiling
 //   send_timeout=S                             how long a message waits for a connection; default 60
 //   ssl=B, ssl_ca_file=F, ssl_cert_file=F, ssl_key_file=F, ssl_verify=B, ssl_verify_hostname=B
-// B is true/false/1/0/yes/no. An unknown parameter is an error (a typo
+// With ssl, the broker's certificate is verified against the CA and the host
+// name of the URL (rabbitmq-c matches DNS names, not IP addresses: connect
+// by name). B is true/false/1/0/yes/no. An unknown parameter is an error (a typo
 // must not silently change behaviour).
 
 #include <chrono>

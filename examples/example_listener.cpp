@@ -1,0 +1,155 @@
+// coport-example-listener: prints the notifications published on a topic.
+//
+//   usage: coport-example-listener --transport URL --topic TOPIC [--pool NAME]
+//                                  [--count N] [--exchange NAME]
+//
+//     --transport URL    rabbit://user:pass@host:5672/, memory://
+//     --topic TOPIC      listens to TOPIC.<priority> for every priority
+//     --pool NAME        listeners of one pool share the notifications; every
+//                        pool (and each listener without one) gets them all
+//     --count N          exit after N notifications; default: run until
+//                        SIGTERM or SIGINT
+//     --exchange NAME    the control exchange; default: the transport's ("openstack")
+//
+// Prints "ready" once it listens, then one JSON line per notification:
+//   {"priority":"info","event_type":"...","publisher_id":"...","payload":...}
+// Exit 0 after N notifications or a signal; 3: the transport cannot be
+// opened; 64: bad command line.
+#include "example_common.hpp"
+
+#include <coport/messaging/notify.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace msg = coport::messaging;
+namespace ex = coport_example;
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: coport-example-listener --transport URL --topic TOPIC [--pool NAME]\n"
+    "                               [--count N] [--exchange NAME]\n";
+
+struct config {
+  std::string transport;
+  std::string topic;
+  std::optional<std::string> pool;
+  std::optional<std::size_t> count;
+  std::string exchange;
+};
+
+config parse_command_line(int argc, char** argv) {
+  config c;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
+    else if (a == "--topic") c.topic = ex::option_value(argc, argv, i);
+    else if (a == "--pool") c.pool = ex::option_value(argc, argv, i);
+    else if (a == "--count") c.count = ex::parse_count(a, ex::option_value(argc, argv, i));
+    else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
+    else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
+  }
+  if (c.transport.empty()) throw ex::usage_error("--transport is required");
+  if (c.topic.empty()) throw ex::usage_error("--topic is required");
+  ex::check_name("--topic", c.topic);
+  if (c.pool) {
+    if (c.pool->empty()) throw ex::usage_error("--pool needs a name");
+    ex::check_name("--pool", *c.pool);
+  }
+  if (!c.exchange.empty()) ex::check_name("--exchange", c.exchange);
+  return c;
+}
+
+std::string to_json_line(const msg::notification& n) {
+  json::object line;
+  line["priority"] = msg::to_string(n.prio);
+  line["event_type"] = n.event_type;
+  line["publisher_id"] = n.publisher_id;
+  line["payload"] = n.payload;
+  return json::serialize(line);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  config cfg;
+  try {
+    cfg = parse_command_line(argc, argv);
+  } catch (const ex::usage_error& e) {
+    std::fprintf(stderr, "coport-example-listener: %s\n%s", e.what(), usage_text);
+    return ex::exit_usage;
+  }
+
+  std::shared_ptr<msg::transport> transport;
+  try {
+    transport = ex::open_transport(cfg.transport, cfg.exchange);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coport-example-listener: cannot open the transport: %s\n", e.what());
+    return ex::exit_failure;
+  }
+
+  // Handlers, listener and signals share this one thread.
+  asio::io_context io;
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  std::optional<msg::notification_listener> listener;
+  std::size_t printed = 0;
+  bool stopping = false;
+  auto stop = [&] {
+    if (stopping) return;
+    stopping = true;
+    listener->async_stop([&] { signals.cancel(); });
+  };
+
+  // One endpoint with the same handler for every priority. A plain handler
+  // runs inline on the listener's executor: fine for one that never blocks.
+  auto printer = std::make_shared<msg::notification_endpoint>("printer");
+  auto print = [&](const msg::notification& n) {
+    if (cfg.count && printed == *cfg.count) {
+      // Taken after the last one wanted: leave it to other listeners.
+      return msg::notification_result::requeue;
+    }
+    ex::print_line(to_json_line(n));
+    if (cfg.count && ++printed == *cfg.count) asio::post(io, stop);
+    return msg::notification_result::handled;
+  };
+  for (auto p : {msg::priority::audit, msg::priority::debug, msg::priority::info, msg::priority::warn,
+                 msg::priority::error, msg::priority::critical, msg::priority::sample}) {
+    printer->on(p, print);
+  }
+
+  msg::notification_listener_options options;
+  options.pool = cfg.pool;
+  try {
+    listener.emplace(transport, std::vector{msg::target{.topic = cfg.topic}},
+                     std::vector<std::shared_ptr<const msg::notification_endpoint>>{printer}, io.get_executor(),
+                     options);
+    listener->start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coport-example-listener: cannot listen on topic '%s' on %s: %s\n", cfg.topic.c_str(),
+                 transport->describe().c_str(), e.what());
+    return ex::exit_failure;
+  }
+  transport->log().info("listening to the notifications of topic '{}' on {}{}", cfg.topic,
+                        transport->describe(), cfg.pool ? " in pool '" + *cfg.pool + "'" : std::string());
+  ex::print_line("ready");
+
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;  // cancelled: the listener has stopped
+    transport->log().info("signal {}: stopping", sig);
+    stop();
+  });
+  io.run();
+  return ex::exit_ok;
+}

@@ -1,0 +1,532 @@
+#!/usr/bin/env python3
+"""A private RabbitMQ broker for coport's tests and benchmarks.
+
+Every broker gets its own node name, its own free TCP ports on 127.0.0.1
+and its own data, logs, configuration and Erlang cookie under one state
+directory, so several can run side by side (ctest --parallel) without
+touching a system-wide RabbitMQ.
+
+As a module:
+
+    import broker
+    b = broker.start("/tmp/state", tls=True)
+    b.url, b.tls_url, b.ca_file, b.wrong_ca_file
+    b.restart()            # same node, ports and data: durable queues survive
+    b.stop(); b.start_again()   # the same in two steps
+    b.kill9(); b.pause(); b.resume()
+    b.stop()               # never leaves beam.smp running
+    broker.load("/tmp/state")   # the broker another process started there
+
+From the shell:
+
+    broker.py start DIR [--tls]    prints the URLs as JSON, leaves it running
+    broker.py stop DIR
+    broker.py restart DIR
+    broker.py kill9|pause|resume|status|log DIR
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+RABBIT_BIN = "/usr/lib/rabbitmq/bin"
+USER = "coport"
+PASSWORD = "coport-s3cret-pw"
+STATE_FILE = "broker.json"
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 20.0
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def _port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(count, taken=()):
+    """`count` distinct free ports in 10000-29999.
+
+    Kept below the kernel's ephemeral range (32768+) and below 30000 so
+    that the distribution port plus 10000 (where the CLI tools listen by
+    default) stays a valid port too.
+    """
+    chosen = []
+    rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
+    for _ in range(2000):
+        port = rng.randrange(10000, 30000)
+        if port in chosen or port in taken:
+            continue
+        if _port_is_free(port):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise BrokerError("no free TCP port found on 127.0.0.1")
+
+
+def _pid_alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purpose.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+def _pgid_alive(pgid):
+    """Whether a process of group `pgid` runs (zombies do not count)."""
+    if not pgid:
+        return False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields: state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _tail(path, lines=40):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _openssl(args, cwd):
+    res = subprocess.run(["openssl"] + args, cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        raise BrokerError("openssl %s failed:\n%s" % (" ".join(args), res.stdout))
+
+
+def make_certificates(directory):
+    """A test CA, a server certificate for localhost / 127.0.0.1 signed by
+    it, and a second, unrelated CA (wrong-ca.pem) for negative tests."""
+    os.makedirs(directory, exist_ok=True)
+    for name, cn in (("ca", "coport test CA"), ("wrong-ca", "coport unrelated CA")):
+        _openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                  "-days", "30", "-subj", "/CN=%s" % cn,
+                  "-keyout", "%s.key" % name, "-out", "%s.pem" % name], directory)
+    with open(os.path.join(directory, "server-ext.cnf"), "w") as f:
+        f.write("basicConstraints = critical, CA:FALSE\n"
+                "keyUsage = critical, digitalSignature, keyEncipherment\n"
+                "extendedKeyUsage = serverAuth\n"
+                "subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    _openssl(["req", "-newkey", "rsa:2048", "-nodes", "-sha256", "-subj", "/CN=localhost",
+              "-keyout", "server.key", "-out", "server.csr"], directory)
+    _openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+              "-CAcreateserial", "-days", "30", "-sha256", "-extfile", "server-ext.cnf",
+              "-out", "server.pem"], directory)
+
+
+class Broker:
+    """One private RabbitMQ node; its description lives in state_dir/broker.json."""
+
+    def __init__(self, state_dir, tls=False, node=None, port=None, dist_port=None,
+                 tls_port=None, pgid=None):
+        self.state_dir = os.path.abspath(state_dir)
+        self.tls = tls
+        self.node = node
+        self.port = port
+        self.dist_port = dist_port
+        self.tls_port = tls_port
+        self.pgid = pgid
+        self._proc = None  # set when this process launched the node
+
+    # ---- paths and URLs ----
+    def _path(self, *parts):
+        return os.path.join(self.state_dir, *parts)
+
+    @property
+    def pid_file(self):
+        return self._path("rabbit.pid")
+
+    @property
+    def log_dir(self):
+        return self._path("log")
+
+    @property
+    def ca_file(self):
+        return self._path("tls", "ca.pem") if self.tls else None
+
+    @property
+    def wrong_ca_file(self):
+        return self._path("tls", "wrong-ca.pem") if self.tls else None
+
+    @property
+    def url(self):
+        return "rabbit://%s:%s@127.0.0.1:%d/" % (USER, PASSWORD, self.port)
+
+    @property
+    def tls_url(self):
+        # By name: the certificate names both localhost and 127.0.0.1, but
+        # some TLS clients (rabbitmq-c) check DNS names only. The listener
+        # is on 127.0.0.1, which is what localhost resolves to.
+        if not self.tls:
+            return None
+        return "rabbit://%s:%s@localhost:%d/?ssl=true&ssl_ca_file=%s" % (
+            USER, PASSWORD, self.tls_port, self.ca_file)
+
+    def describe(self):
+        d = {"url": self.url, "state_dir": self.state_dir, "node": self.node,
+             "port": self.port, "dist_port": self.dist_port}
+        if self.tls:
+            d.update(tls_url=self.tls_url, tls_port=self.tls_port, ca_file=self.ca_file,
+                     wrong_ca_file=self.wrong_ca_file)
+        return d
+
+    def beam_pid(self):
+        try:
+            with open(self.pid_file) as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def log_tail(self, lines=40):
+        parts = []
+        for name in ("console.log", "%s.log" % self.node):
+            text = _tail(os.path.join(self.log_dir, name), lines)
+            if text:
+                parts.append("---- %s (last lines) ----\n%s" % (name, text))
+        return "\n".join(parts) or "(no broker log)"
+
+    # ---- persistence, so that another process can stop or restart it ----
+    def _save(self):
+        d = {"tls": self.tls, "node": self.node, "port": self.port,
+             "dist_port": self.dist_port, "tls_port": self.tls_port, "pgid": self.pgid}
+        tmp = self._path(STATE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(d, f)
+        os.replace(tmp, self._path(STATE_FILE))
+
+    # ---- environment ----
+    def _env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+        env.update({
+            "HOME": self.state_dir,  # the Erlang cookie lives here
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": self._path("mnesia"),
+            "RABBITMQ_LOG_BASE": self.log_dir,
+            "RABBITMQ_CONFIG_FILE": self._path("rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": self._path("advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": self._path("rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": self._path("enabled_plugins"),
+            "RABBITMQ_PID_FILE": self.pid_file,
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(self.dist_port + 10000),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(self.dist_port + 10010),
+        })
+        return env
+
+    def ctl(self, *args, timeout=60, check=True):
+        cmd = [os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.node] + list(args)
+        try:
+            res = subprocess.run(cmd, env=self._env(), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BrokerError("rabbitmqctl %s timed out after %ss" % (args[0], timeout))
+        if check and res.returncode != 0:
+            raise BrokerError("rabbitmqctl %s failed (%d):\n%s" %
+                              (" ".join(a if a != PASSWORD else "***" for a in args),
+                               res.returncode, res.stdout))
+        return res.stdout
+
+    # ---- files ----
+    def _write_config(self):
+        for d in ("mnesia", "log"):
+            os.makedirs(self._path(d), exist_ok=True)
+        lines = [
+            "listeners.tcp.1 = 127.0.0.1:%d" % self.port,
+            "loopback_users = none",
+            # Tests must not stall on a nearly full disk of a build machine.
+            "disk_free_limit.absolute = 10MB",
+            # The test user, created with the database on first boot (in
+            # place of guest): quicker than three rabbitmqctl runs.
+            "default_vhost = /",
+            "default_user = %s" % USER,
+            "default_pass = %s" % PASSWORD,
+            "default_user_tags.administrator = true",
+            "default_permissions.configure = .*",
+            "default_permissions.read = .*",
+            "default_permissions.write = .*",
+        ]
+        if self.tls:
+            if not os.path.exists(self._path("tls", "server.pem")):
+                make_certificates(self._path("tls"))
+            lines += [
+                "listeners.ssl.1 = 127.0.0.1:%d" % self.tls_port,
+                "ssl_options.cacertfile = %s" % self._path("tls", "ca.pem"),
+                "ssl_options.certfile = %s" % self._path("tls", "server.pem"),
+                "ssl_options.keyfile = %s" % self._path("tls", "server.key"),
+                "ssl_options.verify = verify_none",
+                "ssl_options.fail_if_no_peer_cert = false",
+            ]
+        with open(self._path("rabbitmq.conf"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(self._path("enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        with open(self._path("rabbitmq-env.conf"), "w") as f:
+            f.write("# private test broker: no settings from /etc/rabbitmq\n")
+
+    # ---- life cycle ----
+    def _launch(self):
+        self._write_config()
+        try:
+            os.unlink(self.pid_file)
+        except FileNotFoundError:
+            pass
+        console = open(os.path.join(self.log_dir, "console.log"), "ab")
+        try:
+            self._proc = subprocess.Popen(
+                [os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self._env(),
+                cwd=self.state_dir, stdin=subprocess.DEVNULL, stdout=console,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            console.close()
+        self.pgid = self._proc.pid
+        self._save()
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        waiter = subprocess.Popen(
+            [os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.node, "wait",
+             self.pid_file, "--timeout", "60"],
+            env=self._env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            while True:
+                rc = waiter.poll()
+                if rc is not None:
+                    out = waiter.stdout.read()
+                    if rc != 0:
+                        raise BrokerError("broker %s did not start (rabbitmqctl wait: %d):\n%s\n%s"
+                                          % (self.node, rc, out, self.log_tail()))
+                    break
+                if self._proc is not None and self._proc.poll() is not None:
+                    raise BrokerError("broker %s exited with status %s while starting:\n%s"
+                                      % (self.node, self._proc.returncode, self.log_tail()))
+                if time.monotonic() > deadline:
+                    raise BrokerError("broker %s not ready after %.0fs:\n%s"
+                                      % (self.node, START_TIMEOUT, self.log_tail()))
+                time.sleep(0.1)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+            waiter.stdout.close()
+        self._wait_port(self.port, deadline)
+        if self.tls:
+            self._wait_port(self.tls_port, deadline)
+
+    def _wait_port(self, port, deadline):
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BrokerError("broker %s does not listen on port %d:\n%s"
+                                      % (self.node, port, self.log_tail()))
+                time.sleep(0.05)
+
+    def start(self):
+        """Starts a fresh node: new ports, node name and (if tls) certificates."""
+        os.makedirs(self.state_dir, exist_ok=True)
+        ports = _free_ports(3 if self.tls else 2)
+        self.port, self.dist_port = ports[0], ports[1]
+        self.tls_port = ports[2] if self.tls else None
+        self.node = "coport-test-%d-%06x@localhost" % (os.getpid(), random.getrandbits(24))
+        self._launch()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_again(self):
+        """Starts a stopped node again: same node name, ports and data."""
+        for port in [self.port, self.dist_port] + ([self.tls_port] if self.tls else []):
+            deadline = time.monotonic() + 30
+            while not _port_is_free(port):
+                if time.monotonic() > deadline:
+                    raise BrokerError("port %d still taken; cannot restart %s" % (port, self.node))
+                time.sleep(0.1)
+        self._launch()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def is_running(self):
+        return _pid_alive(self.beam_pid()) or _pgid_alive(self.pgid)
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """Graceful stop; the process group is killed if it lingers."""
+        pid = self.beam_pid()
+        if _pid_alive(pid):
+            try:
+                self.ctl("stop", self.pid_file, timeout=timeout, check=False)
+            except BrokerError:
+                pass
+        self._kill_rest(deadline=time.monotonic() + 5)
+
+    def _kill_rest(self, deadline):
+        pid = self.beam_pid()
+        while time.monotonic() < deadline and (_pid_alive(pid) or _pgid_alive(self.pgid)):
+            self._reap()
+            time.sleep(0.1)
+        if _pgid_alive(self.pgid):
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 10
+        while time.monotonic() < end and (_pid_alive(pid) or _pgid_alive(self.pgid)):
+            self._reap()
+            time.sleep(0.05)
+        self._reap(block=True)
+
+    def _reap(self, block=False):
+        if self._proc is not None:
+            try:
+                if block:
+                    self._proc.wait(timeout=5)
+                else:
+                    self._proc.poll()
+            except subprocess.TimeoutExpired:
+                pass
+
+    def restart(self):
+        """Stops the node and starts it again on the same ports, node name
+        and data: durable queues and their persistent messages survive."""
+        self.stop()
+        self.start_again()
+        return self
+
+    def kill9(self):
+        """SIGKILL of the Erlang VM and everything in its process group (no
+        clean shutdown); restart() brings it back on the same data."""
+        pid = self.beam_pid()
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self._kill_rest(deadline=time.monotonic())
+
+    def pause(self):
+        """SIGSTOP of the Erlang VM: connections stay open, nothing answers."""
+        os.kill(self._require_pid(), signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self._require_pid(), signal.SIGCONT)
+
+    def _require_pid(self):
+        pid = self.beam_pid()
+        if not _pid_alive(pid):
+            raise BrokerError("broker %s is not running" % self.node)
+        return pid
+
+
+def start(state_dir, tls=False):
+    return Broker(state_dir, tls=tls).start()
+
+
+def load(state_dir):
+    """The broker a previous start() (perhaps in another process) left in state_dir."""
+    state_dir = os.path.abspath(state_dir)
+    try:
+        with open(os.path.join(state_dir, STATE_FILE)) as f:
+            d = json.load(f)
+    except OSError as e:
+        raise BrokerError("no broker state in %s: %s" % (state_dir, e))
+    return Broker(state_dir, tls=d["tls"], node=d["node"], port=d["port"],
+                  dist_port=d["dist_port"], tls_port=d.get("tls_port"), pgid=d.get("pgid"))
+
+
+def stop(state_dir):
+    load(state_dir).stop()
+
+
+def restart(state_dir):
+    return load(state_dir).restart()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="private RabbitMQ broker for coport's tests")
+    p.add_argument("command", choices=["start", "stop", "restart", "kill9", "pause", "resume",
+                                       "status", "log"])
+    p.add_argument("state_dir")
+    p.add_argument("--tls", action="store_true", help="also listen with TLS (start only)")
+    a = p.parse_args(argv)
+    try:
+        if a.command == "start":
+            b = start(a.state_dir, tls=a.tls)
+            print(json.dumps(b.describe()), flush=True)
+            return 0
+        b = load(a.state_dir)
+        if a.command == "stop":
+            b.stop()
+        elif a.command == "restart":
+            b.restart()
+            print(json.dumps(b.describe()), flush=True)
+        elif a.command == "kill9":
+            b.kill9()
+        elif a.command == "pause":
+            b.pause()
+        elif a.command == "resume":
+            b.resume()
+        elif a.command == "status":
+            d = b.describe()
+            d["running"] = b.is_running()
+            print(json.dumps(d), flush=True)
+        elif a.command == "log":
+            print(b.log_tail(200))
+        return 0
+    except BrokerError as e:
+        print("broker.py: %s" % e, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

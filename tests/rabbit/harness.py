@@ -1,0 +1,492 @@
+"""What the RabbitMQ test drivers (test_*.py) share: their command line,
+child processes whose output is read line by line (waits have timeouts,
+never sleeps), progress lines, and the check that no child printed the
+broker password.
+
+A driver is a function taking a Harness; harness.main(fn) runs it:
+
+    def test(h):
+        srv = h.start("server", h.server_cmd(h.url, topic, server="s1"))
+        srv.wait_ready()
+        r = h.run("call", h.client_cmd(h.url, topic, "call", "echo", '{"value": 1}'))
+        h.expect(r.rc == 0, "call echo exited %s" % r.rc)
+
+    if __name__ == "__main__":
+        sys.exit(harness.main(test, "my_test"))
+
+Exit status: 0 passed, 1 failed, 77 skipped. With --self-test the coport
+programs are replaced by oslo.messaging stand-ins (oslo_peer.py), so that
+a driver can be checked before the coport programs exist.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import broker  # noqa: E402
+
+PYTHON = "/usr/bin/python3"  # the interpreter with oslo.messaging
+OSLO_PEER = os.path.join(HERE, "oslo_peer.py")
+PASSWORD = broker.PASSWORD
+SKIP = 77
+
+
+class TestFailure(Exception):
+    """Ends the driver: the check cannot go on."""
+
+
+class Skip(Exception):
+    pass
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _url_password(url):
+    try:
+        return urllib.parse.urlsplit(url).password if url else None
+    except ValueError:
+        return None
+
+
+# Passwords no program may print: the private brokers' and that of an
+# external broker given by COPORT_TEST_RABBIT_URL.
+SECRETS = sorted({p for p in (PASSWORD, _url_password(os.environ.get("COPORT_TEST_RABBIT_URL")))
+                  if p and len(p) >= 4}, key=len, reverse=True)
+
+
+def redact(text):
+    text = str(text)
+    for secret in SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _quote(cmd):
+    out = []
+    for a in cmd:
+        a = redact(a)
+        out.append(a if a and all(c.isalnum() or c in "-_./:=,@%+" for c in a) else "'%s'" % a)
+    return " ".join(out)
+
+
+class Child:
+    """A program running in the background; stdout and stderr are read by
+    threads into lists of lines that the test can wait on."""
+
+    def __init__(self, harness, name, cmd, env=None):
+        self.h = harness
+        self.name = name
+        self.cmd = cmd
+        self.stdout = []
+        self.stderr = []
+        self._cond = threading.Condition()
+        self._stdout_done = False
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.pid = self.proc.pid
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream, lines):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._cond:
+                lines.append(line)
+                self._cond.notify_all()
+            if self.h.verbose:
+                self.h.log("    %s%s| %s" % (self.name, "" if lines is self.stdout else "!",
+                                             redact(line)))
+        stream.close()
+        with self._cond:
+            if lines is self.stdout:
+                self._stdout_done = True
+            self._cond.notify_all()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_line(self, predicate, timeout, what, start=0):
+        """Index of the first stdout line (from `start`) for which
+        predicate(line) holds; fails after `timeout` seconds or if the
+        program ends first."""
+        deadline = time.monotonic() + timeout
+        i = start
+        with self._cond:
+            while True:
+                while i < len(self.stdout):
+                    if predicate(self.stdout[i]):
+                        return i
+                    i += 1
+                if self._stdout_done:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+        if self._stdout_done:
+            self.wait_exit(5)  # closed its output: ending
+        state = "ended with status %s" % self.proc.poll() if not self.alive() else \
+            "still running after %.0fs" % timeout
+        raise TestFailure("%s: %s not seen; the program %s\n%s" % (
+            self.name, what, state, self.tail()))
+
+    def wait_ready(self, timeout=60):
+        t0 = time.monotonic()
+        self.wait_line(lambda l: l.strip() == "ready", timeout, "`ready`")
+        self.h.log("%s is ready (%.1fs)" % (self.name, time.monotonic() - t0))
+
+    def wait_lines(self, count, timeout, what, start=0):
+        """The `count` stdout lines from `start`, once they are there."""
+        if count > 0:
+            self.wait_line(lambda l: True, timeout, what, start=start + count - 1)
+        with self._cond:
+            return list(self.stdout[start:start + count])
+
+    def wait_exit(self, timeout):
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        for t in self._readers:
+            t.join(5)
+        return rc
+
+    def stop(self, timeout=30, sig=signal.SIGTERM):
+        """Signals the program and waits for it; SIGKILL if it does not end
+        in time. Returns its exit status (None if it had to be killed)."""
+        if self.alive():
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        rc = self.wait_exit(timeout)
+        if rc is None:
+            self.kill()
+        return rc
+
+    def signal(self, sig=signal.SIGTERM):
+        if self.alive():
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        if self.alive():
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        self.wait_exit(10)
+
+    def output(self):
+        with self._cond:
+            return "\n".join(self.stdout + self.stderr)
+
+    def tail(self, n=25):
+        with self._cond:
+            out = self.stdout[-n:]
+            err = self.stderr[-n:]
+        text = "  -- %s stdout (last %d lines) --\n" % (self.name, len(out))
+        text += "".join("  | %s\n" % redact(l) for l in out)
+        text += "  -- %s stderr (last %d lines) --\n" % (self.name, len(err))
+        text += "".join("  | %s\n" % redact(l) for l in err)
+        return text
+
+
+class Result:
+    def __init__(self, name, cmd, rc, out, err, seconds):
+        self.name, self.cmd, self.rc, self.out, self.err, self.seconds = \
+            name, cmd, rc, out, err, seconds
+
+    def output(self):
+        return self.out + "\n" + self.err
+
+    def describe(self):
+        return "%s exited %s after %.1fs\n  $ %s\n  stdout: %s\n  stderr: %s" % (
+            self.name, "on timeout (killed)" if self.rc is None else self.rc, self.seconds,
+            _quote(self.cmd), redact(self.out.strip())[-2000:] or "(empty)",
+            redact(self.err.strip())[-2000:] or "(empty)")
+
+    def json(self):
+        try:
+            return json.loads(self.out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise TestFailure("%s: no JSON on stdout\n%s" % (self.name, self.describe()))
+
+
+class Harness:
+    def __init__(self, test_name, args):
+        self.test_name = test_name
+        self.args = args
+        self.verbose = args.verbose
+        self.self_test = args.self_test
+        self.t0 = time.monotonic()
+        self.children = []
+        self.results = []
+        self.failures = []
+        self.url = os.environ.get("COPORT_TEST_RABBIT_URL", "")
+        self.state_dir = os.environ.get("COPORT_TEST_RABBIT_STATE")
+        self.tls_url = os.environ.get("COPORT_TEST_RABBIT_TLS_URL")
+        self.ca_file = os.environ.get("COPORT_TEST_RABBIT_CA")
+        self.wrong_ca_file = os.environ.get("COPORT_TEST_RABBIT_WRONG_CA")
+        self._lock = threading.Lock()
+
+    # ---- progress ----
+    def log(self, msg):
+        with self._lock:
+            sys.stdout.write("[%s %6.1fs] %s\n" % (self.test_name, time.monotonic() - self.t0,
+                                                   redact(msg)))
+            sys.stdout.flush()
+
+    def step(self, msg):
+        self.log("== %s" % msg)
+
+    def ok(self, msg):
+        self.log("ok   %s" % msg)
+
+    def expect(self, cond, msg, detail=""):
+        """A failed expectation is recorded and the test goes on."""
+        if cond:
+            self.ok(msg)
+            return True
+        self.failures.append(msg)
+        self.log("FAIL %s%s" % (msg, ("\n" + detail) if detail else ""))
+        return False
+
+    def require(self, cond, msg, detail=""):
+        """A failed requirement ends the test."""
+        if not self.expect(cond, msg, detail):
+            raise TestFailure(msg)
+
+    def topic(self, suffix=""):
+        return "coport-%s%s-%d" % (self.test_name.replace("_", "-"), suffix, os.getpid())
+
+    # ---- programs ----
+    def _bin(self, option):
+        path = getattr(self.args, option)
+        if not path:
+            raise TestFailure("--%s is required (or --self-test)" % option.replace("_", "-"))
+        if not os.access(path, os.X_OK):
+            raise TestFailure("%s is not an executable program" % path)
+        return path
+
+    def server_cmd(self, url, topic, server=None, executor=None):
+        executor = executor or self.args.executor
+        if self.self_test:
+            cmd = [PYTHON, OSLO_PEER, "server", "--transport", url, "--topic", topic,
+                   "--executor", {"fiber": "threading", "coro": "eventlet"}.get(executor, executor)]
+        else:
+            cmd = [self._bin("server_bin"), "--transport", url, "--topic", topic]
+            if executor:
+                cmd += ["--executor", executor]
+        if server:
+            cmd += ["--server", server]
+        return cmd
+
+    def client_cmd(self, url, topic, *command, server=None, fanout=False, version=None,
+                   timeout=None):
+        if self.self_test:
+            cmd = [PYTHON, OSLO_PEER, "client", "--transport", url, "--topic", topic]
+        else:
+            cmd = [self._bin("client_bin"), "--transport", url, "--topic", topic]
+        if server:
+            cmd += ["--server", server]
+        if fanout:
+            cmd += ["--fanout"]
+        if version:
+            cmd += ["--version", version]
+        if timeout is not None:
+            cmd += ["--timeout", str(timeout)]
+        return cmd + list(command)
+
+    def listener_cmd(self, url, topic, pool=None, count=None):
+        if self.self_test:
+            cmd = [PYTHON, OSLO_PEER, "listen", "--transport", url, "--topic", topic]
+        else:
+            cmd = [self._bin("listener_bin"), "--transport", url, "--topic", topic]
+        if pool:
+            cmd += ["--pool", pool]
+        if count is not None:
+            cmd += ["--count", str(count)]
+        return cmd
+
+    def peer_cmd(self, command, url, topic, *args):
+        """An oslo.messaging program of oslo_peer.py."""
+        return [PYTHON, OSLO_PEER, command, "--url", url, "--topic", topic] + list(args)
+
+    def oslo_client_cmd(self, url, topic, *command, server=None, fanout=False, version=None,
+                        timeout=None):
+        cmd = [PYTHON, OSLO_PEER, "client", "--url", url, "--topic", topic]
+        if server:
+            cmd += ["--server", server]
+        if fanout:
+            cmd += ["--fanout"]
+        if version:
+            cmd += ["--version", version]
+        if timeout is not None:
+            cmd += ["--timeout", str(timeout)]
+        return cmd + list(command)
+
+    def stop_all(self, children, timeout=30):
+        """SIGTERM to all at once, then waits for each: {name: exit status
+        or None when it had to be killed}."""
+        for c in children:
+            c.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        return {c.name: c.stop(timeout=max(0.1, deadline - time.monotonic())) for c in children}
+
+    def start(self, name, cmd):
+        if self.verbose:
+            self.log("start %s: %s" % (name, _quote(cmd)))
+        child = Child(self, name, cmd)
+        self.children.append(child)
+        return child
+
+    def run(self, name, cmd, timeout=60):
+        """Runs a program to its end (killed after `timeout` seconds)."""
+        t0 = time.monotonic()
+        if self.verbose:
+            self.log("run %s: %s" % (name, _quote(cmd)))
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            rc = None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        r = Result(name, cmd, rc, out.decode("utf-8", "replace"),
+                   err.decode("utf-8", "replace"), time.monotonic() - t0)
+        self.results.append(r)
+        if self.verbose:
+            self.log(r.describe())
+        return r
+
+    def call_json(self, name, cmd, timeout=60):
+        """Runs a client call that must succeed; returns its JSON result."""
+        r = self.run(name, cmd, timeout)
+        if r.rc != 0:
+            raise TestFailure("%s failed\n%s" % (name, r.describe()))
+        return r.json()
+
+    def poll(self, fn, timeout, what, interval=0.2):
+        """Calls fn() until it returns a true value, which it returns."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = fn()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TestFailure("%s: not seen within %.0fs" % (what, timeout))
+            time.sleep(interval)
+
+    # ---- requirements of the environment ----
+    def need_state(self):
+        if not self.state_dir:
+            raise Skip("needs a broker of its own (COPORT_TEST_RABBIT_STATE, set by "
+                       "with_broker.py when it starts one)")
+        return broker.load(self.state_dir)
+
+    def need_tls(self):
+        if not (self.tls_url and self.ca_file and self.wrong_ca_file):
+            raise Skip("needs a TLS broker (with_broker.py --tls)")
+
+    # ---- the end ----
+    def cleanup(self):
+        for c in self.children:
+            if c.alive():
+                c.kill()
+
+    def check_password(self):
+        texts = [(c.name, c.output()) for c in self.children]
+        texts += [(r.name, r.output()) for r in self.results]
+        leaks = []
+        for name, text in texts:
+            for line in text.splitlines():
+                if any(secret in line for secret in SECRETS):
+                    leaks.append("%s: %s" % (name, redact(line)[:300]))
+        self.expect(not leaks, "no program printed the broker password (%d outputs checked)"
+                    % len(texts), "\n".join("  " + l for l in leaks[:10]))
+
+
+def _on_signal(signum, frame):
+    raise _Terminated(signum)
+
+
+def parser(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--server-bin", help="coport-example-server")
+    p.add_argument("--client-bin", help="coport-example-client")
+    p.add_argument("--listener-bin", help="coport-example-listener")
+    p.add_argument("--executor", default="coro", help="fiber or coro (coport servers)")
+    p.add_argument("--self-test", action="store_true",
+                   help="oslo.messaging stand-ins for the coport programs")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="echo the programs' output and command lines")
+    return p
+
+
+def main(test, name, description="", argv=None, configure=None):
+    p = parser(description or name)
+    if configure:
+        configure(p)
+    args = p.parse_args(argv)
+    if args.self_test:
+        name += "_selftest"
+    h = Harness(name, args)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    status = 1
+    try:
+        if not h.url:
+            raise Skip("COPORT_TEST_RABBIT_URL is not set (run it through with_broker.py)")
+        h.log("broker %s%s" % (redact(h.url), " (self-test: oslo.messaging stand-ins)"
+                               if args.self_test else ""))
+        test(h)
+    except Skip as e:
+        h.log("SKIPPED: %s" % e)
+        h.cleanup()
+        return SKIP
+    except TestFailure as e:
+        if str(e) not in h.failures:
+            h.failures.append(str(e).splitlines()[0])
+            h.log("FAIL %s" % e)
+    except _Terminated as e:
+        h.failures.append("terminated by signal %d" % e.args[0])
+        h.log("terminated by signal %d" % e.args[0])
+    except Exception as e:  # a bug in the driver is a failure, shown in full
+        import traceback
+        h.failures.append("%s: %s" % (type(e).__name__, e))
+        h.log("ERROR in the test driver:\n%s" % traceback.format_exc())
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        h.cleanup()
+    h.check_password()
+    if h.failures:
+        h.log("FAILED (%d): %s" % (len(h.failures), "; ".join(h.failures)))
+        status = 1
+    else:
+        h.log("PASSED")
+        status = 0
+    return status

@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+"""oslo.messaging's RPC client against coport servers.
+
+Two coport-example-server programs (--executor fiber or coro) serve one
+topic as servers s1 and s2; oslo_peer.py client-suite runs its cases
+against them: calls with strings, nested objects, unicode and lists, add,
+casts (server-specific and on the topic, checked through counts()), a
+fanout cast that must reach both servers, a server-specific target,
+a version too high (UnsupportedVersion), an unknown method (NoSuchMethod),
+a remote ExampleError with its message, a timeout, calls after the
+timeout, concurrent calls. Then both servers must stop cleanly on SIGTERM.
+"""
+
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness  # noqa: E402
+
+
+def test(h):
+    topic = h.topic("-" + h.args.executor)
+    h.step("two coport servers (executor %s) on topic %s" % (h.args.executor, topic))
+    servers = [h.start(name, h.server_cmd(h.url, topic, server=name))
+               for name in ("s1", "s2")]
+    for s in servers:
+        s.wait_ready()
+
+    h.step("oslo.messaging client suite against s1, fanout to s1 and s2")
+    suite = h.start("client-suite", h.peer_cmd(
+        "client-suite", h.url, topic, "--server", "s1", "--fanout-servers", "s1,s2",
+        "--peer", "python" if h.self_test else "coport"))
+    seen = 0
+    while True:
+        i = suite.wait_line(lambda l: l.startswith(("ok ", "FAIL ", "FAILED", "all cases",
+                                                     "client suite")),
+                            120, "the next case result", start=seen)
+        line = suite.stdout[i]
+        seen = i + 1
+        if line.startswith("ok "):
+            h.ok("suite: " + line[3:])
+        elif line.startswith("FAIL "):
+            h.expect(False, "suite: " + line[5:])
+        elif line.startswith("client suite"):
+            h.log(line)
+        else:
+            h.log(line)
+            break
+    rc = suite.wait_exit(30)
+    h.expect(rc == 0, "the client suite exited 0 (got %s)" % rc,
+             "" if rc == 0 else suite.tail())
+    for s in servers:
+        h.expect(s.alive(), "%s still running after the suite" % s.name,
+                 "" if s.alive() else s.tail())
+
+    h.step("graceful stop (SIGTERM)")
+    codes = h.stop_all(servers)
+    for s in servers:
+        h.expect(codes[s.name] == 0, "%s exited 0 on SIGTERM (got %s)" % (s.name, codes[s.name]),
+                 "" if codes[s.name] == 0 else s.tail())
+
+
+if __name__ == "__main__":
+    sys.exit(harness.main(test, "interop_python_client", __doc__))

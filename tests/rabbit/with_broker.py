@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""Runs a command next to a private RabbitMQ broker.
+
+    with_broker.py [--tls] -- CMD ARGS...
+
+Starts a broker (broker.py) in a fresh temporary directory, exports
+
+    COPORT_TEST_RABBIT_URL      rabbit://coport:...@127.0.0.1:PORT/
+    COPORT_TEST_RABBIT_STATE    the broker's state directory (broker.load())
+    and with --tls:
+    COPORT_TEST_RABBIT_TLS_URL  rabbit://...@localhost:TLSPORT/?ssl=true&ssl_ca_file=...
+    COPORT_TEST_RABBIT_CA       the CA that signed the broker's certificate
+    COPORT_TEST_RABBIT_WRONG_CA an unrelated CA
+
+runs CMD, stops the broker (also when interrupted or terminated), removes
+the directory and exits with CMD's status.
+
+If COPORT_TEST_RABBIT_URL is already set, that broker is used and none is
+started; tests that need to restart the broker or need TLS then exit with
+77 (skipped) unless the matching variables are set as well.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import broker  # noqa: E402
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _on_signal(signum, frame):
+    raise _Terminated(signum)
+
+
+def _run(cmd, env):
+    """Runs cmd; a signal to us is passed on to it before we clean up."""
+    child = subprocess.Popen(cmd, env=env)
+    try:
+        return child.wait()
+    except BaseException:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        raise
+
+
+def main(argv):
+    tls = False
+    keep = False
+    while argv and argv[0] != "--":
+        opt = argv.pop(0)
+        if opt == "--tls":
+            tls = True
+        elif opt == "--keep":
+            keep = True
+        else:
+            print("usage: with_broker.py [--tls] [--keep] -- CMD ARGS...", file=sys.stderr)
+            return 2
+    if not argv or len(argv) < 2:
+        print("usage: with_broker.py [--tls] [--keep] -- CMD ARGS...", file=sys.stderr)
+        return 2
+    cmd = argv[1:]
+
+    if os.environ.get("COPORT_TEST_RABBIT_URL"):
+        print("with_broker: using the broker of COPORT_TEST_RABBIT_URL", flush=True)
+        return subprocess.call(cmd)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+    state = tempfile.mkdtemp(prefix="coport-rabbit-")
+    b = broker.Broker(state, tls=tls)
+    status = 1
+    try:
+        t0 = time.monotonic()
+        try:
+            b.start()
+        except broker.BrokerError as e:
+            print("with_broker: the broker did not start: %s" % e, file=sys.stderr, flush=True)
+            return 1
+        print("with_broker: broker %s up in %.1fs on 127.0.0.1:%d%s" % (
+            b.node, time.monotonic() - t0, b.port,
+            " (TLS on %d)" % b.tls_port if tls else ""), flush=True)
+        env = dict(os.environ)
+        env["COPORT_TEST_RABBIT_URL"] = b.url
+        env["COPORT_TEST_RABBIT_STATE"] = state
+        if tls:
+            env["COPORT_TEST_RABBIT_TLS_URL"] = b.tls_url
+            env["COPORT_TEST_RABBIT_CA"] = b.ca_file
+            env["COPORT_TEST_RABBIT_WRONG_CA"] = b.wrong_ca_file
+        else:
+            for k in ("COPORT_TEST_RABBIT_TLS_URL", "COPORT_TEST_RABBIT_CA",
+                      "COPORT_TEST_RABBIT_WRONG_CA"):
+                env.pop(k, None)
+        status = _run(cmd, env)
+        if status != 0 and status != 77:
+            print("with_broker: the command failed (%d); the broker's log:\n%s"
+                  % (status, b.log_tail(30)), file=sys.stderr, flush=True)
+        return status
+    except _Terminated as e:
+        print("with_broker: terminated by signal %d; stopping the broker" % e.args[0],
+              file=sys.stderr, flush=True)
+        status = 128 + e.args[0]
+        return status
+    finally:
+        # A second signal during the cleanup must not leave the broker behind.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            # A test may have restarted it (same node, new processes):
+            # broker.json has the latest.
+            first = b
+            try:
+                b = broker.load(state)
+            except broker.BrokerError:
+                pass
+            b.stop()
+            first.stop()  # also reaps the process this one started
+        finally:
+            if b.is_running():
+                print("with_broker: the broker %s is still running!" % b.node, file=sys.stderr)
+            if keep:
+                print("with_broker: kept %s" % state, file=sys.stderr)
+            else:
+                shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
