@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 #include <cstdlib>
 #include <vector>
 
@@ -192,6 +193,11 @@ void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& 
   // Nothing is ready: wait in the kernel for I/O, a timer, a post from
   // another thread (see notify()) or the earliest sleeping fiber's deadline.
   switches_since_io_ = 0;
+  // A wake-up handler that poll_io() ran since the scheduler last moved
+  // remotely readied fibers to the ready queue may have announced a fiber
+  // still on its way: go back to the scheduler instead of sleeping on a
+  // wake-up already spent.
+  if (std::exchange(loop_.woken_, false)) return;
   in_io_ = true;
   loop_.idle_.store(true, std::memory_order_relaxed);
   try {
@@ -211,6 +217,7 @@ void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& 
     loop_.log->error("loop '{}': unknown exception escaped an Asio handler", loop_.opts.name);
   }
   loop_.idle_.store(false, std::memory_order_relaxed);
+  loop_.woken_ = false;
   loop_.publish(loop_.tag_asio);
   in_io_ = false;
 }
@@ -223,6 +230,7 @@ void loop_algorithm::notify() noexcept {
     try {
       boost::asio::post(loop_.io, [l = &loop_] {
         l->wake_pending_.store(false, std::memory_order_release);
+        l->woken_ = true;
       });
     } catch (...) {
       loop_.wake_pending_.store(false, std::memory_order_release);

@@ -148,6 +148,7 @@ class loop {
 
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> wake_pending_{false};
+  bool woken_ = false;  // a wake-up handler ran (loop thread only)
 
   // Read by the watchdog thread.
   std::atomic<std::uint64_t> progress_{0};

@@ -225,7 +225,9 @@ class core : public std::enable_shared_from_this<core> {
   }
 
   void start() {
+    std::lock_guard lk(mutex_);
     thread_ = std::thread([self = shared_from_this()] { self->run(); });
+    thread_id_ = thread_.get_id();
   }
 
   /// Any thread: queues `o` for the connection thread. After shutdown,
@@ -235,7 +237,9 @@ class core : public std::enable_shared_from_this<core> {
     {
       std::lock_guard lk(mutex_);
       if (!stopping_) {
-        wake = ops_.empty();
+        // The connection thread itself (acks while it delivers) needs no
+        // wake-up: it looks at the queue before it sleeps.
+        wake = ops_.empty() && std::this_thread::get_id() != thread_id_;
         ops_.push_back(std::move(o));
       } else if (auto* p = std::get_if<publish_op>(&o)) {
         complete(p->done, asio::error::shut_down);
@@ -757,6 +761,7 @@ class core : public std::enable_shared_from_this<core> {
   bool stopping_ = false;
   int wake_fd_ = -1;
   std::thread thread_;
+  std::thread::id thread_id_;
 
   // Connection thread only.
   amqp_connection_state_t conn_ = nullptr;

@@ -6,6 +6,7 @@
 
 #include "executor_test_support.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -855,4 +856,44 @@ TEST_CASE("fiber_executor reports per-method metrics: kind, mode, executor, coun
   REQUIRE(hold);
   CHECK(hold->mode == "native");
   CHECK(hold->calls == 1);
+}
+
+TEST_CASE("fiber_executor keeps serving callers on another thread: no wake-up of its loop is lost",
+          "[executors][fiber_executor]") {
+  // Every request reaches the loop from another thread (the callers'),
+  // readying fibers remotely all the time. The loop once could lose such a
+  // wake-up (the scheduler's Asio poll ran the wake handler while the fiber
+  // it announced was not yet in the ready queue) and sleep with work ready
+  // until the calls' deadlines woke it; a lost wake-up shows here as a call
+  // that times out although the server is idle.
+  loops where(1);
+  auto t = memory_transport();
+  auto e = std::make_shared<msg::endpoint>("echo");
+  e->add("echo", {"value"}, [](int v) { return v; });
+  e->add("echo", {"value"}, [](int v) -> asio::awaitable<int> { co_return v; });
+  auto ex = where.serve({t, server_target("echo"), dispatch_to({e})});
+  ex->start();
+
+  asio_loop callers;
+  msg::rpc_client client(t, msg::target{.topic = "echo"}, msg::client_options{.timeout = 5s});
+  constexpr int per_caller = 1500;
+  std::vector<std::future<int>> done;
+  for (int c = 0; c < 8; ++c) {
+    done.push_back(asio::co_spawn(
+        callers.get_executor(),
+        [&client]() -> asio::awaitable<int> {
+          int answered = 0;
+          for (int i = 0; i < per_caller; ++i) {
+            auto a = msg::args("value", i);
+            const int r = co_await client.async_call<int>("echo", a, asio::use_awaitable);
+            if (r == i) ++answered;
+          }
+          co_return answered;
+        },
+        asio::use_future));
+  }
+  int answered = 0;
+  for (auto& f : done) answered += wait(std::move(f), 120s);  // a timeout_error would throw here
+  CHECK(answered == 8 * per_caller);
+  wait(ex->async_stop(asio::use_future));
 }
