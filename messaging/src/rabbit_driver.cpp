@@ -149,6 +149,8 @@ class subscriber {
   /// Connection thread: its queues cannot be declared (the broker refused
   /// them); it will receive nothing.
   virtual void on_refused(const std::string& why) = 0;
+  /// Connection thread: the transport shuts down.
+  virtual void on_closed() { on_refused("the transport was shut down"); }
 
   /// Connection thread: its queues exist and are consumed.
   void declared() {
@@ -323,7 +325,7 @@ class core : public std::enable_shared_from_this<core> {
     std::vector<std::shared_ptr<subscriber>> subs;
     subs.swap(subscribers_);
     for (auto& s : subs) {
-      s->on_refused("the transport was shut down");
+      s->on_closed();
       s->declared();
     }
   }
@@ -986,6 +988,7 @@ class reply_consumer final : public subscriber {
   void on_refused(const std::string& why) override {
     log_->error("rabbit: the reply queue cannot be consumed: {}; calls will time out", why);
   }
+  void on_closed() override {}  // the transport's calls end with it
 
  private:
   std::shared_ptr<spdlog::logger> log_;
