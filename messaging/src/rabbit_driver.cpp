@@ -687,7 +687,12 @@ class core : public std::enable_shared_from_this<core> {
 
   void deliver(amqp_envelope_t& env) {
     auto it = by_tag_.find(to_string(env.consumer_tag));
-    if (it == by_tag_.end()) return;  // a consumer being cancelled; its message is requeued with the channel
+    if (it == by_tag_.end()) {
+      // For a consumer just cancelled (a listener that stopped): back to the
+      // queue for the others. Only listeners are cancelled, and they ack.
+      healthy_on(amqp_basic_reject(conn_, channel, env.delivery_tag, 1), "requeue");
+      return;
+    }
     delivery d;
     d.body = to_string(env.message.body);
     d.tag = env.delivery_tag;
