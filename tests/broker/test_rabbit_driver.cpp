@@ -24,6 +24,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -305,8 +306,34 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
   rpc_client durable_client(durable_side, durable_topic);
   for (int i = 0; i < 20; ++i) wait(durable_client.async_cast("note", {}, asio::use_future));
 
+  // Load across the restart: four callers call without pause until told to
+  // stop; every call must end (a reply, an error or its 5 s timeout).
+  asio_loop callers;
+  std::atomic<bool> stop_load{false};
+  counter load_ok;
+  std::atomic<int> load_failed{0};
+  std::vector<std::future<void>> load;
+  for (int c = 0; c < 4; ++c) {
+    load.push_back(asio::co_spawn(
+        callers.get_executor(),
+        [&]() -> asio::awaitable<void> {
+          while (!stop_load) {
+            try {
+              auto a = args("value", "load");
+              json::value r = co_await client.async_call("echo", a, asio::use_awaitable);
+              if (r == "load") load_ok.add();
+            } catch (const std::exception&) {
+              ++load_failed;
+            }
+          }
+        },
+        asio::use_future));
+  }
+  REQUIRE(load_ok.wait_for(100, 30s));
+
   const std::string cmd = std::string("/usr/bin/python3 ") + broker_py + " restart " + state;
   REQUIRE(std::system(cmd.c_str()) == 0);
+  const int ok_at_restart = load_ok.value();
 
   // Calls made while the driver reconnects may fail or time out (never
   // hang: each has a 5 s timeout); within a minute they succeed again.
@@ -321,6 +348,12 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
     }
   }
   CHECK(served);
+  // The load goes on after the restart, then every caller ends: no call hung.
+  CHECK(load_ok.wait_for(load_ok.value() + 100, 30s));
+  stop_load = true;
+  for (auto& f : load) wait(std::move(f), 60s);
+  CHECK(load_ok.value() > ok_at_restart + 100);
+  WARN("load: " << load_ok.value() << " answered, " << load_failed << " failed or timed out around the restart");
   wait(s.async_stop(asio::use_future));
 
   auto seen = std::make_shared<counter>();
