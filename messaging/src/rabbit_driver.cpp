@@ -310,6 +310,7 @@ class core : public std::enable_shared_from_this<core> {
         lost(e.what());
       }
     }
+    flush_before_close();
     close_connection();
     // Whatever is left fails: nothing will send it.
     std::deque<op> left;
@@ -327,6 +328,24 @@ class core : public std::enable_shared_from_this<core> {
     for (auto& s : subs) {
       s->on_closed();
       s->declared();
+    }
+  }
+
+  // Shutting down: what was handed over before (replies of a graceful
+  // stop, casts) is written, and confirmations are awaited briefly, before
+  // the connection closes; the broker keeps the order of a connection's
+  // frames, so replies written here are delivered.
+  void flush_before_close() {
+    if (!conn_) return;
+    try {
+      run_ops();
+      const auto until = clock::now() + std::chrono::seconds(2);
+      while (!unconfirmed_.empty() && clock::now() < until) {
+        pump();
+        if (!unconfirmed_.empty() && !buffered()) wait_for_io();
+      }
+    } catch (const amqp_failure& e) {
+      lost(e.what());
     }
   }
 

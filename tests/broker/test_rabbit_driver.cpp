@@ -17,6 +17,8 @@
 #include <amqp_tcp_socket.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
@@ -414,4 +416,35 @@ TEST_CASE("TLS: calls cross a TLS connection verified against the CA; a wrong CA
     CHECK(text.find("cannot connect") != std::string::npos);
     CHECK(text.find(password_of(url)) == std::string::npos);
   }
+}
+
+TEST_CASE("a graceful stop loses no reply, even when the transport closes right after", "[rabbit]") {
+  captured_log log;
+  const std::string url = broker_url();
+  auto server_side = open(url, log);
+  auto client_side = open(url, log);
+  const std::string t = fresh_topic("drain");
+  auto e = std::make_shared<endpoint>("example", endpoint_target{std::nullopt, "1.3"});
+  auto started = std::make_shared<counter>();
+  e->add("slow", {"value"}, [started](int v) -> asio::awaitable<int> {
+    started->add();
+    asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);
+    co_await pause.async_wait(asio::use_awaitable);
+    co_return v;
+  });
+  auto d = std::make_shared<dispatcher>();
+  d->add(e);
+  asio_loop loop;
+  auto server = std::make_unique<rpc_server>(server_side, topic(t, "s1"), d, loop.get_executor());
+  server->start();
+  rpc_client client(client_side, topic(t));
+  std::vector<std::future<json::value>> calls;
+  for (int i = 0; i < 20; ++i) calls.push_back(client.async_call("slow", args("value", i), asio::use_future));
+  // Every call taken by the server, none answered yet: then stop, and let
+  // the server's transport go at once (its thread writes what is left).
+  REQUIRE(started->wait_for(20, 30s));
+  wait(server->async_stop(asio::use_future));
+  server.reset();
+  server_side.reset();
+  for (int i = 0; i < 20; ++i) CHECK(wait(std::move(calls[static_cast<std::size_t>(i)])) == i);
 }
