@@ -70,8 +70,12 @@ using clock = std::chrono::steady_clock;
 constexpr amqp_channel_t channel = 1;
 
 /// A failure of the connection or its channel: the thread reconnects.
+/// `permanent`: retrying cannot mend it until someone changes the
+/// configuration (a certificate that does not verify, refused credentials).
 struct amqp_failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit amqp_failure(const std::string& what, bool permanent = false)
+      : std::runtime_error(what), permanent(permanent) {}
+  bool permanent;
 };
 
 amqp_bytes_t bytes(const std::string& s) {
@@ -107,8 +111,13 @@ void check(amqp_connection_state_t c, const std::string& what) {
   if (r.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure(what + ": " + describe(r));
 }
 
-void check_status(int status, const std::string& what) {
-  if (status < 0) throw amqp_failure(what + ": " + amqp_error_string2(status));
+/// `configuration`: the call only reads local settings (a CA file), so its
+/// failure is permanent.
+void check_status(int status, const std::string& what, bool configuration = false) {
+  if (status >= 0) return;
+  const bool permanent = configuration || status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED ||
+                         status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED;
+  throw amqp_failure(what + ": " + amqp_error_string2(status), permanent);
 }
 
 // ------------------------------------------------------------ declarations
@@ -376,32 +385,28 @@ class core : public std::enable_shared_from_this<core> {
 
   // Publishes waiting for a connection past their deadline fail.
   void expire_waiting(clock::time_point now) {
-    std::vector<publish_op> expired;
-    {
-      std::lock_guard lk(mutex_);
-      for (auto it = ops_.begin(); it != ops_.end();) {
-        auto* p = std::get_if<publish_op>(&*it);
-        if (p && p->deadline <= now) {
-          expired.push_back(std::move(*p));
-          it = ops_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (auto& p : expired) {
+    for (auto& p : take_waiting([now](const publish_op& p) { return p.deadline <= now; })) {
       log_->error("rabbit {}: {} dropped: no connection to the broker for {} ms", described_, p.what,
                   settings_.send_timeout.count());
       complete(p.done, asio::error::timed_out);
     }
   }
 
-  // A failure that retrying cannot mend without someone changing the
-  // configuration: a certificate that does not verify, refused credentials.
-  static bool permanent(const std::string& why) {
-    return why.find("verification") != std::string::npos || why.find("ACCESS_REFUSED") != std::string::npos ||
-           why.find("login") != std::string::npos || why.find("CA file") != std::string::npos ||
-           why.find("certificate") != std::string::npos;
+  /// Takes the waiting publishes that `pred` selects out of the queue.
+  template <class Pred>
+  std::vector<publish_op> take_waiting(Pred pred) {
+    std::vector<publish_op> taken;
+    std::lock_guard lk(mutex_);
+    for (auto it = ops_.begin(); it != ops_.end();) {
+      auto* p = std::get_if<publish_op>(&*it);
+      if (p && pred(*p)) {
+        taken.push_back(std::move(*p));
+        it = ops_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return taken;
   }
 
   bool connect() {
@@ -418,7 +423,7 @@ class core : public std::enable_shared_from_this<core> {
       } catch (const amqp_failure& e) {
         healthy_ = false;
         close_connection();
-        all_permanent = all_permanent && permanent(e.what());
+        all_permanent = all_permanent && e.permanent;
         last = e.what();
         log_->warn("rabbit: cannot connect to {}:{} as {}: {}; retrying in {} ms", h.host, h.port, h.user,
                    e.what(), backoff_.count());
@@ -432,19 +437,7 @@ class core : public std::enable_shared_from_this<core> {
   }
 
   void fail_waiting(const std::string& why) {
-    std::vector<publish_op> failed;
-    {
-      std::lock_guard lk(mutex_);
-      for (auto it = ops_.begin(); it != ops_.end();) {
-        if (auto* p = std::get_if<publish_op>(&*it)) {
-          failed.push_back(std::move(*p));
-          it = ops_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (auto& p : failed) {
+    for (auto& p : take_waiting([](const publish_op&) { return true; })) {
       log_->error("rabbit {}: {} failed: {}", described_, p.what, why);
       complete(p.done, asio::error::access_denied);
     }
@@ -461,11 +454,11 @@ class core : public std::enable_shared_from_this<core> {
       amqp_ssl_socket_set_verify_hostname(sock, settings_.ssl_verify && settings_.ssl_verify_hostname ? 1 : 0);
       if (!settings_.ssl_ca_file.empty()) {
         check_status(amqp_ssl_socket_set_cacert(sock, settings_.ssl_ca_file.c_str()),
-                     "reading the CA file " + settings_.ssl_ca_file);
+                     "reading the CA file " + settings_.ssl_ca_file, true);
       }
       if (!settings_.ssl_cert_file.empty()) {
         check_status(amqp_ssl_socket_set_key(sock, settings_.ssl_cert_file.c_str(), settings_.ssl_key_file.c_str()),
-                     "reading the client certificate " + settings_.ssl_cert_file);
+                     "reading the client certificate " + settings_.ssl_cert_file, true);
       }
     } else {
       sock = amqp_tcp_socket_new(conn_);
@@ -479,7 +472,16 @@ class core : public std::enable_shared_from_this<core> {
     const int heartbeat = static_cast<int>(settings_.heartbeat.count());
     const amqp_rpc_reply_t login = amqp_login(conn_, settings_.vhost.c_str(), 0, 131072, heartbeat,
                                               AMQP_SASL_METHOD_PLAIN, h.user.c_str(), h.password.c_str());
-    if (login.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure("login: " + describe(login));
+    if (login.reply_type != AMQP_RESPONSE_NORMAL) {
+      // The broker refusing the credentials (403) or the vhost (530) is
+      // permanent; a connection lost while logging in is not.
+      bool refused = false;
+      if (login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && login.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const auto code = static_cast<amqp_connection_close_t*>(login.reply.decoded)->reply_code;
+        refused = code == AMQP_ACCESS_REFUSED || code == AMQP_NOT_ALLOWED;
+      }
+      throw amqp_failure("login: " + describe(login), refused);
+    }
     timeval rpc{};
     rpc.tv_sec = settings_.rpc_timeout.count() / 1000;
     rpc.tv_usec = (settings_.rpc_timeout.count() % 1000) * 1000;
