@@ -44,11 +44,13 @@ struct coro_executor::impl : std::enable_shared_from_this<coro_executor::impl> {
       : opts(std::move(o)), ex(std::move(e)), dispatch_strand(asio::make_strand(ex)), slot_timer(dispatch_strand) {
     core = std::make_shared<msg::serving::core>(
         std::move(s), opts, "coro_executor",
-        [threads = opts.fiber_method_threads](const msg::endpoint&, const msg::method&,
+        [threads = opts.fiber_method_threads](const msg::endpoint&, const msg::method& m,
                                               const msg::method_form& f) -> std::string {
           if (f.kind == msg::method_kind::coroutine) return "native";
+          if (m.ported()) return "unused";  // the ported form serves every call
           return threads > 0 ? "thread pool" : "refused";
-        });
+        },
+        /*follows_policies=*/false);
   }
 
   // A plain function on the thread pool (coro_executor_options::fiber_method_threads).
@@ -200,6 +202,24 @@ void coro_executor::start() {
   }
   impl_->core->open(impl_->dispatch_strand);  // the deadline timer, serialized
   impl_->started = true;
+  // Without fibers every method in both forms runs its ported form,
+  // whatever its migration policy says; say so once.
+  {
+    const auto& controls = *impl_->core->controls();
+    std::string overridden;
+    for (const auto& e : controls.served().endpoints()) {
+      for (const auto& [name, m] : e->methods()) {
+        if (!m.has_both_forms()) continue;
+        const auto p = controls.policy_of(*e, m);
+        if (p.what == msg::policy::kind::ported) continue;
+        overridden += (overridden.empty() ? "" : ", ") + e->name() + "." + name + " (" + p.to_string() + ")";
+      }
+    }
+    if (!overridden.empty()) {
+      impl_->core->log().warn("coro_executor: runs the ported form of every method; these have another policy: {}",
+                              overridden);
+    }
+  }
   using polling = coro_executor_options::polling;
   impl_->polling_thread = impl_->opts.poll == polling::thread ||
                           (impl_->opts.poll == polling::automatic && impl_->core->get_listener().blocking());
@@ -236,6 +256,7 @@ std::size_t coro_executor::in_flight() const noexcept { return impl_->core->in_f
 std::size_t coro_executor::peak_in_flight() const noexcept { return impl_->core->peak_in_flight(); }
 std::vector<msg::method_report> coro_executor::metrics() const { return impl_->core->metrics(); }
 std::uint64_t coro_executor::rejected() const noexcept { return impl_->core->rejected(); }
+std::shared_ptr<msg::migration_controls> coro_executor::controls() const { return impl_->core->controls(); }
 bool coro_executor::polls_from_thread() const noexcept { return impl_->polling_thread; }
 
 }  // namespace coport

@@ -23,11 +23,41 @@ namespace {
 // One loop's share of the executor. Touched only on that loop's thread.
 struct loop_share {
   explicit loop_share(bridge::runtime& r) : rt(&r), ex(r.get_executor()), slot_free(ex) {}
+  // The executor a form runs on: tagged with the form's work name, so that
+  // its stalls and implicit yields are counted apart.
+  const bridge::loop_executor& executor_for(const msg::method_form* f) const {
+    auto it = tagged.find(f);
+    return it == tagged.end() ? ex : it->second;
+  }
   bridge::runtime* rt;
   bridge::loop_executor ex;
+  std::map<const msg::method_form*, bridge::loop_executor> tagged;
   std::size_t budget = 0;
   std::size_t in_flight = 0;
   bridge::event slot_free;
+};
+
+// Strict mode for one call of a coroutine form: the form's counters must
+// not move while the call runs.
+class counters_check final : public msg::serving::strict_check {
+ public:
+  explicit counters_check(const bridge::work_tag& t)
+      : tag_(t), yields_(t.implicit_yields.load()), stalls_(t.stalls.load()) {}
+  std::string violation() override {
+    const std::uint64_t yields = tag_.implicit_yields.load() - yields_;
+    const std::uint64_t stalls = tag_.stalls.load() - stalls_;
+    if (yields == 0 && stalls == 0) return {};
+    std::string what = "strict mode: '" + tag_.name + "'";
+    if (yields) what += " blocked fibers " + std::to_string(yields) + " time(s) (implicit yield: unported code)";
+    if (yields && stalls) what += " and";
+    if (stalls) what += " stalled its loop " + std::to_string(stalls) + " time(s)";
+    return what;
+  }
+
+ private:
+  const bridge::work_tag& tag_;
+  std::uint64_t yields_;
+  std::uint64_t stalls_;
 };
 
 std::string_view to_string(coroutine_mode m) noexcept { return m == coroutine_mode::native ? "native" : "hosted"; }
@@ -41,8 +71,22 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
         [this](const msg::endpoint& e, const msg::method& m, const msg::method_form& f) -> std::string {
           if (f.kind == msg::method_kind::fiber) return "fiber";
           return std::string(to_string(mode_for(e.name(), m.name())));
-        });
+        },
+        /*follows_policies=*/true);
     for (auto* rt : rts) shares.push_back(std::make_unique<loop_share>(*rt));
+    // One work tag per form: "endpoint.method" for the coroutine form,
+    // "endpoint.method [legacy]" for the fiber form.
+    for (const auto& e : core->served().dispatcher->endpoints()) {
+      for (const auto& [name, m] : e->methods()) {
+        for (const msg::method_form* f : {m.legacy(), m.ported()}) {
+          if (!f) continue;
+          std::string tag = e->name() + "." + name + (f->kind == msg::method_kind::fiber ? " [legacy]" : "");
+          for (auto& ls : shares) ls->tagged.emplace(f, ls->rt->get_executor(tag));
+          form_tags.emplace(f, shares.front()->rt->registry().tag(tag));
+        }
+      }
+    }
+    core->set_metrics_hook([this](std::vector<msg::method_report>& rows) { add_counters(rows); });
     // max_in_flight split over the loops, the remainder to the first ones.
     const std::size_t n = shares.size();
     for (std::size_t i = 0; i < n; ++i) {
@@ -59,6 +103,51 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
     return opts.default_mode;
   }
 
+  // The work tag of a form.
+  const bridge::work_tag* tag_of(const msg::method_form* f) const {
+    auto it = form_tags.find(f);
+    return it == form_tags.end() ? nullptr : it->second;
+  }
+
+  // metrics(): each form's implicit yields and stalls since start().
+  void add_counters(std::vector<msg::method_report>& rows) const {
+    for (auto& row : rows) {
+      for (const auto& e : core->served().dispatcher->endpoints()) {
+        if (e->name() != row.endpoint) continue;
+        const msg::method* m = e->find(row.method);
+        if (!m) continue;
+        const msg::method_form* f = row.kind == msg::method_kind::fiber ? m->legacy() : m->ported();
+        const bridge::work_tag* t = tag_of(f);
+        if (!t) continue;
+        const auto base = baseline.find(t);
+        const auto [y0, s0] = base == baseline.end() ? std::pair<std::uint64_t, std::uint64_t>{} : base->second;
+        row.implicit_yields = t->implicit_yields.load() - y0;
+        row.stalls = t->stalls.load() - s0;
+        break;
+      }
+    }
+  }
+
+  // Starts `form` of request `r` on its tagged executor; `done(exception_ptr)`
+  // when it has finished. The shadow run is always a coroutine form.
+  template <class Done>
+  void launch(const std::shared_ptr<msg::serving::request>& r, loop_share& ls, const msg::method_form& form,
+              bool shadow, Done done) {
+    const bridge::loop_executor& ex = ls.executor_for(&form);
+    auto slot = r->cancellation_slot();
+    if (form.kind == msg::method_kind::fiber) {
+      bridge::async_run_in_fiber(
+          ex, [r] { r->run_plain(); }, asio::bind_cancellation_slot(slot, std::move(done)));
+      return;
+    }
+    auto work = shadow ? msg::serving::request::run_shadow(r) : msg::serving::request::run_coroutine(r);
+    if (mode_for(r->target_endpoint().name(), r->target_method().name()) == coroutine_mode::native) {
+      asio::co_spawn(ex, std::move(work), asio::bind_cancellation_slot(slot, std::move(done)));
+    } else {
+      bridge::co_spawn_hosted(ex, std::move(work), asio::bind_cancellation_slot(slot, std::move(done)));
+    }
+  }
+
   // Loop thread: the request has finished and replied.
   static void finished(const std::shared_ptr<msg::serving::core>& core, loop_share& ls,
                        msg::serving::request& r) {
@@ -70,7 +159,6 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
   // Dispatch fiber, loop thread: runs the request's method.
   void run(std::shared_ptr<msg::serving::request> r, loop_share& ls) {
     r->arm_deadline();
-    auto slot = r->cancellation_slot();
     auto done = [self = shared_from_this(), &ls, r](std::exception_ptr e) {
       const auto& core = self->core;
       if (e) {
@@ -88,17 +176,17 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
       finished(core, ls, *r);
     };
     const msg::method_form& form = r->form();
-    if (form.kind == msg::method_kind::fiber) {
-      bridge::async_run_in_fiber(
-          ls.ex, [r] { r->run_plain(); },
-          asio::bind_cancellation_slot(slot, std::move(done)));
-    } else if (mode_for(r->target_endpoint().name(), r->target_method().name()) == coroutine_mode::native) {
-      asio::co_spawn(ls.ex, msg::serving::request::run_coroutine(r),
-                     asio::bind_cancellation_slot(slot, std::move(done)));
-    } else {
-      bridge::co_spawn_hosted(ls.ex, msg::serving::request::run_coroutine(r),
-                              asio::bind_cancellation_slot(slot, std::move(done)));
+    if (form.kind == msg::method_kind::coroutine &&
+        core->controls()->strict_for(r->target_endpoint(), r->target_method())) {
+      if (const bridge::work_tag* t = tag_of(&form)) r->set_strict_check(std::make_unique<counters_check>(*t));
     }
+    if (!r->shadow_form()) return launch(r, ls, form, false, std::move(done));
+    // Shadow: the legacy form answers, then the ported form runs on a copy
+    // of the arguments and is compared.
+    launch(r, ls, form, false, [self = shared_from_this(), &ls, r, done = std::move(done)](std::exception_ptr e) mutable {
+      if (e) return done(e);
+      self->launch(r, ls, *r->shadow_form(), true, std::move(done));
+    });
   }
 
   // The dispatch fiber of one loop.
@@ -131,6 +219,10 @@ struct fiber_executor::impl : std::enable_shared_from_this<fiber_executor::impl>
 
   fiber_executor_options opts;
   std::shared_ptr<msg::serving::core> core;
+  std::map<const msg::method_form*, const bridge::work_tag*> form_tags;
+  // Each tag's (implicit yields, stalls) at start(): a runtime's counters
+  // outlive the executors that served on it.
+  std::map<const bridge::work_tag*, std::pair<std::uint64_t, std::uint64_t>> baseline;
   std::vector<std::unique_ptr<loop_share>> shares;
   bool started = false;
 };
@@ -150,6 +242,9 @@ fiber_executor::~fiber_executor() {
 
 void fiber_executor::start() {
   if (impl_->started) throw std::logic_error("fiber_executor: already started");
+  for (const auto& [form, tag] : impl_->form_tags) {
+    impl_->baseline[tag] = {tag->implicit_yields.load(), tag->stalls.load()};
+  }
   impl_->core->open(impl_->shares.front()->ex);
   impl_->started = true;
   for (auto& ls : impl_->shares) {
@@ -175,6 +270,7 @@ std::size_t fiber_executor::in_flight() const noexcept { return impl_->core->in_
 std::size_t fiber_executor::peak_in_flight() const noexcept { return impl_->core->peak_in_flight(); }
 std::vector<msg::method_report> fiber_executor::metrics() const { return impl_->core->metrics(); }
 std::uint64_t fiber_executor::rejected() const noexcept { return impl_->core->rejected(); }
+std::shared_ptr<msg::migration_controls> fiber_executor::controls() const { return impl_->core->controls(); }
 
 coroutine_mode fiber_executor::mode_of(std::string_view endpoint, std::string_view method) const {
   return impl_->mode_for(endpoint, method);

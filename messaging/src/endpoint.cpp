@@ -60,6 +60,9 @@ void check_argument_names(const std::string& method, const std::vector<std::stri
 endpoint::endpoint(std::string name, endpoint_target where)
     : name_(std::move(name)), where_(std::move(where)), served_(version::parse(where_.version)) {
   if (where_.ns) validate_name("endpoint namespace", *where_.ns);
+  if (where_.ns == "coport.admin") {
+    throw invalid_target("endpoint '" + name_ + "': namespace coport.admin is reserved for the admin endpoint");
+  }
 }
 
 const method* endpoint::find(std::string_view name) const {

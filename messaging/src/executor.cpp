@@ -4,6 +4,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -123,6 +124,12 @@ const method_form& default_form(const method& m) noexcept {
   return m.ported() ? *m.ported() : *m.legacy();
 }
 
+migration_report executor::report() const {
+  auto c = controls();
+  if (!c) throw std::logic_error(std::string(name()) + ": no migration controls");
+  return make_report(*c, metrics(), name());
+}
+
 std::vector<std::string> fiber_only_methods(const dispatcher& d) {
   std::vector<std::string> out;
   for (const auto& e : d.endpoints()) {
@@ -152,7 +159,9 @@ void request::cancel(cancel_reason why) {
   cancel_reason none = cancel_reason::none;
   if (!reason_.compare_exchange_strong(none, why)) return;
   asio::post(ex_, [w = weak_from_this()] {
-    if (auto self = w.lock(); self && !self->finished_) self->signal_.emit(asio::cancellation_type::terminal);
+    if (auto self = w.lock(); self && (!self->finished_ || self->shadow_running_)) {
+      self->signal_.emit(asio::cancellation_type::terminal);
+    }
   });
 }
 
@@ -183,6 +192,9 @@ asio::awaitable<void> request::run_coroutine(std::shared_ptr<request> r) {
   std::exception_ptr error;
   try {
     boost::json::value result = co_await r->form_->co_call(r->context_, r->message().args);
+    if (r->strict_) {
+      if (std::string what = r->strict_->violation(); !what.empty()) throw strict_mode_violation(what);
+    }
     r->finish_result(std::move(result));
     co_return;
   } catch (...) {
@@ -191,9 +203,77 @@ asio::awaitable<void> request::run_coroutine(std::shared_ptr<request> r) {
   r->finish_error(error);
 }
 
+namespace {
+
+std::string describe_outcome(const rpc_reply& reply) {
+  if (reply.failure) return "error: " + reply.failure->exc_type + ": " + reply.failure->message;
+  return boost::json::serialize(reply.result);
+}
+
+}  // namespace
+
+asio::awaitable<void> request::run_shadow(std::shared_ptr<request> r) {
+  // The primary form has replied; the request stays in flight (and
+  // cancellable, under the caller's deadline) until this is done.
+  if (r->reason_.load() != cancel_reason::none || !r->primary_outcome_) {
+    // Cancelled (deadline, stop) before the shadow could start.
+    r->shadow_running_ = false;
+    r->core_->remove_deadline(*r);
+    co_return;
+  }
+  rpc_reply outcome;
+  method_metrics* m = r->core_->metrics_ ? r->core_->metrics_->find(r->shadow_) : nullptr;
+  if (m) m->in_flight.fetch_add(1, std::memory_order_relaxed);
+  const auto started = std::chrono::steady_clock::now();
+  std::exception_ptr error;
+  try {
+    request_context ctx = r->context_;
+    boost::json::object args = *r->shadow_args_;
+    outcome.result = co_await r->shadow_->co_call(ctx, args);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (error) outcome = failure_reply(error);
+  r->shadow_running_ = false;
+  r->core_->remove_deadline(*r);
+  if (m) {
+    m->latency.record(std::chrono::steady_clock::now() - started);
+    m->calls.fetch_add(1, std::memory_order_relaxed);
+    if (error) m->errors.fetch_add(1, std::memory_order_relaxed);
+    m->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (r->reason_.load() != cancel_reason::none || !r->primary_outcome_) {
+    // Cut short (deadline, stop): nothing to compare.
+    if (m) m->cancelled.fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  }
+  const rpc_reply& primary = *r->primary_outcome_;
+  bool equal = false;
+  if (primary.failure && outcome.failure) {
+    equal = primary.failure->exc_type == outcome.failure->exc_type &&
+            primary.failure->message == outcome.failure->message;
+  } else if (!primary.failure && !outcome.failure) {
+    equal = primary.result == outcome.result;
+  }
+  std::string legacy_text = equal ? std::string() : describe_outcome(primary);
+  std::string ported_text = equal ? std::string() : describe_outcome(outcome);
+  if (!equal) {
+    r->core_->log().warn("{}: shadow call of {}.{} differs: legacy {} / ported {}", r->core_->executor_name(),
+                         r->endpoint_->name(), r->method_->name(), legacy_text, ported_text);
+  }
+  r->core_->controls()->record_shadow(*r->endpoint_, *r->method_, equal, *r->shadow_args_, std::move(legacy_text),
+                                      std::move(ported_text));
+}
+
 void request::finish(rpc_reply reply) {
+  if (shadow_) {
+    if (finished_.load()) return;
+    primary_outcome_ = reply;  // before finished_: run_shadow reads it after
+    shadow_running_ = true;
+  } else {
+    core_->remove_deadline(*this);
+  }
   if (finished_.exchange(true)) return;
-  core_->remove_deadline(*this);
   const bool failed = reply.failure.has_value();
   if (metrics_) {
     metrics_->latency.record(std::chrono::steady_clock::now() - started_);
@@ -231,11 +311,24 @@ void request::finish(rpc_reply reply) {
 // ------------------------------------------------------------------ core
 
 core::core(service s, executor_options options, std::string executor_name,
-           std::function<std::string(const endpoint&, const method&, const method_form&)> mode_of)
-    : service_(std::move(s)), options_(options), name_(std::move(executor_name)), mode_of_(std::move(mode_of)) {
+           std::function<std::string(const endpoint&, const method&, const method_form&)> mode_of,
+           bool follows_policies)
+    : service_(std::move(s)),
+      options_(std::move(options)),
+      name_(std::move(executor_name)),
+      mode_of_(std::move(mode_of)),
+      follows_policies_(follows_policies) {
   if (!service_.transport) throw std::invalid_argument(name_ + ": the service has no transport");
   if (!service_.dispatcher) throw std::invalid_argument(name_ + ": the service has no dispatcher");
   if (options_.max_in_flight == 0) throw std::invalid_argument(name_ + ": max_in_flight must be > 0");
+  if (service_.controls) {
+    if (&service_.controls->served() != service_.dispatcher.get()) {
+      throw std::invalid_argument(name_ + ": the service's migration controls were made for another dispatcher");
+    }
+    controls_ = service_.controls;
+  } else {
+    controls_ = std::make_shared<migration_controls>(service_.dispatcher);
+  }
 }
 
 core::~core() {
@@ -313,11 +406,24 @@ void core::on_deadline_timer() {
 
 std::shared_ptr<request> core::accept(std::unique_ptr<incoming_call> in, asio::any_io_executor ex) {
   auto r = std::make_shared<request>(shared_from_this(), std::move(in), std::move(ex));
+  if (options_.admin && r->message().ns == admin_namespace) {
+    serve_admin(*r);
+    return nullptr;
+  }
   try {
     auto [ep, m] = service_.dispatcher->find(r->message());
     r->endpoint_ = ep;
     r->method_ = m;
-    r->form_ = &default_form(*m);
+    if (follows_policies_) {
+      const auto route = controls_->choose(*ep, *m);
+      r->form_ = route.primary;
+      if (route.shadow) {
+        r->shadow_ = route.shadow;
+        r->shadow_args_ = std::make_unique<boost::json::object>(r->message().args);
+      }
+    } else {
+      r->form_ = &default_form(*m);
+    }
     r->context_ = request_context::of(r->message());
   } catch (...) {
     rejected_.fetch_add(1, std::memory_order_relaxed);
@@ -436,7 +542,59 @@ void core::stop(asio::any_completion_handler<void()> done, asio::any_io_executor
 }
 
 std::vector<method_report> core::metrics() const {
-  return metrics_ ? metrics_->report() : std::vector<method_report>{};
+  if (!metrics_) return {};
+  auto out = metrics_->report();
+  if (metrics_hook_) metrics_hook_(out);
+  return out;
+}
+
+void core::serve_admin(request& r) {
+  rpc_request& m = r.message();
+  rpc_reply reply;
+  try {
+    if (options_.admin->token) {
+      const boost::json::value* t = m.ctxt.if_contains(admin_token_key);
+      if (!t || !t->is_string() || t->get_string() != *options_.admin->token) {
+        throw admin_denied("admin call " + m.method + " refused: missing or wrong " + std::string(admin_token_key));
+      }
+    }
+    const version requested = version::parse(m.version.value_or("1.0"));
+    if (!version::compatible(version::parse("1.0"), requested)) {
+      throw unsupported_version(m.version.value_or("1.0"), m.method);
+    }
+    auto arg = [&](const char* name) -> std::string {
+      const boost::json::value* v = m.args.if_contains(name);
+      if (!v) throw bad_arguments(m.method, name, "is missing");
+      if (!v->is_string()) throw bad_arguments(m.method, name, "expects a string, got " + std::string(detail::describe(*v)));
+      return std::string(v->get_string());
+    };
+    if (m.method == "migration_report") {
+      if (!m.args.empty()) throw bad_arguments(m.method, m.args.begin()->key(), "is not a parameter");
+      reply.result = make_report(*controls_, metrics(), name_).to_json();
+    } else if (m.method == "set_policy") {
+      const std::string method = arg("method");
+      const policy p = policy::parse(arg("policy"));
+      const policy previous = controls_->set_policy(method, p);
+      log().info("{}: admin: policy of {} set to {} (was {})", name_, method, p.to_string(), previous.to_string());
+      boost::json::object o;
+      o["method"] = method;
+      o["policy"] = p.to_string();
+      o["previous"] = previous.to_string();
+      reply.result = std::move(o);
+    } else {
+      throw no_such_method(m.method);
+    }
+  } catch (...) {
+    reply = failure_reply(std::current_exception());
+    log().warn("{}: admin call {} failed: {}: {}", name_, m.method, reply.failure->exc_type, reply.failure->message);
+  }
+  if (!m.is_call()) return;
+  try {
+    r.in_->reply(std::move(reply));
+  } catch (const std::exception& e) {
+    log().error("{}: could not send the reply of admin call {} (message id {}): {}", name_, m.method, m.msg_id,
+                e.what());
+  }
 }
 
 }  // namespace serving

@@ -73,6 +73,9 @@ class coro_executor final : public messaging::executor {
   [[nodiscard]] std::size_t peak_in_flight() const noexcept override;
   [[nodiscard]] std::vector<messaging::method_report> metrics() const override;
   [[nodiscard]] std::uint64_t rejected() const noexcept override;
+  /// Policies are kept (and reported) but not followed: coro_executor runs
+  /// the ported form of every method that has one.
+  [[nodiscard]] std::shared_ptr<messaging::migration_controls> controls() const override;
 
   /// True once started with a polling thread.
   [[nodiscard]] bool polls_from_thread() const noexcept;

@@ -53,6 +53,9 @@ class fiber_executor final : public messaging::executor {
   [[nodiscard]] std::size_t peak_in_flight() const noexcept override;
   [[nodiscard]] std::vector<messaging::method_report> metrics() const override;
   [[nodiscard]] std::uint64_t rejected() const noexcept override;
+  /// The service's migration controls: each call runs the form its
+  /// method's policy chooses (legacy, ported, canary, shadow).
+  [[nodiscard]] std::shared_ptr<messaging::migration_controls> controls() const override;
 
   /// The mode a coroutine method of `endpoint` named `method` runs in.
   [[nodiscard]] coroutine_mode mode_of(std::string_view endpoint, std::string_view method) const;

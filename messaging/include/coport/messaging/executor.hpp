@@ -7,6 +7,7 @@
 // that choosing the executor is configuration, not code.
 
 #include <coport/messaging/endpoint.hpp>
+#include <coport/messaging/migration.hpp>
 #include <coport/messaging/target.hpp>
 #include <coport/messaging/transport.hpp>
 
@@ -20,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +34,11 @@ struct service {
   std::shared_ptr<messaging::transport> transport;
   target where;
   std::shared_ptr<const messaging::dispatcher> dispatcher;
+  /// Policies, shadow results and strict mode of the dispatcher's methods.
+  /// Null: built at start from default migration_options (every method in
+  /// both forms served by its ported form). Share one between the executors
+  /// a service moves through.
+  std::shared_ptr<migration_controls> controls;
 };
 
 /// Settings both executors share.
@@ -43,6 +50,9 @@ struct executor_options {
   /// How long a graceful stop lets requests in flight finish before it
   /// cancels them.
   std::chrono::steady_clock::duration drain_time = std::chrono::seconds(30);
+  /// The admin endpoint (namespace `coport.admin`: migration report, policy
+  /// changes); off when empty.
+  std::optional<admin_options> admin;
 };
 
 /// Latencies in a fixed set of logarithmic buckets (four per power of two,
@@ -85,6 +95,10 @@ struct method_report {
   std::int64_t in_flight = 0;
   std::chrono::nanoseconds p50{};
   std::chrono::nanoseconds p99{};
+  /// fiber_executor: times the form blocked fibers from a hosted coroutine,
+  /// and kept its loop past the stall threshold (zero elsewhere).
+  std::uint64_t implicit_yields = 0;
+  std::uint64_t stalls = 0;
 };
 
 /// The metrics of every method form a dispatcher serves; the set is fixed
@@ -157,6 +171,11 @@ class executor {
   [[nodiscard]] virtual std::vector<method_report> metrics() const = 0;
   /// Requests turned away by the dispatcher.
   [[nodiscard]] virtual std::uint64_t rejected() const noexcept = 0;
+  /// The migration controls in use (the service's, or the ones built at
+  /// start; null before start()).
+  [[nodiscard]] virtual std::shared_ptr<migration_controls> controls() const = 0;
+  /// The migration report of what this executor served (see migration.hpp).
+  [[nodiscard]] migration_report report() const;
 
  protected:
   virtual void stop_impl(boost::asio::any_completion_handler<void()> done) = 0;

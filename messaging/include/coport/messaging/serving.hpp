@@ -31,6 +31,16 @@ class core;
 /// Why a request was cancelled.
 enum class cancel_reason { none, deadline, stop };
 
+/// Strict mode's check of one call, set by an executor that can tell when a
+/// coroutine form blocked fibers or stalled its loop: asked when the method
+/// returns; a violation replaces its result with strict_mode_violation.
+class strict_check {
+ public:
+  virtual ~strict_check() = default;
+  /// What the call did wrong, or empty.
+  virtual std::string violation() = 0;
+};
+
 /// One request being served. Created by core::accept(); the executor runs
 /// the method with `cancellation_slot()` bound to it, calls finish() with the
 /// reply from the method's own fiber or coroutine, then core::release().
@@ -45,6 +55,12 @@ class request : public std::enable_shared_from_this<request> {
   const endpoint& target_endpoint() const noexcept { return *endpoint_; }
   const method& target_method() const noexcept { return *method_; }
   const method_form& form() const noexcept { return *form_; }
+  /// The form that also runs for comparison (shadow policy), or null. It
+  /// runs after the reply (run_shadow) and the request is in flight until
+  /// it is done.
+  const method_form* shadow_form() const noexcept { return shadow_; }
+  /// Strict mode for this call (see strict_check); before the method runs.
+  void set_strict_check(std::unique_ptr<strict_check> c) noexcept { strict_ = std::move(c); }
   /// The executor the method runs on (completions, deadline timer).
   const boost::asio::any_io_executor& get_executor() const noexcept { return ex_; }
 
@@ -80,6 +96,10 @@ class request : public std::enable_shared_from_this<request> {
   /// Runs the coroutine-form method and finishes the request. The frame
   /// holds little, since a parked request pays for it.
   static boost::asio::awaitable<void> run_coroutine(std::shared_ptr<request> r);
+  /// After the primary form has finished: runs the shadow form with a copy
+  /// of the arguments, records its metrics and compares its outcome with
+  /// the primary's (shadow_form() must be set).
+  static boost::asio::awaitable<void> run_shadow(std::shared_ptr<request> r);
 
  private:
   friend class core;
@@ -89,7 +109,14 @@ class request : public std::enable_shared_from_this<request> {
   const endpoint* endpoint_ = nullptr;
   const method* method_ = nullptr;
   const method_form* form_ = nullptr;
+  const method_form* shadow_ = nullptr;
   method_metrics* metrics_ = nullptr;
+  // Shadow policy: the arguments before the primary form consumed them, and
+  // the primary form's outcome.
+  std::unique_ptr<boost::json::object> shadow_args_;
+  std::optional<rpc_reply> primary_outcome_;
+  std::atomic<bool> shadow_running_{false};
+  std::unique_ptr<strict_check> strict_;
   std::chrono::steady_clock::time_point started_;
   request_context context_;
   boost::asio::cancellation_signal signal_;
@@ -108,8 +135,12 @@ class request : public std::enable_shared_from_this<request> {
 class core : public std::enable_shared_from_this<core> {
  public:
   /// `mode_of` names how the executor runs each method form (metrics).
+  /// `follows_policies`: the executor runs the form a method's migration
+  /// policy chooses (fiber_executor); otherwise it always runs the ported
+  /// form of a method that has one (coro_executor).
   core(service s, executor_options options, std::string executor_name,
-       std::function<std::string(const endpoint&, const method&, const method_form&)> mode_of);
+       std::function<std::string(const endpoint&, const method&, const method_form&)> mode_of,
+       bool follows_policies);
   ~core();
 
   const service& served() const noexcept { return service_; }
@@ -144,8 +175,14 @@ class core : public std::enable_shared_from_this<core> {
   [[nodiscard]] std::size_t peak_in_flight() const noexcept { return peak_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::vector<method_report> metrics() const;
+  [[nodiscard]] const std::shared_ptr<migration_controls>& controls() const noexcept { return controls_; }
+  /// Called by metrics() to add what only the executor knows (implicit
+  /// yields, stalls); set before open().
+  void set_metrics_hook(std::function<void(std::vector<method_report>&)> hook) { metrics_hook_ = std::move(hook); }
 
  private:
+  // The admin endpoint's calls (namespace coport.admin), answered here.
+  void serve_admin(request& r);
   friend class request;
   void cancel_all(const char* why);
   // The deadline queue: one timer for every request, re-armed only when the
@@ -163,6 +200,9 @@ class core : public std::enable_shared_from_this<core> {
   std::function<std::string(const endpoint&, const method&, const method_form&)> mode_of_;
   std::optional<listener> listener_;
   std::unique_ptr<metrics_table> metrics_;
+  std::shared_ptr<migration_controls> controls_;
+  bool follows_policies_;
+  std::function<void(std::vector<method_report>&)> metrics_hook_;
 
   mutable std::mutex mutex_;  // guards the list, loops_, waiters_, drain_timer_
   request* head_ = nullptr;
