@@ -1,0 +1,471 @@
+// coport-demo: a metering service half-way through its port from
+// Boost.Fiber to C++20 coroutines, under load, and what coport says about it.
+//
+//   coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]
+//
+// The service (metering.hpp) stores usage samples and answers queries on
+// them. Its release 2 is half-ported: one method has no ported form yet,
+// one is ported, one runs its ported form for a share of the calls
+// (canary), one runs both forms and compares them (shadow), and one is
+// ported in shape but still calls the legacy storage client. The program
+// serves it on fiber_executor, sends it thousands of calls and usage
+// notifications from coroutine and fiber clients (traffic.hpp), checks every
+// answer, and prints the migration report: per method and form, calls,
+// latency, implicit yields, stalls, shadow mismatches, and whether the
+// service can move to coro_executor.
+//
+// --phases walks the whole port in one run, one report per phase:
+//   1. release 1, every method legacy, on fiber_executor;
+//   2. release 2, mixed (the default run);
+//   3. release 3, every method in both forms, coroutines native, started
+//      with the same canary and shadow, then switched to ported at run time;
+//   4. release 3 on coro_executor over a plain io_context: no fibers.
+//
+// Each phase serves a fresh store and gets the same traffic. Exit status: 0
+// when every answer and the report's counts are as expected, 1 otherwise
+// (with what was wrong on stderr), 3 when the transport cannot be opened,
+// 64 for a command line it cannot use.
+#include "../example_common.hpp"
+#include "metering.hpp"
+#include "traffic.hpp"
+
+#include <coport/bridge/runtime.hpp>
+#include <coport/coro_executor/coro_executor.hpp>
+#include <coport/fiber_executor/fiber_executor.hpp>
+#include <coport/messaging/executor.hpp>
+#include <coport/messaging/migration.hpp>
+#include <coport/messaging/notify.hpp>
+#include <coport/messaging/rabbit.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace bridge = coport::bridge;
+namespace json = boost::json;
+namespace msg = coport::messaging;
+namespace ex = coport_example;
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]\n"
+    "  --calls N           RPC calls per phase (default 3000): 3/5 record, 2/5 queries\n"
+    "  --notifications N   usage notifications per phase (default 500)\n"
+    "  --transport URL     memory:// (default, in this process) or rabbit://user:pass@host:5672/\n"
+    "  --phases            walk the port: legacy, mixed, ported, coro_executor; a report after each\n"
+    "  --json              print the report(s) as JSON instead of text\n"
+    "  --verbose           show the library's warnings (one per differing shadow call) on stderr\n"
+    "  --help              this text\n";
+
+struct config {
+  std::size_t calls = 3000;
+  std::size_t notifications = 500;
+  std::string transport = "memory://";
+  bool phases = false;
+  bool json = false;
+  bool verbose = false;
+  bool help = false;
+};
+
+config parse_command_line(int argc, char** argv) {
+  config c;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--calls") c.calls = ex::parse_count(a, ex::option_value(argc, argv, i));
+    else if (a == "--notifications") c.notifications = ex::parse_count(a, ex::option_value(argc, argv, i), 0);
+    else if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
+    else if (a == "--phases") c.phases = true;
+    else if (a == "--json") c.json = true;
+    else if (a == "--verbose") c.verbose = true;
+    else if (a == "--help" || a == "-h") c.help = true;
+    else throw ex::usage_error("unexpected argument '" + msg::mask_url_password(a) + "'");
+  }
+  return c;
+}
+
+// ------------------------------------------------------------------ phases
+
+/// One step of the port: a release of the service, the executor serving it
+/// and the migration settings it starts with.
+struct phase {
+  std::string name{};
+  std::string executor{};  // "fiber_executor" or "coro_executor"
+  std::string summary{};   // one line: what is registered and how it is served
+  metering::release release = metering::release::legacy;
+  msg::migration_options migration{};
+  coport::fiber_executor_options fiber{};
+  /// set_all(ported) half-way through the queries.
+  bool to_ported_midway = false;
+};
+
+constexpr std::uint64_t canary_seed = 2014;
+
+// The configuration of release 2, as an operator would write it.
+msg::migration_options mixed_policies() {
+  msg::migration_options o;
+  o.policies.emplace("metering.record", msg::policy::canary(25));  // a quarter of the writes, ported
+  o.policies.emplace("metering.total", msg::policy::ported());
+  o.policies.emplace("metering.stats", msg::policy::shadow());     // both run, legacy answers
+  o.policies.emplace("metering.usage", msg::policy::ported());
+  o.seed = canary_seed;
+  o.mismatches_kept = 2;  // per method: enough to see what differs
+  return o;
+}
+
+phase legacy_phase() {
+  phase p{.name = "all legacy",
+          .executor = "fiber_executor",
+          .summary = "release 1, before the port: record, total, stats, resources, usage in their legacy "
+                     "(fiber) form only",
+          .release = metering::release::legacy};
+  p.migration.seed = canary_seed;
+  return p;
+}
+
+phase mixed_phase() {
+  phase p{.name = "mixed",
+          .executor = "fiber_executor",
+          .summary = "release 2: resources legacy only; record canary:25, total ported, stats shadow "
+                     "(native); usage ported but hosted, still on the legacy storage client",
+          .release = metering::release::mixed,
+          .migration = mixed_policies()};
+  // Coroutine forms that only co_await run natively on the loop; `usage`
+  // keeps the default, hosted, because it still blocks on the legacy client.
+  p.fiber.default_mode = coport::coroutine_mode::hosted;
+  for (const char* m : {"metering.record", "metering.total", "metering.stats"}) {
+    p.fiber.modes.emplace(m, coport::coroutine_mode::native);
+  }
+  return p;
+}
+
+phase ported_phase() {
+  phase p{.name = "all ported",
+          .executor = "fiber_executor",
+          .summary = "release 3: every method in both forms, ported forms native; starts with release 2's "
+                     "canary and shadow, then set_all(ported) half-way through the queries",
+          .release = metering::release::ported,
+          .migration = mixed_policies(),
+          .to_ported_midway = true};
+  p.fiber.default_mode = coport::coroutine_mode::native;
+  return p;
+}
+
+phase coro_phase() {
+  phase p{.name = "no fibers",
+          .executor = "coro_executor",
+          .summary = "release 3 on coro_executor over a plain asio::io_context: ported forms only, no fibers",
+          .release = metering::release::ported};
+  p.migration.seed = canary_seed;
+  return p;
+}
+
+/// What a phase measured.
+struct outcome {
+  msg::migration_report report;
+  std::vector<std::string> problems;  // empty: every check passed
+  std::string interim;                // phase 3: the verdict before set_all(ported)
+};
+
+/// The checks of the report against what was sent: every call served once
+/// by a form, no errors, and shadow found exactly the calls the porting bug
+/// of release 2 affects.
+void check_report(const msg::migration_report& r, const demo::traffic& plan, std::uint64_t shadowed,
+                  std::uint64_t expected_mismatches, std::vector<std::string>& problems) {
+  const auto sent = plan.calls_by_method();
+  for (const auto& [method, n] : sent) {
+    const msg::migration_report::method_row* row = nullptr;
+    for (const auto& m : r.methods) {
+      if (m.endpoint == "metering" && m.method == method) row = &m;
+    }
+    if (!row) {
+      problems.push_back("the report has no row for metering." + method);
+      continue;
+    }
+    std::uint64_t calls = 0, errors = 0;
+    for (const auto& f : row->forms) {
+      calls += f.calls;
+      errors += f.errors;
+    }
+    // A shadowed call runs both forms.
+    const std::uint64_t expected = n + (method == "stats" ? shadowed : 0);
+    if (calls != expected) {
+      problems.push_back("metering." + method + ": the report counts " + std::to_string(calls) +
+                         " calls served, expected " + std::to_string(expected));
+    }
+    if (errors != 0) problems.push_back("metering." + method + ": " + std::to_string(errors) + " calls failed");
+    if (method == "stats" && (row->shadow_calls != shadowed || row->shadow_mismatches != expected_mismatches)) {
+      problems.push_back("metering.stats: shadow compared " + std::to_string(row->shadow_calls) + " calls and found " +
+                         std::to_string(row->shadow_mismatches) + " mismatches, expected " + std::to_string(shadowed) +
+                         " and " + std::to_string(expected_mismatches));
+    }
+  }
+}
+
+std::string reasons_text(const msg::migration_report& r) {
+  std::string text = r.verdict() + "\n";
+  for (const auto& reason : r.not_ready) text += "  - " + reason + "\n";
+  return text;
+}
+
+/// What runs the service: a coport loop (fibers and coroutines) for
+/// fiber_executor, a plain io_context thread for coro_executor. Declared
+/// before the service so that it outlives it.
+struct service_loop {
+  std::optional<bridge::runtime> loop;  // stops and joins when destroyed
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::thread io_thread;
+
+  void start_io() {
+    io_thread = std::thread([this] { io.run(); });
+  }
+  /// After a graceful stop: lets the io_context run out of work.
+  void finish() {
+    work.reset();
+    if (io_thread.joinable()) io_thread.join();
+  }
+  /// On an early exit (an exception) nothing was stopped gracefully: drop
+  /// what is left.
+  ~service_loop() {
+    if (io_thread.joinable()) {
+      io.stop();
+      io_thread.join();
+    }
+  }
+};
+
+/// Serves `p` on `transport`, sends `plan` through `drv`, checks everything.
+outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transport, const demo::traffic& plan,
+                  demo::driver& drv, std::string label) {
+  const bool on_fibers = p.executor == "fiber_executor";
+
+  service_loop loops;
+  asio::any_io_executor service_ex, listener_ex;
+  if (on_fibers) {
+    bridge::runtime_options o;
+    o.name = "metering";
+    loops.loop.emplace(std::move(o));
+    service_ex = loops.loop->get_executor();
+    listener_ex = loops.loop->get_executor("metering.notifications");
+  } else {
+    loops.start_io();
+    service_ex = loops.io.get_executor();
+    listener_ex = loops.io.get_executor();
+  }
+
+  // The service: its endpoint, the controls that choose a form per call,
+  // the executor, and the listener of usage notifications.
+  metering::service svc(p.release, service_ex);
+  auto dispatcher = std::make_shared<msg::dispatcher>();
+  dispatcher->add(svc.rpc_endpoint());
+  auto controls = std::make_shared<msg::migration_controls>(dispatcher, p.migration);
+  const msg::service service{transport, msg::target{.topic = "metering", .server = "metering-1"}, dispatcher,
+                             controls};
+  std::unique_ptr<msg::executor> executor;
+  if (on_fibers) {
+    executor = std::make_unique<coport::fiber_executor>(service, *loops.loop, p.fiber);
+  } else {
+    coport::coro_executor_options o;
+    o.single_thread = true;
+    executor = std::make_unique<coport::coro_executor>(service, loops.io.get_executor(), o);
+  }
+  msg::notification_listener listener(transport, {msg::target{.topic = "notifications"}}, {svc.listener_endpoint()},
+                                      listener_ex);
+  executor->start();
+  listener.start();
+
+  // The traffic: writes first, then queries (whose answers depend on every
+  // write having landed).
+  outcome out;
+  const auto stored = [&svc] { return svc.notifications_stored(); };
+  drv.begin(std::move(label), plan.call_count(), plan.notifications().size());
+  drv.send(plan.records(), plan.notifications(), stored);
+  const std::span<const demo::call> queries = plan.queries();
+  std::uint64_t shadowed = 0, expected_mismatches = 0;
+  auto count_shadowed = [&](std::span<const demo::call> calls) {
+    for (const auto& c : calls) {
+      if (c.what != demo::op::stats) continue;
+      ++shadowed;
+      if (p.release == metering::release::mixed && plan.has_idle_samples(c.sample.meter)) ++expected_mismatches;
+    }
+  };
+  const bool stats_shadowed = controls->policy_of(*svc.rpc_endpoint(), *svc.rpc_endpoint()->find("stats")) ==
+                              msg::policy::shadow();
+  if (p.to_ported_midway) {
+    const std::size_t half = queries.size() / 2;
+    drv.send(queries.first(half), {}, stored);
+    if (stats_shadowed) count_shadowed(queries.first(half));
+    out.interim = reasons_text(executor->report());
+    controls->set_all(msg::policy::ported());
+    drv.send(queries.subspan(half), {}, stored);
+  } else {
+    drv.send(queries, {}, stored);
+    if (stats_shadowed) count_shadowed(queries);
+  }
+
+  // Graceful stop: every request in flight replies first.
+  executor->async_stop(asio::use_future).get();
+  listener.async_stop(asio::use_future).get();
+  out.report = executor->report();
+
+  if (drv.answered() != plan.call_count()) {
+    out.problems.push_back(std::to_string(drv.answered()) + " of " + std::to_string(plan.call_count()) +
+                           " calls answered");
+  }
+  if (drv.failures() != 0) {
+    out.problems.push_back(std::to_string(drv.failures()) + " calls or notifications went wrong, first ones:");
+    for (const auto& f : drv.first_failures()) out.problems.push_back("  " + f);
+  }
+  if (svc.notifications_stored() != plan.notifications().size()) {
+    out.problems.push_back(std::to_string(svc.notifications_stored()) + " of " +
+                           std::to_string(plan.notifications().size()) + " notifications stored (" +
+                           std::to_string(svc.notifications_refused()) + " refused)");
+  }
+  if (executor->rejected() != 0) {
+    out.problems.push_back(std::to_string(executor->rejected()) + " requests rejected by the dispatcher");
+  }
+  check_report(out.report, plan, shadowed, expected_mismatches, out.problems);
+
+  loops.finish();
+  return out;
+}
+
+std::string traffic_line(const demo::traffic& plan, std::size_t callers) {
+  std::string line = "traffic: " + std::to_string(plan.call_count()) + " calls (";
+  const char* sep = "";
+  for (const auto& [method, n] : plan.calls_by_method()) {
+    line += sep + std::to_string(n) + " " + method;
+    sep = ", ";
+  }
+  return line + ") from " + std::to_string(callers) + " coroutine and " + std::to_string(callers) +
+         " fiber callers, " + std::to_string(plan.notifications().size()) + " usage notifications";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  config cfg;
+  try {
+    cfg = parse_command_line(argc, argv);
+  } catch (const ex::usage_error& e) {
+    std::fprintf(stderr, "coport-demo: %s\n%s", e.what(), usage_text);
+    return ex::exit_usage;
+  }
+  if (cfg.help) {
+    std::fputs(usage_text, stdout);
+    return ex::exit_ok;
+  }
+
+  std::shared_ptr<msg::transport> transport;
+  try {
+    // The library logs through the transport's logger. Its warnings are
+    // per call (each differing shadow call is one) and would drown the
+    // progress lines; the report counts them all, --verbose shows them.
+    msg::transport_options options;
+    options.logger = std::make_shared<spdlog::logger>("coport-demo",
+                                                      std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    options.logger->set_level(cfg.verbose ? spdlog::level::info : spdlog::level::err);
+    transport = msg::transport::create(cfg.transport, std::move(options));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coport-demo: cannot open the transport %s: %s\n",
+                 msg::mask_url_password(cfg.transport).c_str(), e.what());
+    return ex::exit_failure;
+  }
+
+  const demo::traffic plan(cfg.calls, cfg.notifications);
+  constexpr std::size_t callers = 8;  // of each kind
+  std::vector<phase> phases;
+  if (cfg.phases) phases = {legacy_phase(), mixed_phase(), ported_phase(), coro_phase()};
+  else phases = {mixed_phase()};
+
+  // The clients run on a loop of their own, as another process would.
+  bridge::runtime_options client_options;
+  client_options.name = "driver";
+  bridge::runtime client_loop(std::move(client_options));
+  demo::driver drv(transport, client_loop, plan, callers);
+
+  // Text goes to stdout; with --json only the JSON does, the rest to stderr.
+  FILE* text = cfg.json ? stderr : stdout;
+  json::array json_phases;
+  bool ok = true;
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    const phase& p = phases[i];
+    std::string header, label;
+    if (cfg.phases) {
+      header = "== phase " + std::to_string(i + 1) + "/" + std::to_string(phases.size()) + ": " + p.name + " (" +
+               p.executor + ") ==";
+      label = "phase " + std::to_string(i + 1) + "/" + std::to_string(phases.size());
+    } else {
+      header = "== coport-demo: the metering service half-way through its port (" + p.executor + ", " +
+               transport->describe() + ") ==";
+      label = "coport-demo";
+    }
+    std::fprintf(text, "%s%s\n%s\n%s\n", i == 0 ? "" : "\n", header.c_str(), p.summary.c_str(),
+                 traffic_line(plan, callers).c_str());
+    std::fflush(text);
+
+    const auto started = std::chrono::steady_clock::now();
+    outcome out;
+    try {
+      out = run_phase(p, transport, plan, drv, label);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "coport-demo: %s: %s\n", p.name.c_str(), e.what());
+      return ex::exit_failure;
+    }
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    std::fprintf(stderr, "%s: done in %.2f s\n", label.c_str(), took.count());
+
+    if (!out.interim.empty()) {
+      std::fprintf(text, "half-way through the queries: %sset_all(ported): every method now answered by its ported form\n",
+                   out.interim.c_str());
+    }
+    if (out.problems.empty()) {
+      std::fprintf(text, "checked: %zu calls answered as expected (totals equal the volumes sent, %.2f in all); "
+                         "%zu notifications stored\n",
+                   plan.call_count(), plan.volume_sent(), plan.notifications().size());
+    } else {
+      ok = false;
+      std::fprintf(stderr, "coport-demo: %s: FAILED\n", p.name.c_str());
+      for (const auto& problem : out.problems) std::fprintf(stderr, "  %s\n", problem.c_str());
+    }
+    if (cfg.json) {
+      json::object entry;
+      entry["phase"] = p.name;
+      entry["executor"] = p.executor;
+      entry["checked"] = out.problems.empty();
+      entry["report"] = out.report.to_json();
+      json_phases.push_back(std::move(entry));
+    } else {
+      std::fprintf(stdout, "\n%s", out.report.to_text().c_str());
+    }
+    std::fflush(stdout);
+  }
+
+  if (cfg.json) {
+    const json::value doc = cfg.phases ? json::value(json::object{{"phases", std::move(json_phases)}})
+                                       : json::value(json_phases.front().as_object().at("report"));
+    std::fprintf(stdout, "%s\n", json::serialize(doc).c_str());
+  }
+  if (!ok) {
+    std::fprintf(stderr, "coport-demo: some answers or counts were not as expected (see above)\n");
+    return 1;
+  }
+  return ex::exit_ok;
+}
