@@ -1,30 +1,13 @@
 // coport-example-client: calls, casts, notifications and a load test
 // against coport-example-server (or any oslo.messaging server).
 //
-//   usage: coport-example-client --transport URL --topic TOPIC [--server NAME] [--fanout]
-//                                [--version V] [--exchange NAME] [--timeout SECONDS] COMMAND ...
+//   usage, commands and options: usage_text and help_text below (--help
+//   prints them).
 //
-//   commands:
-//     call METHOD JSON_ARGS     call METHOD with the keyword arguments of a JSON
-//                               object ('{"a": 2, "b": 3}') and print the JSON result
-//     cast METHOD JSON_ARGS     send without waiting for a result (to every
-//                               server of the topic with --fanout)
-//     notify [--priority P] [--publisher ID] EVENT_TYPE JSON_PAYLOAD
-//                               publish a notification on TOPIC (priority info,
-//                               publisher coport-example-client by default)
-//     bench [--concurrency N] [--seconds S]
-//                               N callers (default 8) call echo for S seconds
-//                               (default 5; the first 0.5 s is a warm-up not
-//                               counted) and print one JSON line of results
-//
-//   options:
-//     --transport URL    rabbit://user:pass@host:5672/, memory://
-//     --topic TOPIC      the RPC topic, or the notification topic
-//     --server NAME      send to that server of the topic only
-//     --fanout           casts go to every server of the topic
-//     --version V        the version the call or cast asks for ("1.3")
-//     --exchange NAME    the control exchange; default: the transport's ("openstack")
-//     --timeout SECONDS  how long a call waits for its reply; default 60
+// report and set-policy go to one server of the topic (name it with
+// --server when there are several: each has its own policies and figures).
+// A server without --admin answers them with UnsupportedVersion, a wrong
+// token with admin_denied, an unusable policy with invalid_policy (exit 1).
 //
 // Exit status: 0 done; 1 the remote method raised (call prints "CLASS:
 // message" on stdout); 2 no reply in time; 3 any other error (bad JSON, a
@@ -32,6 +15,7 @@
 #include "example_common.hpp"
 
 #include <coport/messaging/client.hpp>
+#include <coport/messaging/migration.hpp>
 #include <coport/messaging/notify.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -62,12 +46,47 @@ namespace {
 
 constexpr const char* usage_text =
     "usage: coport-example-client --transport URL --topic TOPIC [--server NAME] [--fanout]\n"
-    "                             [--version V] [--exchange NAME] [--timeout SECONDS] COMMAND ...\n"
+    "                             [--version V] [--exchange NAME] [--timeout SECONDS]\n"
+    "                             [--admin-token TOKEN] COMMAND ...\n"
     "commands:\n"
     "  call METHOD JSON_ARGS\n"
     "  cast METHOD JSON_ARGS\n"
     "  notify [--priority P] [--publisher ID] EVENT_TYPE JSON_PAYLOAD\n"
-    "  bench [--concurrency N] [--seconds S]\n";
+    "  bench [--concurrency N] [--seconds S]\n"
+    "  report [--json]\n"
+    "  set-policy METHOD POLICY\n";
+
+// --help: every command and option.
+constexpr const char* help_text =
+    "  commands:\n"
+    "    call METHOD JSON_ARGS     call METHOD with the keyword arguments of a JSON\n"
+    "                              object ('{\"a\": 2, \"b\": 3}') and print the JSON result\n"
+    "    cast METHOD JSON_ARGS     send without waiting for a result (to every\n"
+    "                              server of the topic with --fanout)\n"
+    "    notify [--priority P] [--publisher ID] EVENT_TYPE JSON_PAYLOAD\n"
+    "                              publish a notification on TOPIC (priority info,\n"
+    "                              publisher coport-example-client by default)\n"
+    "    bench [--concurrency N] [--seconds S]\n"
+    "                              N callers (default 8) call echo for S seconds\n"
+    "                              (default 5; the first 0.5 s is a warm-up not\n"
+    "                              counted) and print one JSON line of results\n"
+    "    report [--json]           fetch the migration report from the server's\n"
+    "                              admin endpoint (coport-example-server --admin)\n"
+    "                              and print it as a table, or as JSON\n"
+    "    set-policy METHOD POLICY  set METHOD's policy on that server (\"echo\" or\n"
+    "                              \"example.echo\"; legacy, ported, canary:N, shadow)\n"
+    "                              and print {\"method\", \"policy\", \"previous\"}\n"
+    "\n"
+    "  options:\n"
+    "    --transport URL    rabbit://user:pass@host:5672/, memory://\n"
+    "    --topic TOPIC      the RPC topic, or the notification topic\n"
+    "    --server NAME      send to that server of the topic only\n"
+    "    --fanout           casts go to every server of the topic\n"
+    "    --version V        the version the call or cast asks for (\"1.3\")\n"
+    "    --exchange NAME    the control exchange; default: the transport's (\"openstack\")\n"
+    "    --timeout SECONDS  how long a call waits for its reply; default 60\n"
+    "    --admin-token T    report, set-policy: the token the server's admin\n"
+    "                       endpoint asks for (coport-example-server --admin-token)\n";
 
 struct config {
   std::string transport;
@@ -77,6 +96,7 @@ struct config {
   std::optional<std::string> version;
   std::string exchange;
   double timeout_s = 60;  // oslo.messaging's rpc_response_timeout
+  std::optional<std::string> admin_token;
 
   std::string command;
   // call, cast
@@ -90,6 +110,9 @@ struct config {
   // bench
   std::size_t concurrency = 8;
   double seconds = 5;
+  // report, set-policy
+  bool json_report = false;
+  std::string policy;
 };
 
 // Options come first, in any order, then the command and its own options
@@ -106,6 +129,7 @@ config parse_command_line(int argc, char** argv) {
     else if (a == "--version") c.version = ex::option_value(argc, argv, i);
     else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
     else if (a == "--timeout") c.timeout_s = ex::parse_seconds(a, ex::option_value(argc, argv, i));
+    else if (a == "--admin-token") c.admin_token = ex::option_value(argc, argv, i);
     else throw ex::usage_error("unknown option '" + std::string(a) + "'");
   }
   if (c.transport.empty()) throw ex::usage_error("--transport is required");
@@ -137,6 +161,8 @@ config parse_command_line(int argc, char** argv) {
       c.concurrency = ex::parse_count(a, ex::option_value(argc, argv, i));
     } else if (c.command == "bench" && a == "--seconds") {
       c.seconds = ex::parse_seconds(a, ex::option_value(argc, argv, i), 0.5);
+    } else if (c.command == "report" && a == "--json") {
+      c.json_report = true;
     } else {
       throw ex::usage_error("unknown option '" + std::string(a) + "' for " + c.command);
     }
@@ -156,8 +182,17 @@ config parse_command_line(int argc, char** argv) {
     want_words(2);
     c.event_type = argv[i];
     c.json_payload = argv[i + 1];
-  } else if (c.command == "bench") {
+  } else if (c.command == "bench" || c.command == "report") {
     want_words(0);
+  } else if (c.command == "set-policy") {
+    want_words(2);
+    c.method = argv[i];
+    c.policy = argv[i + 1];
+    try {
+      (void)msg::policy::parse(c.policy);  // refused here rather than by the server
+    } catch (const msg::invalid_policy& e) {
+      throw ex::usage_error("set-policy: " + std::string(e.what()));
+    }
   } else {
     throw ex::usage_error("unknown command '" + c.command + "'");
   }
@@ -307,8 +342,62 @@ asio::awaitable<int> bench(msg::rpc_client client, const config& c) {
   co_return ex::exit_ok;
 }
 
+// report, set-policy: the admin endpoint of the server the client targets.
+msg::rpc_client make_admin_client(std::shared_ptr<msg::transport> t, const config& c) {
+  msg::target to{.topic = c.topic, .server = c.server, .version = "1.0"};
+  to.ns = std::string(msg::admin_namespace);
+  msg::client_options options;
+  options.timeout = from_seconds(c.timeout_s);
+  return msg::rpc_client(std::move(t), std::move(to), std::move(options));
+}
+
+msg::context admin_context(const config& c) {
+  msg::context ctxt;
+  if (c.admin_token) ctxt[msg::admin_token_key] = *c.admin_token;
+  return ctxt;
+}
+
+// Runs one admin call and prints its outcome with `print`; the exit status
+// of a remote error or a timeout as for call.
+template <class Print>
+asio::awaitable<int> admin_call(msg::rpc_client admin, const config& c, std::string method, json::object arguments,
+                                Print print) {
+  const msg::context ctxt = admin_context(c);
+  try {
+    json::value result = co_await admin.async_call(ctxt, std::move(method), std::move(arguments), asio::use_awaitable);
+    print(result);
+    co_return ex::exit_ok;
+  } catch (const msg::remote_error& e) {
+    ex::print_line(e.exc_type() + ": " + e.value());
+    co_return ex::exit_remote_error;
+  } catch (const msg::timeout_error& e) {
+    std::fprintf(stderr, "coport-example-client: %s\n", e.what());
+    co_return ex::exit_timeout;
+  }
+}
+
+asio::awaitable<int> report(msg::rpc_client admin, const config& c) {
+  const bool as_json = c.json_report;
+  co_return co_await admin_call(std::move(admin), c, "migration_report", json::object(), [as_json](const json::value& v) {
+    const msg::migration_report r = msg::migration_report::from_json(v);  // throws decode_error (exit 3)
+    if (as_json) {
+      ex::print_line(json::serialize(r.to_json()));
+    } else {
+      std::fputs(r.to_text().c_str(), stdout);
+    }
+  });
+}
+
+asio::awaitable<int> set_policy(msg::rpc_client admin, const config& c) {
+  json::object arguments = msg::args("method", c.method, "policy", c.policy);
+  co_return co_await admin_call(std::move(admin), c, "set_policy", std::move(arguments),
+                                [](const json::value& v) { ex::print_line(json::serialize(v)); });
+}
+
 asio::awaitable<int> run(std::shared_ptr<msg::transport> t, const config& c) {
   if (c.command == "notify") co_return co_await notify(std::move(t), c);
+  if (c.command == "report") co_return co_await report(make_admin_client(std::move(t), c), c);
+  if (c.command == "set-policy") co_return co_await set_policy(make_admin_client(std::move(t), c), c);
   msg::rpc_client client = make_client(std::move(t), c);
   if (c.command == "call") co_return co_await call(std::move(client), c);
   if (c.command == "cast") co_return co_await cast(std::move(client), c);
@@ -318,6 +407,10 @@ asio::awaitable<int> run(std::shared_ptr<msg::transport> t, const config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (ex::wants_help(argc, argv)) {
+    std::printf("%s\n%s", usage_text, help_text);
+    return ex::exit_ok;
+  }
   config cfg;
   try {
     cfg = parse_command_line(argc, argv);

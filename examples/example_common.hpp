@@ -33,6 +33,15 @@ class usage_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// True when the command line asks for the help text (--help or -h).
+inline bool wants_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
 /// True for a word that starts an option ("--topic").
 inline bool is_option(std::string_view word) { return word.starts_with("--"); }
 

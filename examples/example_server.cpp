@@ -1,16 +1,6 @@
 // coport-example-server: an RPC server for the example client and tests.
 //
-//   usage: coport-example-server --transport URL --topic TOPIC [--server NAME]
-//                                [--executor fiber|coro] [--threads N] [--exchange NAME]
-//
-//     --transport URL    where to listen: rabbit://user:pass@host:5672/, memory://
-//     --topic TOPIC      the RPC topic served
-//     --server NAME      this server's name (TOPIC.NAME queue); default: the host name
-//     --executor KIND    fiber (the default): fiber_executor on coport loops;
-//                        coro: coro_executor on a plain io_context (the default
-//                        of a build without fibers)
-//     --threads N        loops (fiber) or io_context threads (coro); default 1
-//     --exchange NAME    the control exchange; default: the transport's ("openstack")
+//   usage and options: usage_text and help_text below (--help prints them).
 //
 // One endpoint, namespace unset, version 1.3:
 //
@@ -24,7 +14,8 @@
 // one name, as a service half-way through its port has, so the same
 // endpoint runs on either executor. Built without fibers
 // (COPORT_WITH_FIBERS=OFF) it has the coroutine forms and "--executor coro"
-// only.
+// only. coro_executor always runs the ported forms; the policies steer
+// fiber_executor.
 //
 // Prints "ready" on stdout once it takes requests. SIGTERM or SIGINT stops
 // it gracefully (calls in flight finish and reply; a second signal cancels
@@ -35,6 +26,7 @@
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/messaging/endpoint.hpp>
 #include <coport/messaging/executor.hpp>
+#include <coport/messaging/migration.hpp>
 #if COPORT_HAS_FIBERS
 #include <coport/bridge/fiber.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
@@ -73,7 +65,40 @@ namespace {
 
 constexpr const char* usage_text =
     "usage: coport-example-server --transport URL --topic TOPIC [--server NAME]\n"
-    "                             [--executor fiber|coro] [--threads N] [--exchange NAME]\n";
+    "                             [--executor fiber|coro] [--threads N] [--exchange NAME]\n"
+    "                             [--policy METHOD=POLICY]... [--default-policy POLICY]\n"
+    "                             [--native] [--strict] [--admin] [--admin-token TOKEN]\n";
+
+// --help: the usage line, then every option and command.
+constexpr const char* help_text =
+    "    --transport URL    where to listen: rabbit://user:pass@host:5672/, memory://\n"
+    "    --topic TOPIC      the RPC topic served\n"
+    "    --server NAME      this server's name (TOPIC.NAME queue); default: the host name\n"
+    "    --executor KIND    fiber (the default): fiber_executor on coport loops;\n"
+    "                       coro: coro_executor on a plain io_context (the default\n"
+    "                       of a build without fibers)\n"
+    "    --threads N        loops (fiber) or io_context threads (coro); default 1\n"
+    "    --exchange NAME    the control exchange; default: the transport's (\"openstack\")\n"
+    "    --policy METHOD=POLICY\n"
+    "                       which form serves METHOD (\"echo\" or \"example.echo\"):\n"
+    "                       legacy, ported, canary:N (N% of calls to the ported\n"
+    "                       form) or shadow (both run, the legacy result answers,\n"
+    "                       differences are recorded); repeatable\n"
+    "    --default-policy POLICY\n"
+    "                       the policy of the methods --policy does not name;\n"
+    "                       default: ported\n"
+    "    --native           fiber_executor runs the coroutine forms native (on the\n"
+    "                       loop fiber; blocking on a fiber primitive fails)\n"
+    "                       instead of hosted in a fiber each\n"
+    "    --strict           a call whose coroutine form blocks fibers or stalls\n"
+    "                       the loop fails (strict_mode_violation)\n"
+    "    --admin            serve the admin endpoint (namespace coport.admin:\n"
+    "                       migration_report, set_policy), which\n"
+    "                       coport-example-client's report and set-policy use\n"
+    "    --admin-token TOKEN\n"
+    "                       with --admin: callers must send TOKEN in their\n"
+    "                       context (coport_admin_token); implies --admin\n"
+    "\n";
 
 struct config {
   std::string transport;
@@ -86,7 +111,29 @@ struct config {
 #endif
   std::size_t threads = 1;
   std::string exchange;
+  msg::migration_options migration;
+  bool native = false;
+  bool admin_on = false;
+  std::optional<std::string> admin_token;
+  std::optional<msg::admin_options> admin;  // from the two above
 };
+
+msg::policy parse_policy(std::string_view option, const std::string& text) {
+  try {
+    return msg::policy::parse(text);
+  } catch (const msg::invalid_policy& e) {
+    throw ex::usage_error(std::string(option) + ": " + e.what());
+  }
+}
+
+// --policy METHOD=POLICY
+void add_policy(msg::migration_options& m, const std::string& text) {
+  const std::size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw ex::usage_error("--policy expects METHOD=POLICY, got '" + text + "'");
+  }
+  m.policies.insert_or_assign(text.substr(0, eq), parse_policy("--policy", text.substr(eq + 1)));
+}
 
 std::string host_name() {
   char name[256] = {};
@@ -104,7 +151,19 @@ config parse_command_line(int argc, char** argv) {
     else if (a == "--executor") c.executor = ex::option_value(argc, argv, i);
     else if (a == "--threads") c.threads = ex::parse_count(a, ex::option_value(argc, argv, i));
     else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
+    else if (a == "--policy") add_policy(c.migration, ex::option_value(argc, argv, i));
+    else if (a == "--default-policy") c.migration.default_policy = parse_policy(a, ex::option_value(argc, argv, i));
+    else if (a == "--native") c.native = true;
+    else if (a == "--strict") c.migration.strict = true;
+    else if (a == "--admin") c.admin_on = true;
+    else if (a == "--admin-token") c.admin_token = ex::option_value(argc, argv, i);
     else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
+  }
+  if (c.admin_token) {
+    if (c.admin_token->empty()) throw ex::usage_error("--admin-token must not be empty");
+    c.admin = msg::admin_options{.token = c.admin_token};
+  } else if (c.admin_on) {
+    c.admin = msg::admin_options{};
   }
   if (c.transport.empty()) throw ex::usage_error("--transport is required");
   if (c.topic.empty()) throw ex::usage_error("--topic is required");
@@ -207,16 +266,20 @@ struct executor_host {
   void make(const config& c, const msg::service& s) {
     if (c.executor == "fiber") {
 #if COPORT_HAS_FIBERS
+      coport::fiber_executor_options options;
+      options.admin = c.admin;
+      if (c.native) options.default_mode = coport::coroutine_mode::native;
       if (c.threads == 1) {
         loop = std::make_unique<coport::bridge::runtime>();
-        executor = std::make_unique<coport::fiber_executor>(s, *loop);
+        executor = std::make_unique<coport::fiber_executor>(s, *loop, options);
       } else {
         loops = std::make_unique<coport::bridge::runtime_pool>(c.threads);
-        executor = std::make_unique<coport::fiber_executor>(s, *loops);
+        executor = std::make_unique<coport::fiber_executor>(s, *loops, options);
       }
 #endif
     } else {
       coport::coro_executor_options options;
+      options.admin = c.admin;
       options.single_thread = c.threads == 1;  // no strand per request needed
       executor = std::make_unique<coport::coro_executor>(s, io.get_executor(), options);
       io_work.emplace(io.get_executor());
@@ -231,11 +294,18 @@ struct executor_host {
   }
 };
 
-// Logs which form of each method the executor runs, and how. With both
-// forms registered, either executor runs the ported (coroutine) form.
-void log_methods(spdlog::logger& log, const msg::endpoint& e, const msg::executor& x) {
+// Logs how the executor serves each method: the form it runs and, for a
+// method in both forms on fiber_executor, the policy choosing between them
+// (coro_executor always runs the ported form).
+void log_methods(spdlog::logger& log, const msg::endpoint& e, const msg::executor& x,
+                 const msg::migration_controls& controls) {
+  const bool follows_policies = x.name() == "fiber_executor";
   const std::vector<msg::method_report> rows = x.metrics();
   for (const auto& [name, m] : e.methods()) {
+    if (m.has_both_forms() && follows_policies) {
+      log.info("{}.{}: both forms registered, policy {}", e.name(), name, controls.policy_of(e, m).to_string());
+      continue;
+    }
     const msg::method_kind served = msg::default_form(m).kind;
     for (const msg::method_report& r : rows) {
       if (r.method == name && r.kind == served) {
@@ -249,6 +319,10 @@ void log_methods(spdlog::logger& log, const msg::endpoint& e, const msg::executo
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (ex::wants_help(argc, argv)) {
+    std::printf("%s\n%s", usage_text, help_text);
+    return ex::exit_ok;
+  }
   config cfg;
   try {
     cfg = parse_command_line(argc, argv);
@@ -275,7 +349,16 @@ int main(int argc, char** argv) {
   auto dispatcher = std::make_shared<msg::dispatcher>();
   const std::shared_ptr<const msg::endpoint> endpoint = make_endpoint(metrics);
   dispatcher->add(endpoint);
-  const msg::service service{transport, msg::target{.topic = cfg.topic, .server = cfg.server}, dispatcher};
+  // The policies of the command line, checked against the methods served.
+  std::shared_ptr<msg::migration_controls> controls;
+  try {
+    controls = std::make_shared<msg::migration_controls>(dispatcher, cfg.migration);
+  } catch (const msg::invalid_policy& e) {
+    std::fprintf(stderr, "coport-example-server: %s\n%s", e.what(), usage_text);
+    return ex::exit_usage;
+  }
+  const msg::service service{transport, msg::target{.topic = cfg.topic, .server = cfg.server}, dispatcher,
+                             controls};
 
   // SIGTERM and SIGINT are waited for on the main thread, whatever the
   // executor runs on.
@@ -294,7 +377,11 @@ int main(int argc, char** argv) {
   metrics->executor = srv.executor.get();
   log.info("serving topic '{}' as server '{}' on {} with {} ({} thread{})", cfg.topic, cfg.server,
            transport->describe(), srv.executor->name(), cfg.threads, cfg.threads == 1 ? "" : "s");
-  log_methods(log, *endpoint, *srv.executor);
+  log_methods(log, *endpoint, *srv.executor, *controls);
+  if (cfg.admin) {
+    log.info("admin endpoint on (namespace {}{})", msg::admin_namespace,
+             cfg.admin->token ? ", token required" : ", no token: any caller");
+  }
   ex::print_line("ready");
 
   // First signal: a graceful stop. A second one while draining cancels the

@@ -71,7 +71,7 @@ constexpr const char* usage_text =
     "  --transport URL     memory:// (default, in this process) or rabbit://user:pass@host:5672/\n"
     "  --phases            walk the port: legacy, mixed, ported, coro_executor; a report after each\n"
     "  --json              print the report(s) as JSON instead of text\n"
-    "  --verbose           show the library's warnings (one per differing shadow call) on stderr\n"
+    "  --verbose           show the library's log on stderr (start-up, the first shadow mismatches)\n"
     "  --help              this text\n";
 
 struct config {
@@ -375,9 +375,10 @@ int main(int argc, char** argv) {
 
   std::shared_ptr<msg::transport> transport;
   try {
-    // The library logs through the transport's logger. Its warnings are
-    // per call (each differing shadow call is one) and would drown the
-    // progress lines; the report counts them all, --verbose shows them.
+    // The library logs through the transport's logger: its start-up lines
+    // and the first shadow mismatches of each method, which the report
+    // shows too. Without --verbose only errors, so that the progress lines
+    // and the report stand alone.
     msg::transport_options options;
     options.logger = std::make_shared<spdlog::logger>("coport-demo",
                                                       std::make_shared<spdlog::sinks::stderr_sink_mt>());

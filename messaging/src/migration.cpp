@@ -195,17 +195,18 @@ migration_controls::route migration_controls::choose(const endpoint& e, const me
   return {m.ported(), nullptr};
 }
 
-void migration_controls::record_shadow(const endpoint& e, const method& m, bool equal, const json::object& args,
-                                       std::string legacy, std::string ported) {
+std::size_t migration_controls::record_shadow(const endpoint& e, const method& m, bool equal, const json::object& args,
+                                              std::string legacy, std::string ported) {
   state& st = state_of(e, m);
   st.shadow_calls.fetch_add(1, std::memory_order_relaxed);
-  if (equal) return;
+  if (equal) return 0;
   st.shadow_mismatches.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lk(mismatch_mutex_);
-  if (st.kept >= options_.mismatches_kept) return;
+  if (st.kept >= options_.mismatches_kept) return 0;
   ++st.kept;
   kept_.push_back(shadow_mismatch{e.name(), m.name(), args, std::move(legacy), std::move(ported),
                                   std::chrono::system_clock::now()});
+  return st.kept;
 }
 
 std::pair<std::uint64_t, std::uint64_t> migration_controls::shadow_counts(const endpoint& e, const method& m) const {
@@ -358,7 +359,7 @@ std::string migration_report::to_text() const {
     }
   }
   if (!mismatches.empty()) {
-    out += "\nshadow mismatches (the first of each method):\n";
+    out += "\nshadow mismatches (the first ones of each method; the table counts them all):\n";
     for (const auto& mm : mismatches) {
       out += "  " + mm.endpoint + "." + mm.method + " " + json::serialize(mm.args) + "\n    legacy: " + mm.legacy +
              "\n    ported: " + mm.ported + "\n";

@@ -200,12 +200,16 @@ TEST_CASE("shadow results are counted per method; the first mismatches are kept 
   msg::migration_controls c(d, o);
   const auto& e = ep(*d, 0);
   const auto& m = meth(*d, 0, "total");
+  std::vector<std::size_t> ranks;
   for (int i = 0; i < 10; ++i) {
     json::object args;
     args["i"] = i;
     const bool equal = i % 2 == 0;
-    c.record_shadow(e, m, equal, args, equal ? "" : std::to_string(i), equal ? "" : std::to_string(-i));
+    ranks.push_back(
+        c.record_shadow(e, m, equal, args, equal ? "" : std::to_string(i), equal ? "" : std::to_string(-i)));
   }
+  // Equal calls and mismatches past the bound rank 0 (counted, not kept).
+  CHECK(ranks == std::vector<std::size_t>{0, 1, 0, 2, 0, 3, 0, 0, 0, 0});
   CHECK(c.shadow_counts(e, m) == std::pair<std::uint64_t, std::uint64_t>{10, 5});
   const auto kept = c.mismatches();
   REQUIRE(kept.size() == 3);

@@ -38,7 +38,7 @@ struct service {
   /// Null: built at start from default migration_options (every method in
   /// both forms served by its ported form). Share one between the executors
   /// a service moves through.
-  std::shared_ptr<migration_controls> controls;
+  std::shared_ptr<migration_controls> controls = {};
 };
 
 /// Settings both executors share.
@@ -85,7 +85,10 @@ struct method_report {
   std::string endpoint;
   std::string method;
   method_kind kind = method_kind::fiber;
-  /// How the executor runs it: "fiber", "hosted", "native", "thread pool".
+  /// How the executor runs it: "fiber", "hosted", "native", "thread pool";
+  /// on coro_executor a fiber form is "unused" when the method's ported
+  /// form serves every call, "refused" when start() refuses it (no thread
+  /// pool configured).
   std::string mode;
   /// The executor that ran it ("fiber_executor", "coro_executor").
   std::string executor;

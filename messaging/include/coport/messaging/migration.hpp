@@ -95,12 +95,16 @@ struct migration_options {
   /// Seed of the canary choice: the same seed and call order choose the
   /// same forms.
   std::uint64_t seed = 0x636f706f7274;
-  /// Mismatches kept per method (the first ones); all are counted.
+  /// Mismatches kept per method (the first ones), with their arguments in
+  /// the report and a warning in the log each; all are counted.
   std::size_t mismatches_kept = 10;
   /// Strict mode: a call whose coroutine form blocked fibers or stalled the
   /// loop fails with strict_mode_violation (fiber_executor), for test runs
   /// that prove a method is fully ported. Every method unless `strict_methods`
-  /// names some ("endpoint.method" or "method").
+  /// names some ("endpoint.method" or "method"). The check reads the form's
+  /// counters before and after the call, so with concurrent calls of one
+  /// form a clean call may also fail for another's block: a violation
+  /// means the form is not clean, not always which call was.
   bool strict = false;
   std::vector<std::string> strict_methods{};
 };
@@ -137,8 +141,10 @@ class migration_controls {
   /// Chooses the forms of one call of `m` (a canary draws its share here).
   route choose(const endpoint& e, const method& m);
 
-  /// Records the outcome of one shadow call (equal or not).
-  void record_shadow(const endpoint& e, const method& m, bool equal, const boost::json::object& args,
+  /// Records the outcome of one shadow call (equal or not). Returns, for a
+  /// mismatch that is kept, its rank among the method's kept ones (1 to
+  /// `mismatches_kept`); 0 when equal or past that bound (counted only).
+  std::size_t record_shadow(const endpoint& e, const method& m, bool equal, const boost::json::object& args,
                      std::string legacy, std::string ported);
   /// Shadow calls compared, and how many differed, for `m`.
   [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> shadow_counts(const endpoint& e, const method& m) const;
@@ -169,7 +175,8 @@ class migration_controls {
 struct migration_report {
   struct form_row {
     method_kind kind = method_kind::fiber;
-    /// How the executor ran it: "fiber", "hosted", "native", "thread pool".
+    /// How the executor ran it: "fiber", "hosted", "native", "thread pool",
+    /// "unused" or "refused" (method_report::mode).
     std::string mode;
     std::uint64_t calls = 0;
     std::uint64_t errors = 0;
