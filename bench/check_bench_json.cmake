@@ -3,10 +3,13 @@
 # finite positive numerator, denominator and ratio, an aim (number or null)
 # and met (boolean or null). Shape only: no figure is compared with a speed.
 #
-#   cmake -DBENCH_JSON=<file> [-DMIN_MEASUREMENTS=<n>] [-DMIN_RATIOS=<n>] [-DMIN_MEMORY=<n>] -P check_bench_json.cmake
+#   cmake -DBENCH_JSON=<file> [-DMIN_MEASUREMENTS=<n>] [-DMIN_RATIOS=<n>] [-DMIN_MEMORY=<n>]
+#         [-DMIN_THROUGHPUT=<n>] -P check_bench_json.cmake
 #
 # Memory figures ("kind": "memory") have a positive value in bytes, a
-# positive "parked" count, an aim and met.
+# positive "parked" count, an aim and met. Call figures ("kind":
+# "throughput") have positive calls/s, p50_us and p99_us, p50 <= p99.
+# Broker figures ("kind": "external") have a name, unit and positive value.
 
 cmake_minimum_required(VERSION 3.25)
 
@@ -62,6 +65,7 @@ set(line_no 0)
 set(measurements 0)
 set(ratios 0)
 set(memory 0)
+set(throughput 0)
 while(NOT rest STREQUAL "")
   string(FIND "${rest}" "\n" eol)
   if(eol EQUAL -1)
@@ -101,6 +105,17 @@ while(NOT rest STREQUAL "")
     check_positive("${line}" "${where}" parked)
     check_type("${line}" "${where}" aim NUMBER NULL)
     check_type("${line}" "${where}" met BOOLEAN NULL)
+  elseif(kind STREQUAL "throughput")
+    math(EXPR throughput "${throughput} + 1")
+    check_positive("${line}" "${where}" p50_us)
+    check_positive("${line}" "${where}" p99_us)
+    string(JSON p50 ERROR_VARIABLE err GET "${line}" p50_us)
+    string(JSON p99 ERROR_VARIABLE err GET "${line}" p99_us)
+    if(p50 GREATER p99)
+      string(APPEND problems "${where}: p50_us ${p50} above p99_us ${p99}\n")
+    endif()
+  elseif(kind STREQUAL "external")
+    # checked above: name, unit, value
   else()
     string(APPEND problems "${where}: unknown kind '${kind}'\n")
   endif()
@@ -112,10 +127,14 @@ endif()
 if(DEFINED MIN_MEMORY AND memory LESS MIN_MEMORY)
   string(APPEND problems "${memory} memory figures, expected at least ${MIN_MEMORY}\n")
 endif()
+if(DEFINED MIN_THROUGHPUT AND throughput LESS MIN_THROUGHPUT)
+  string(APPEND problems "${throughput} call figures, expected at least ${MIN_THROUGHPUT}\n")
+endif()
 if(ratios LESS MIN_RATIOS)
   string(APPEND problems "${ratios} ratios, expected at least ${MIN_RATIOS}\n")
 endif()
 if(problems)
   message(FATAL_ERROR "${BENCH_JSON} is not well formed:\n${problems}")
 endif()
-message(STATUS "${BENCH_JSON}: ${measurements} measurements, ${ratios} ratios, ${memory} memory figures, well formed")
+message(STATUS "${BENCH_JSON}: ${measurements} measurements, ${ratios} ratios, ${memory} memory figures, "
+               "${throughput} call figures, well formed")

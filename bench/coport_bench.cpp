@@ -1,6 +1,16 @@
 // coport-bench: the project's benchmark program.
 //
-//   coport-bench [--quick] [--json FILE] [--repeat N] [--clock wall|cpu] [--list] [NAME...]
+//   coport-bench [--quick] [--json FILE] [--report DIR] [--no-rabbit] [--repeat N]
+//                [--clock wall|cpu] [--list] [NAME...]
+//
+// What it measures: the floors (a coroutine resume, a Boost.Context switch,
+// a stock Boost.Fiber yield, an asio::post round trip, a cross-thread
+// wake-up, stock channels, skynet on stock fibers and on a plain
+// io_context) and coport's figures, each as a ratio to its floor or its
+// alternative; resident memory per parked request (child processes);
+// in-process call latency per executor and method kind; and, in a full run
+// where rabbitmq-server is installed, RPC over a private broker against
+// oslo.messaging (bench/rabbit_bench.py). --report writes the HTML page.
 //
 // Machines here are shared and noisy, so the figures that matter are ratios
 // of two measurements taken back to back in the same run (DESIGN.md,
@@ -23,6 +33,8 @@
 #include <coport/messaging/client.hpp>
 #include <coport/messaging/server.hpp>
 
+#include "report_html.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -32,11 +44,18 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/context/fiber.hpp>
+#include <boost/fiber/buffered_channel.hpp>
+#include <boost/fiber/fixedsize_stack.hpp>
 #include <boost/fiber/barrier.hpp>
 #include <boost/fiber/fiber.hpp>
 #include <boost/fiber/operations.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_to.hpp>
 #include <boost/version.hpp>
 #include <spdlog/spdlog.h>
 
@@ -50,8 +69,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <future>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <map>
 #include <optional>
@@ -212,6 +233,65 @@ timing floor_asio_post(std::uint64_t n) {
   const reading t0 = read_clocks();
   io.run();
   return {since(t0), n};
+}
+
+// --------------------------------------------------- floor: context switch
+
+/// A Boost.Context fiber switch: two contexts handing control to each other,
+/// n switches in all (each resume() is one switch).
+timing floor_context_switch(std::uint64_t n) {
+  namespace ctx = boost::context;
+  std::uint64_t turns = 0;
+  ctx::fiber other([&turns](ctx::fiber&& back) {
+    for (;;) {
+      ++turns;
+      back = std::move(back).resume();
+    }
+    return std::move(back);
+  });
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) other = std::move(other).resume();
+  const reading t0 = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) other = std::move(other).resume();
+  const auto elapsed = since(t0);
+  keep(turns);
+  // `other` is left suspended; its stack is unwound by its destructor.
+  return {elapsed, 2 * n};  // there and back: two switches per resume
+}
+
+// --------------------------------------------------- floor: another thread
+
+/// A cross-thread wake-up: two threads, each running an io_context of its
+/// own and sleeping in it when idle, post a handler to each other n times
+/// back and forth; each post wakes the other thread.
+timing floor_cross_thread_wake(std::uint64_t n) {
+  asio::io_context a(1);
+  asio::io_context b(1);
+  auto guard_a = asio::make_work_guard(a);
+  auto guard_b = asio::make_work_guard(b);
+  std::thread tb([&b] { b.run(); });
+  // An even count of hops ends on `a`, which then stops.
+  struct ping {
+    asio::io_context* here;
+    asio::io_context* there;
+    std::uint64_t left;
+    void operator()() const {
+      if (left == 0) {
+        here->stop();
+        return;
+      }
+      asio::post(*there, ping{there, here, left - 1});
+    }
+  };
+  asio::post(a, ping{&a, &b, 2 * warmup_of(n)});
+  a.run();
+  a.restart();
+  asio::post(a, ping{&a, &b, 2 * n});
+  const reading t0 = read_clocks();
+  a.run();
+  const auto elapsed = since(t0);
+  guard_b.reset();
+  tb.join();
+  return {{elapsed.wall, elapsed.wall}, 2 * n};  // the threads sleep: CPU time says nothing
 }
 
 // ------------------------------------------------------------------ yields
@@ -410,6 +490,336 @@ timing bridge_hosted_resume(std::uint64_t n) {
   return {f.get(), n};
 }
 
+// ---------------------------------------------------------------- channels
+
+// One producer sends n integers through a channel of capacity 64 to one
+// consumer, on one thread; the figure is ns per value. The consumer's clock
+// readings bound the timed part (first value to last).
+
+constexpr std::size_t channel_capacity = 64;
+
+/// Stock Boost.Fiber: two fibers on a plain thread, buffered_channel.
+timing floor_fiber_channel(std::uint64_t n) {
+  elapsed_time e;
+  std::thread t([&] {
+    boost::fibers::buffered_channel<std::uint64_t> ch(channel_capacity);
+    const std::uint64_t total = warmup_of(n) + n;
+    boost::fibers::fiber producer([&] {
+      for (std::uint64_t i = 0; i < total; ++i) ch.push(i);
+    });
+    boost::fibers::fiber consumer([&] {
+      std::uint64_t sum = 0;
+      std::uint64_t v = 0;
+      for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
+        ch.pop(v);
+        sum += v;
+      }
+      const reading t0 = read_clocks();
+      for (std::uint64_t i = 0; i < n; ++i) {
+        ch.pop(v);
+        sum += v;
+      }
+      e = since(t0);
+      keep(sum);
+    });
+    producer.join();
+    consumer.join();
+  });
+  t.join();
+  return {e, n};
+}
+
+/// Stock Asio: two coroutines on a plain io_context, experimental::channel.
+timing floor_asio_channel(std::uint64_t n) {
+  using chan = asio::experimental::channel<void(boost::system::error_code, std::uint64_t)>;
+  asio::io_context io(1);
+  chan ch(io, channel_capacity);
+  const std::uint64_t total = warmup_of(n) + n;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (std::uint64_t i = 0; i < total; ++i) co_await ch.async_send(boost::system::error_code(), i, asio::use_awaitable);
+      },
+      asio::detached);
+  std::optional<elapsed_time> e;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::uint64_t sum = 0;
+        for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += co_await ch.async_receive(asio::use_awaitable);
+        const reading t0 = read_clocks();
+        for (std::uint64_t i = 0; i < n; ++i) sum += co_await ch.async_receive(asio::use_awaitable);
+        e = since(t0);
+        keep(sum);
+      },
+      asio::detached);
+  io.run();
+  return {*e, n};
+}
+
+/// coport's dual-world channel on one loop; `fiber_producer` and
+/// `fiber_consumer` choose each side's world.
+timing bridge_channel(bool fiber_producer, bool fiber_consumer, std::uint64_t n) {
+  bridge::runtime rt(bench_options());
+  const bridge::loop_executor ex = rt.get_executor();
+  bridge::channel<std::uint64_t> ch(ex, channel_capacity);
+  const std::uint64_t total = warmup_of(n) + n;
+  std::future<void> produced;
+  if (fiber_producer) {
+    produced = bridge::async_run_in_fiber(
+        ex, [&] { for (std::uint64_t i = 0; i < total; ++i) ch.push(i); }, asio::use_future);
+  } else {
+    produced = asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          for (std::uint64_t i = 0; i < total; ++i) co_await ch.async_push(i, asio::use_awaitable);
+        },
+        asio::use_future);
+  }
+  std::future<elapsed_time> consumed;
+  if (fiber_consumer) {
+    consumed = bridge::async_run_in_fiber(
+        ex,
+        [&] {
+          std::uint64_t sum = 0;
+          for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += ch.pop();
+          const reading t0 = read_clocks();
+          for (std::uint64_t i = 0; i < n; ++i) sum += ch.pop();
+          const auto e = since(t0);
+          keep(sum);
+          return e;
+        },
+        asio::use_future);
+  } else {
+    consumed = asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<elapsed_time> {
+          std::uint64_t sum = 0;
+          for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += co_await ch.async_pop(asio::use_awaitable);
+          const reading t0 = read_clocks();
+          for (std::uint64_t i = 0; i < n; ++i) sum += co_await ch.async_pop(asio::use_awaitable);
+          const auto e = since(t0);
+          keep(sum);
+          co_return e;
+        },
+        asio::use_future);
+  }
+  produced.get();
+  return {consumed.get(), n};
+}
+
+timing chan_fibers(std::uint64_t n) { return bridge_channel(true, true, n); }
+timing chan_coroutines(std::uint64_t n) { return bridge_channel(false, false, n); }
+timing chan_fiber_to_coroutine(std::uint64_t n) { return bridge_channel(true, false, n); }
+
+// ------------------------------------------------------------------ skynet
+
+// Skynet: each task starts ten children, waits for them and returns the sum
+// of theirs; the leaves return their own number. skynet_leaves leaves (a
+// million; --quick: 100 000), 1 111 111 tasks in all; the figure is ns per
+// task. Below the root every task starts all ten children before it waits,
+// so many are alive at once; the root runs its ten subtrees one after the
+// other, which bounds the fibers alive at once to a tenth of the tree
+// (about 1 GB of 16 KiB stacks in a full run).
+
+std::uint64_t skynet_leaves = 1'000'000;
+constexpr std::uint64_t skynet_fanout = 10;
+constexpr std::size_t skynet_stack = 16 * 1024;
+
+std::uint64_t skynet_tasks() {
+  std::uint64_t tasks = 0;
+  for (std::uint64_t level = skynet_leaves; level >= 1; level /= skynet_fanout) tasks += level;
+  return tasks;
+}
+
+/// The root: `subtree(first, leaves)` for each tenth of the leaves in turn.
+template <class Subtree>
+std::uint64_t skynet_by_tenths(Subtree subtree) {
+  const std::uint64_t part = skynet_leaves / skynet_fanout;
+  std::uint64_t sum = 0;
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) sum += subtree(i * part, part);
+  return sum;
+}
+
+/// Throws unless the tree summed its leaves 0 .. skynet_leaves-1.
+void check_skynet(std::uint64_t sum) {
+  if (sum != skynet_leaves * (skynet_leaves - 1) / 2) {
+    throw std::logic_error("skynet: wrong sum " + std::to_string(sum));
+  }
+}
+
+bridge::runtime_options skynet_options() {
+  bridge::runtime_options o = bench_options();
+  o.fiber_stack_size = skynet_stack;
+  return o;
+}
+
+/// A task's children, which all run on its loop: their sum, and an event
+/// the last one sets; waited for by a fiber or by a coroutine.
+struct skynet_join {
+  explicit skynet_join(const bridge::loop_executor& ex) : done(ex) {}
+  void add(std::uint64_t v) {
+    sum += v;
+    if (--left == 0) done.set();
+  }
+  std::uint64_t sum = 0;
+  std::uint64_t left = skynet_fanout;
+  bridge::event done;
+};
+
+/// Stock Boost.Fiber: fibers on a plain thread, joined.
+std::uint64_t skynet_stock_fiber(std::uint64_t num, std::uint64_t size) {
+  if (size == 1) return num;
+  const std::uint64_t part = size / skynet_fanout;
+  std::uint64_t results[skynet_fanout] = {};
+  std::vector<boost::fibers::fiber> children;
+  children.reserve(skynet_fanout);
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) {
+    children.emplace_back(std::allocator_arg, boost::fibers::fixedsize_stack(skynet_stack),
+                          [&results, i, first = num + i * part, part] { results[i] = skynet_stock_fiber(first, part); });
+  }
+  std::uint64_t sum = 0;
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) {
+    children[i].join();
+    sum += results[i];
+  }
+  return sum;
+}
+
+timing floor_skynet_fibers(std::uint64_t) {
+  elapsed_time e;
+  std::uint64_t sum = 0;
+  std::thread t([&] {
+    boost::fibers::fiber root(std::allocator_arg, boost::fibers::fixedsize_stack(skynet_stack), [&] {
+      const reading t0 = read_clocks();
+      sum = skynet_by_tenths(skynet_stock_fiber);
+      e = since(t0);
+    });
+    root.join();
+  });
+  t.join();
+  check_skynet(sum);
+  return {e, skynet_tasks()};
+}
+
+/// coport fibers on a loop: pooled fibers (bridge::spawn_fiber) joined
+/// through a bridge::event.
+std::uint64_t skynet_fiber(const bridge::loop_executor& ex, std::uint64_t num, std::uint64_t size) {
+  if (size == 1) return num;
+  const std::uint64_t part = size / skynet_fanout;
+  skynet_join j(ex);
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) {
+    bridge::spawn_fiber(ex, [&j, ex, first = num + i * part, part] { j.add(skynet_fiber(ex, first, part)); });
+  }
+  j.done.wait();
+  return j.sum;
+}
+
+/// The root in a fiber of a coport loop; `subtree` runs one tenth.
+timing skynet_on_loop(std::uint64_t (*subtree)(const bridge::loop_executor&, std::uint64_t, std::uint64_t)) {
+  bridge::runtime rt(skynet_options());
+  const bridge::loop_executor ex = rt.get_executor();
+  auto f = bridge::async_run_in_fiber(
+      ex,
+      [ex, subtree] {
+        const reading t0 = read_clocks();
+        const std::uint64_t sum =
+            skynet_by_tenths([&](std::uint64_t first, std::uint64_t leaves) { return subtree(ex, first, leaves); });
+        return std::pair(since(t0), sum);
+      },
+      asio::use_future);
+  const auto [e, sum] = f.get();
+  check_skynet(sum);
+  return {e, skynet_tasks()};
+}
+
+timing skynet_fibers(std::uint64_t) { return skynet_on_loop(skynet_fiber); }
+
+/// Coroutines: co_spawn'd children, joined through a timer the last one
+/// cancels. The same code runs on a plain io_context (the floor) and on a
+/// coport loop.
+asio::awaitable<std::uint64_t> skynet_coro(std::uint64_t num, std::uint64_t size) {
+  if (size == 1) co_return num;
+  const auto ex = co_await asio::this_coro::executor;
+  const std::uint64_t part = size / skynet_fanout;
+  std::uint64_t sum = 0;
+  std::uint64_t left = skynet_fanout;
+  asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) {
+    asio::co_spawn(ex, skynet_coro(num + i * part, part), [&](std::exception_ptr, std::uint64_t v) {
+      sum += v;
+      if (--left == 0) all_done.cancel();
+    });
+  }
+  // A child may have finished inline, before this wait.
+  if (left > 0) {
+    boost::system::error_code cancelled;
+    co_await all_done.async_wait(asio::redirect_error(asio::use_awaitable, cancelled));
+  }
+  co_return sum;
+}
+
+asio::awaitable<std::pair<elapsed_time, std::uint64_t>> timed_skynet_coro() {
+  const std::uint64_t part = skynet_leaves / skynet_fanout;
+  const reading t0 = read_clocks();
+  std::uint64_t sum = 0;
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) sum += co_await skynet_coro(i * part, part);
+  co_return std::pair(since(t0), sum);
+}
+
+timing floor_skynet_coroutines(std::uint64_t) {
+  asio::io_context io(1);
+  auto f = asio::co_spawn(io, timed_skynet_coro(), asio::use_future);
+  io.run();
+  const auto [e, sum] = f.get();
+  check_skynet(sum);
+  return {e, skynet_tasks()};
+}
+
+timing skynet_coroutines(std::uint64_t) {
+  bridge::runtime rt(skynet_options());
+  auto f = asio::co_spawn(rt.get_executor(), timed_skynet_coro(), asio::use_future);
+  const auto [e, sum] = f.get();
+  check_skynet(sum);
+  return {e, skynet_tasks()};
+}
+
+/// Mixed: the levels alternate, fibers starting coroutines (bridge::spawn)
+/// and coroutines starting fibers (bridge::spawn_fiber); every task waits
+/// on a bridge::event in its own world.
+asio::awaitable<std::uint64_t> skynet_mixed_coro(bridge::loop_executor ex, std::uint64_t num, std::uint64_t size);
+
+std::uint64_t skynet_mixed_fiber(const bridge::loop_executor& ex, std::uint64_t num, std::uint64_t size) {
+  if (size == 1) return num;
+  const std::uint64_t part = size / skynet_fanout;
+  skynet_join j(ex);
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) {
+    bridge::spawn(ex, [&j, ex, first = num + i * part, part]() -> asio::awaitable<void> {
+      j.add(co_await skynet_mixed_coro(ex, first, part));
+    });
+  }
+  j.done.wait();
+  return j.sum;
+}
+
+asio::awaitable<std::uint64_t> skynet_mixed_coro(bridge::loop_executor ex, std::uint64_t num, std::uint64_t size) {
+  if (size == 1) co_return num;
+  const std::uint64_t part = size / skynet_fanout;
+  skynet_join j(ex);
+  for (std::uint64_t i = 0; i < skynet_fanout; ++i) {
+    bridge::spawn_fiber(ex, [&j, ex, first = num + i * part, part] { j.add(skynet_mixed_fiber(ex, first, part)); });
+  }
+  co_await j.done.async_wait(asio::use_awaitable);
+  co_return j.sum;
+}
+
+/// A tenth of the mixed tree from the root fiber: its top is a coroutine.
+std::uint64_t skynet_mixed_tenth(const bridge::loop_executor& ex, std::uint64_t first, std::uint64_t leaves) {
+  return bridge::await(skynet_mixed_coro(ex, first, leaves));
+}
+
+timing skynet_mixed(std::uint64_t) { return skynet_on_loop(skynet_mixed_tenth); }
+
 // ----------------------------------------------------------------- the lists
 
 // ------------------------------------------------------------- executors
@@ -441,6 +851,11 @@ msg::service bench_service(const std::string& topic, bool fiber_methods = true) 
   return {t, msg::target{.topic = topic, .server = "s1"}, d};
 }
 
+/// Where a latency run (see call_latency) records each call; null in the
+/// timed runs, which read the clock twice in all. Set before the calls
+/// start on their loop, read there.
+std::vector<nanoseconds>* call_latencies = nullptr;
+
 /// n sequential calls of `method` from a coroutine client, timed on the
 /// client's thread.
 asio::awaitable<elapsed_time> sequential_calls(msg::rpc_client client, std::string method, std::uint64_t n) {
@@ -448,9 +863,12 @@ asio::awaitable<elapsed_time> sequential_calls(msg::rpc_client client, std::stri
   for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) {
     sum += co_await client.async_call<std::int64_t>(method, msg::args("a", 1, "b", 2), asio::use_awaitable);
   }
+  std::vector<nanoseconds>* latencies = call_latencies;
   const reading t0 = read_clocks();
   for (std::uint64_t i = 0; i < n; ++i) {
+    const auto sent = latencies ? clock_type::now() : clock_type::time_point();
     sum += co_await client.async_call<std::int64_t>(method, msg::args("a", 1, "b", 2), asio::use_awaitable);
+    if (latencies) latencies->push_back(clock_type::now() - sent);
   }
   const auto elapsed = since(t0);
   keep(static_cast<int>(sum));
@@ -680,6 +1098,26 @@ const std::vector<benchmark>& benchmarks() {
       {"exec.pool2", "the same on 2 loops", exec_pool2},
       {"exec.pool1_10us", "fiber_executor serving queued casts of a 10 us fiber method, 1 loop", exec_pool1_10us},
       {"exec.pool2_10us", "the same on 2 loops", exec_pool2_10us},
+      {"floor.context_switch", "Boost.Context fiber switch (one resume, one way)", floor_context_switch},
+      {"floor.cross_thread_wake", "asio::post to an io_context sleeping on another thread, one way",
+       floor_cross_thread_wake},
+      {"floor.fiber_channel", "Boost.Fiber buffered_channel(64), fiber to fiber, plain thread, per value",
+       floor_fiber_channel},
+      {"floor.asio_channel", "Asio experimental::channel(64), coroutine to coroutine, plain io_context, per value",
+       floor_asio_channel},
+      {"chan.fibers", "bridge::channel(64), fiber to fiber on a coport loop, per value", chan_fibers},
+      {"chan.coroutines", "bridge::channel(64), coroutine to coroutine on a coport loop, per value",
+       chan_coroutines},
+      {"chan.fiber_to_coroutine", "bridge::channel(64), fiber to coroutine on a coport loop, per value",
+       chan_fiber_to_coroutine},
+      {"floor.skynet_fibers", "skynet, stock Boost.Fiber fibers (round_robin, plain thread), per task",
+       floor_skynet_fibers},
+      {"floor.skynet_coroutines", "skynet, co_spawn'd coroutines on a plain io_context, per task",
+       floor_skynet_coroutines},
+      {"skynet.fibers", "skynet, pooled fibers on a coport loop, per task", skynet_fibers},
+      {"skynet.coroutines", "skynet, co_spawn'd coroutines on a coport loop, per task", skynet_coroutines},
+      {"skynet.mixed", "skynet, levels alternating fibers and coroutines on a coport loop, per task",
+       skynet_mixed},
   };
   return list;
 }
@@ -701,6 +1139,13 @@ const std::vector<ratio_spec>& ratios() {
       // Throughput ratio 2 loops : 1 loop, as ns(1 loop) / ns(2 loops).
       {"exec.pool1", "exec.pool2", 1.7, true},
       {"exec.pool1_10us", "exec.pool2_10us", 1.7, true},
+      {"bridge.yield", "floor.context_switch", std::nullopt},
+      {"chan.fibers", "floor.fiber_channel", std::nullopt},
+      {"chan.coroutines", "floor.asio_channel", std::nullopt},
+      {"chan.fiber_to_coroutine", "floor.fiber_channel", std::nullopt},
+      {"skynet.fibers", "floor.skynet_fibers", std::nullopt},
+      {"skynet.coroutines", "floor.skynet_coroutines", std::nullopt},
+      {"skynet.mixed", "skynet.fibers", std::nullopt},
   };
   return list;
 }
@@ -719,6 +1164,10 @@ struct settings {
   // out the gaps in which the machine ran someone else's work on that core.
   bool cpu_clock = false;
   std::optional<std::string> json_path;
+  /// --report DIR: the HTML page and the JSON there.
+  std::optional<std::string> report_dir;
+  /// --no-rabbit: leave out the broker figures of a full run.
+  bool rabbit = true;
   std::vector<std::string> filters;
   /// `--parked KIND N`: be the child process of one memory measurement.
   std::optional<std::pair<std::string, std::size_t>> parked;
@@ -1024,14 +1473,189 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
   return out;
 }
 
+// ------------------------------------------------------------ call latency
+
+/// In-process calls per executor and method kind, one after the other from
+/// a coroutine client on the server's own thread: calls/s, p50 and p99.
+struct latency_spec {
+  std::string_view name;
+  std::string_view what;
+  timing (*run)(std::uint64_t n);
+};
+
+const std::vector<latency_spec>& latency_runs() {
+  static const std::vector<latency_spec> list = {
+      {"call.coro_executor", "coroutine method on coro_executor (1 thread)", exec_coro},
+      {"call.fiber_executor_hosted", "hosted coroutine method on fiber_executor (1 loop)", exec_fiber_hosted},
+      {"call.fiber_executor_native", "native coroutine method on fiber_executor (1 loop)", exec_fiber_native},
+      {"call.fiber_executor_fiber", "fiber method on fiber_executor (1 loop)", exec_fiber_method},
+  };
+  return list;
+}
+
+double percentile_us(std::vector<nanoseconds>& v, double q) {
+  if (v.empty()) return std::nan("");
+  const auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return static_cast<double>(v[k].count()) / 1000.0;
+}
+
+void run_latencies(const std::vector<const latency_spec*>& chosen, bool quick, report& rep) {
+  const std::uint64_t calls = quick ? 5000 : 50000;
+  std::printf("\n%-28s %10s  %9s  %9s  %s\n", "in-process calls (memory://)", "calls/s", "p50 us", "p99 us",
+              "calls");
+  for (const latency_spec* l : chosen) {
+    std::fprintf(stderr, "%zu sequential calls: %s ...\n", static_cast<std::size_t>(calls), std::string(l->what).c_str());
+    std::vector<nanoseconds> latencies;
+    latencies.reserve(calls);
+    call_latencies = &latencies;
+    const timing t = l->run(calls);
+    call_latencies = nullptr;
+    const double per_s = static_cast<double>(t.ops) * 1e9 / static_cast<double>(t.elapsed.wall.count());
+    const double p50 = percentile_us(latencies, 0.50);
+    const double p99 = percentile_us(latencies, 0.99);
+    std::printf("%-28s %10.0f  %9.2f  %9.2f  %zu\n", std::string(l->name).c_str(), per_s, p50, p99,
+                latencies.size());
+    json::object o;
+    o["name"] = l->name;
+    o["kind"] = "throughput";
+    o["value"] = number_or_null(per_s);
+    o["unit"] = "calls/s";
+    o["p50_us"] = number_or_null(p50);
+    o["p99_us"] = number_or_null(p99);
+    o["calls"] = latencies.size();
+    o["description"] = l->what;
+    rep.lines.push_back(std::move(o));
+  }
+  std::fflush(stdout);
+}
+
+// ------------------------------------------------------------------ machine
+
+/// The first line of `path` that starts with `key`, after the key and any
+/// of " \t:=\"" around the value; empty if none.
+std::string read_field(const char* path, std::string_view key) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with(key)) continue;
+    std::string v = line.substr(key.size());
+    const auto first = v.find_first_not_of(" \t:=\"");
+    const auto last = v.find_last_not_of(" \t\"");
+    return first == std::string::npos ? std::string() : v.substr(first, last - first + 1);
+  }
+  return {};
+}
+
+/// What the report says about the machine and the run.
+json::object machine_description(const settings& s, double seconds) {
+  json::object m;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) m["host"] = host;
+  m["cpu"] = read_field("/proc/cpuinfo", "model name");
+  m["hardware_threads"] = std::thread::hardware_concurrency();
+  const std::string mem_kib = read_field("/proc/meminfo", "MemTotal");
+  if (!mem_kib.empty()) m["memory_gib"] = std::round(std::strtod(mem_kib.c_str(), nullptr) / 1048576.0 * 10) / 10;
+  m["os"] = read_field("/etc/os-release", "PRETTY_NAME");
+  utsname u{};
+  if (::uname(&u) == 0) m["kernel"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
+  m["load_average"] = read_field("/proc/loadavg", "");
+#if defined(__clang__)
+  m["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  m["compiler"] = "g++ " __VERSION__;
+#endif
+  m["build_type"] = COPORT_BENCH_BUILD_TYPE;
+  m["boost"] = std::to_string(BOOST_VERSION / 100000) + "." + std::to_string(BOOST_VERSION / 100 % 1000) + "." +
+               std::to_string(BOOST_VERSION % 100);
+  m["mode"] = s.quick ? "quick" : "full";
+  m["repeats"] = s.repeats;
+  m["clock"] = s.cpu_clock ? "thread CPU" : "steady (wall)";
+  const std::time_t now = std::time(nullptr);
+  char date[32] = {};
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  m["date"] = date;
+  m["duration_s"] = std::round(seconds * 10) / 10;
+  return m;
+}
+
+// ------------------------------------------------------------------- rabbit
+
+/// RPC over a RabbitMQ broker against oslo.messaging, by bench/rabbit_bench.py
+/// (it starts a private broker; coport-example-server and -client on one
+/// side, oslo.messaging's eventlet server and client on the other). Its
+/// figures join the results as "external" lines. False, with the reason
+/// on stderr, when it cannot run here.
+bool run_rabbit(double seconds, report& rep) {
+  const char* python = "/usr/bin/python3";
+  const char* broker = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+  for (const char* needed : {python, broker, COPORT_BENCH_RABBIT_SCRIPT, COPORT_BENCH_SERVER_BIN,
+                             COPORT_BENCH_CLIENT_BIN}) {
+    if (needed[0] == '\0') {
+      std::fprintf(stderr, "rabbit: skipped: built without the example programs (COPORT_BUILD_EXAMPLES)\n");
+      return false;
+    }
+    if (::access(needed, R_OK) != 0) {
+      std::fprintf(stderr, "rabbit: skipped: %s is missing (scripts/setup.sh installs the broker)\n", needed);
+      return false;
+    }
+  }
+  char out_template[] = "/tmp/coport-bench-rabbit-XXXXXX";
+  const int fd = ::mkstemp(out_template);
+  if (fd < 0) return false;
+  ::close(fd);
+  const std::string out = out_template;
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%g", seconds);
+  // Its progress goes to stderr with ours; its table too (stdout is ours).
+  const std::string cmd = std::string(python) + " '" + COPORT_BENCH_RABBIT_SCRIPT + "' --server-bin '" +
+                          COPORT_BENCH_SERVER_BIN + "' --client-bin '" + COPORT_BENCH_CLIENT_BIN + "' --seconds " +
+                          secs + " --concurrency 1,50 --json '" + out + "' 1>&2";
+  std::fprintf(stderr, "rabbit: coport against oslo.messaging over a private broker, %s s per figure ...\n", secs);
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(out);
+  std::string line;
+  std::vector<json::object> lines;
+  while (std::getline(in, line)) {
+    boost::system::error_code ec;
+    json::value v = json::parse(line, ec);
+    if (ec || !v.is_object()) continue;
+    json::object o = std::move(v.as_object());
+    o["source"] = "bench/rabbit_bench.py";
+    o["kind"] = "external";
+    lines.push_back(std::move(o));
+  }
+  std::remove(out.c_str());
+  if (status != 0 || lines.empty()) {
+    std::fprintf(stderr, "rabbit: bench/rabbit_bench.py failed (status %d); no broker figures\n", status);
+    return false;
+  }
+  std::printf("\n%-28s %12s  %s\n", "over RabbitMQ", "value", "aim / met");
+  for (const auto& o : lines) {
+    const json::value* v = o.if_contains("value");
+    const json::value* aim = o.if_contains("aim");
+    const json::value* met = o.if_contains("met");
+    std::printf("%-28s %12.2f  %s\n", json::value_to<std::string>(o.at("name")).c_str(),
+                v && v->is_number() ? v->to_number<double>() : std::nan(""),
+                aim && aim->is_number() ? (met && met->is_bool() && met->get_bool() ? "met" : "MISSED") : "-");
+    rep.lines.push_back(o);
+  }
+  std::fflush(stdout);
+  return true;
+}
+
 // ---------------------------------------------------------------------- main
 
 void usage(std::FILE* to) {
   std::fprintf(to,
-               "usage: coport-bench [--quick] [--json FILE] [--repeat N] [--clock wall|cpu] "
-               "[--list] [NAME...]\n"
+               "usage: coport-bench [--quick] [--json FILE] [--report DIR] [--no-rabbit] [--repeat N]\n"
+               "                    [--clock wall|cpu] [--list] [NAME...]\n"
                "  --quick       3 repeats of >= 10 ms measurements (default: 5 of >= 50 ms)\n"
                "  --json FILE   also write one JSON object per result, one per line\n"
+               "  --report DIR  also write DIR/index.html (bar charts of the ratios against\n"
+               "                their aims, the tables, the machine) and DIR/results.json\n"
+               "  --no-rabbit   leave out the RabbitMQ figures (a full run includes them when\n"
+               "                rabbitmq-server is installed: a private broker, ~1 min)\n"
                "  --repeat N    repeats of each measurement\n"
                "  --clock C     wall: steady_clock (default); cpu: the measuring thread's\n"
                "                CPU time, which leaves out preemption on a busy machine\n"
@@ -1050,6 +1674,10 @@ std::optional<settings> parse(int argc, char** argv) {
       s.quick = true;
     } else if (a == "--json" && i + 1 < argc) {
       s.json_path = argv[++i];
+    } else if (a == "--report" && i + 1 < argc) {
+      s.report_dir = argv[++i];
+    } else if (a == "--no-rabbit") {
+      s.rabbit = false;
     } else if (a == "--repeat" && i + 1 < argc) {
       char* end = nullptr;
       const long v = std::strtol(argv[++i], &end, 10);
@@ -1090,12 +1718,20 @@ std::optional<settings> parse(int argc, char** argv) {
   return s;
 }
 
+/// True when nothing is filtered or a filter is part of `name`.
+bool wanted(const settings& s, std::string_view name) {
+  if (s.filters.empty()) return true;
+  return std::any_of(s.filters.begin(), s.filters.end(),
+                     [&](const std::string& f) { return name.find(f) != std::string_view::npos; });
+}
+
 int run_main(int argc, char** argv) {
   const std::optional<settings> parsed = parse(argc, argv);
   if (!parsed) return 2;
   const settings& s = *parsed;
   if (s.parked) return parked_child(s.parked->first, s.parked->second);
   check_lists();
+  if (s.quick) skynet_leaves = 100'000;
 
   if (s.list) {
     for (const auto& b : benchmarks()) {
@@ -1105,6 +1741,10 @@ int run_main(int argc, char** argv) {
       std::printf("%-28s resident bytes per parked request: %s\n", ("memory.parked_" + std::string(k.kind)).c_str(),
                   std::string(k.what).c_str());
     }
+    for (const auto& l : latency_runs()) {
+      std::printf("%-28s calls/s, p50, p99: %s\n", std::string(l.name).c_str(), std::string(l.what).c_str());
+    }
+    std::printf("%-28s calls/s at concurrency 1 and 50 against oslo.messaging (full runs)\n", "rabbit");
     for (const auto& r : ratios()) {
       std::printf("ratio %s", ratio_name(r).c_str());
       if (r.aim) std::printf(" (aim %s %.2f)", r.at_least ? ">=" : "<=", *r.aim);
@@ -1113,20 +1753,22 @@ int run_main(int argc, char** argv) {
     return 0;
   }
 
-  // The memory figures run when nothing is filtered or a filter names them.
   std::vector<const parked_spec*> parked;
   for (const auto& k : parked_kinds()) {
-    const std::string name = "memory.parked_" + std::string(k.kind);
-    bool wanted = s.filters.empty();
-    for (const auto& f : s.filters) wanted = wanted || name.find(f) != std::string::npos;
-    if (wanted) parked.push_back(&k);
+    if (wanted(s, "memory.parked_" + std::string(k.kind))) parked.push_back(&k);
   }
+  std::vector<const latency_spec*> latencies;
+  for (const auto& l : latency_runs()) {
+    if (wanted(s, l.name)) latencies.push_back(&l);
+  }
+  // The broker figures take a minute and a broker: full runs, or by name.
+  const bool rabbit = s.rabbit && (s.filters.empty() ? !s.quick : wanted(s, "rabbit"));
   const auto chosen = select(s.filters);
-  if (chosen.empty() && parked.empty()) {
+  if (chosen.empty() && parked.empty() && latencies.empty() && !rabbit) {
     std::fprintf(stderr, "coport-bench: no benchmark matches; try --list\n");
     return 2;
   }
-  // Open the JSON file first, so that a bad path fails before the run.
+  // Open the outputs first, so that a bad path fails before the run.
   std::ofstream json_out;
   if (s.json_path) {
     json_out.open(*s.json_path, std::ios::trunc);
@@ -1135,7 +1777,16 @@ int run_main(int argc, char** argv) {
       return 2;
     }
   }
+  if (s.report_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(*s.report_dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "coport-bench: cannot create %s: %s\n", s.report_dir->c_str(), ec.message().c_str());
+      return 2;
+    }
+  }
 
+  const auto started = clock_type::now();
   const auto steps = schedule(chosen);
   runner r(s);
   report rep;
@@ -1162,12 +1813,16 @@ int run_main(int argc, char** argv) {
       o["unit"] = "bytes";
       o["parked"] = n;
       o["aim"] = k->aim ? json::value(*k->aim) : json::value(nullptr);
+      o["aim_is"] = "at most";
       o["met"] = k->aim ? json::value(met) : json::value(nullptr);
       o["description"] = k->what;
       rep.lines.push_back(std::move(o));
     }
     std::fflush(stdout);
   }
+
+  if (!latencies.empty()) run_latencies(latencies, s.quick, rep);
+  if (rabbit) run_rabbit(10, rep);
 
   if (s.json_path) {
     for (const auto& line : rep.lines) json_out << json::serialize(line) << '\n';
@@ -1176,6 +1831,11 @@ int run_main(int argc, char** argv) {
       std::fprintf(stderr, "coport-bench: error writing %s\n", s.json_path->c_str());
       return 1;
     }
+  }
+  if (s.report_dir) {
+    const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+    coport_bench::write_html_report(*s.report_dir, rep.lines, machine_description(s, seconds));
+    std::fprintf(stderr, "report: %s/index.html\n", s.report_dir->c_str());
   }
   return 0;
 }
