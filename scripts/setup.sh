@@ -15,6 +15,9 @@ packages=(
   # RabbitMQ transport, its test broker and the Python interop peer
   rabbitmq-server python3-oslo.messaging python3-eventlet librabbitmq-dev openssl
 )
+# Packages a script needs beyond these (scripts/fuzz.sh: clang and libFuzzer).
+read -r -a extra <<<"${COPORT_SETUP_EXTRA:-}"
+packages+=("${extra[@]}")
 
 missing=()
 for p in "${packages[@]}"; do

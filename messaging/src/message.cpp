@@ -282,6 +282,26 @@ std::string demangle(const char* name) {
 
 }  // namespace
 
+std::string message_id_of(std::string_view body, const decode_limits& limits) noexcept {
+  try {
+    json::value outer = parse_limited(body, limits, "message body");
+    const json::object* m = outer.if_object();
+    if (!m) return {};
+    json::value inner;
+    if (const json::value* sealed = m->if_contains(message_key); sealed && sealed->is_string()) {
+      inner = parse_limited(sealed->get_string(), limits, "'oslo.message'");
+      m = inner.if_object();
+      if (!m) return {};
+    }
+    for (const char* key : {"_msg_id", "message_id"}) {
+      if (const json::value* id = m->if_contains(key); id && id->is_string()) return std::string(id->get_string());
+    }
+  } catch (...) {
+    // not even that much can be read
+  }
+  return {};
+}
+
 std::string_view to_string(priority p) noexcept { return priority_names[static_cast<int>(p)]; }
 
 std::optional<priority> parse_priority(std::string_view name) noexcept {
@@ -397,9 +417,12 @@ rpc_request decode_request(std::string_view body, const decode_limits& limits) {
   if (r.msg_id.empty() != r.reply_q.empty()) {
     throw decode_error("a call needs both '_msg_id' and '_reply_q'");
   }
+  // The caller's timeout means something for a call only: nobody waits
+  // for a cast, so a cast's stray "_timeout" is checked but gives it no
+  // deadline (and encode() writes none).
   if (const json::value* t = m.if_contains("_timeout"); t && !t->is_null()) {
     if (!t->is_number()) wrong_type("_timeout", *t, "a number or null");
-    r.timeout = t->to_number<double>();
+    if (r.is_call()) r.timeout = t->to_number<double>();
   }
   r.unique_id = optional_string(m, "_unique_id").value_or("");
   r.ctxt = take_context(m);

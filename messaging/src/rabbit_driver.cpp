@@ -912,8 +912,9 @@ class rabbit_listener final : public listener_impl, public subscriber {
     } catch (const std::exception& e) {
       // Not a message anyone can handle: acknowledged, so that it does not
       // come back forever, and logged once.
-      core_->log().error("rabbit: dropped an undecodable message from queue {} ({} bytes): {}", d.queue,
-                         d.body.size(), e.what());
+      const std::string id = message_id_of(d.body, core_->options().limits);
+      core_->log().error("rabbit: dropped an undecodable message{} from queue {} ({} bytes): {}",
+                         id.empty() ? std::string() : " (message id " + id + ")", d.queue, d.body.size(), e.what());
       core_->post(ack_op{d.generation, d.tag, ack_op::reject});
       return;
     }
@@ -1003,7 +1004,9 @@ class reply_consumer final : public subscriber {
     try {
       r = decode_reply(d.body, limits_);
     } catch (const std::exception& e) {
-      log_->error("rabbit: dropped an undecodable reply on {} ({} bytes): {}", d.queue, d.body.size(), e.what());
+      const std::string id = message_id_of(d.body, limits_);
+      log_->error("rabbit: dropped an undecodable reply{} on {} ({} bytes): {}",
+                  id.empty() ? std::string() : " (message id " + id + ")", d.queue, d.body.size(), e.what());
       return;
     }
     // A reply in several parts (an older protocol) ends with "ending";

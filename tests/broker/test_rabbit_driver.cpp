@@ -220,23 +220,65 @@ TEST_CASE("notifications cross the broker; a requeued one comes back", "[rabbit]
   CHECK(attempts == 2);
 }
 
-TEST_CASE("undecodable messages are dropped and the server goes on serving", "[rabbit]") {
+// Counts the lines of `text` that contain `needle`.
+std::size_t count_lines(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
+TEST_CASE("bad messages are dropped once each, with their message id, and the server goes on serving",
+          "[rabbit]") {
   captured_log log;
   const std::string url = broker_url();
-  auto tr = open(url, log);
+  transport_options o;
+  o.logger = log.logger;
+  o.limits.max_bytes = 64 * 1024;  // so that a "huge" body stays quick to send
+  auto tr = transport::create(url, o);
   const std::string t = fresh_topic("poison");
   asio_loop loop;
   rpc_server s(tr, topic(t, "s1"), make_service("s1"), loop.get_executor());
   s.start();
+  auto sealed = [](const std::string& inner) {
+    json::object env;
+    env["oslo.version"] = "2.0";
+    env["oslo.message"] = inner;
+    return json::serialize(env);
+  };
+  // Five bodies no decoder accepts; two carry a message id, the last is
+  // over the size limit (its id is not read: the limit is there to spare
+  // parsing it).
   publish_raw(url, t, "this is not JSON");
   publish_raw(url, t, R"({"oslo.version": "9.0", "oslo.message": "{}"})");
   publish_raw(url, t, R"({"oslo.version": "2.0", "oslo.message": "{\"args\": {}}"})");
+  publish_raw(url, t, sealed(R"({"method": 5, "args": [], "_msg_id": "wrong-types-1", "_reply_q": "nowhere"})"));
+  publish_raw(url, t, sealed(R"({"method": "echo", "args": {"value": ")" + std::string(100 * 1024, 'x') +
+                                 R"("}, "_msg_id": "huge-1", "_reply_q": "nowhere"})"));
+  // Well-formed calls the service refuses: answered with the error, not
+  // dropped.
   rpc_client client(tr, topic(t));
+  try {
+    call(client, "no_such_method", args());
+    FAIL("an unknown method was served");
+  } catch (const remote_error& e) {
+    CHECK(e.exc_type() == "NoSuchMethod");
+  }
+  try {
+    call(client, "echo", args("wrong", 1));
+    FAIL("a call with the wrong arguments was served");
+  } catch (const remote_error& e) {
+    INFO(e.exc_type() << ": " << e.value());
+    CHECK(e.value().find("wrong") != std::string::npos);
+  }
   CHECK(call(client, "echo", args("value", "after")) == "after");
   wait(s.async_stop(asio::use_future));
   const std::string text = log.text();
   INFO(text);
-  CHECK(text.find("dropped an undecodable message") != std::string::npos);
+  // Logged once each: acknowledged, not requeued into a loop.
+  CHECK(count_lines(text, "dropped an undecodable message") == 5);
+  CHECK(count_lines(text, "(message id wrong-types-1)") == 1);
+  CHECK(count_lines(text, "more than the limit of 65536") == 1);
 }
 
 TEST_CASE("coro_executor serves over the broker with many calls in flight", "[rabbit]") {

@@ -586,11 +586,13 @@ msg::rpc_request model_request(std::string_view body, rules& r) {
   out.msg_id = model_string(m, "_msg_id", r);
   out.reply_q = model_string(m, "_reply_q", r);
   if (out.msg_id.empty() != out.reply_q.empty()) r.reject("_msg_id without _reply_q or the reverse");
+  // A cast's "_timeout" is checked, not kept: nobody waits for a cast.
   if (const json::value* t = m.if_contains("_timeout"); t && !t->is_null()) {
     if (t->is_double()) out.timeout = t->get_double();
     else if (t->is_int64()) out.timeout = static_cast<double>(t->get_int64());
     else if (t->is_uint64()) out.timeout = static_cast<double>(t->get_uint64());
     else r.reject("_timeout is not a number");
+    if (out.msg_id.empty()) out.timeout.reset();
   }
   out.unique_id = model_string(m, "_unique_id", r);
   out.ctxt = model_context(m);
@@ -1607,4 +1609,39 @@ TEST_CASE("mutants of valid messages decode as the rules say or throw decode_err
   CHECK(failed == 0);
   CHECK(mutants.size() >= 300);
   CHECK(rejected >= mutants.size() / 2);
+}
+
+TEST_CASE("the message id of a refused body is found where it can be read, and nothing else is",
+          "[messaging][codec]") {
+  using coport::messaging::message_id_of;
+  // In the envelope (a call refused for its method's type) and without it
+  // (a notification refused for a missing field).
+  CHECK(message_id_of(R"({"oslo.version": "2.0", "oslo.message": "{\"method\": 5, \"_msg_id\": \"m-1\"}"})") == "m-1");
+  CHECK(message_id_of(R"({"message_id": "n-7", "priority": 3})") == "n-7");
+  // Nothing to read: not JSON, no object, an id that is not a string, an
+  // envelope whose message is not JSON, a body over the limit.
+  CHECK(message_id_of("not JSON").empty());
+  CHECK(message_id_of("[1, 2]").empty());
+  CHECK(message_id_of(R"({"_msg_id": 12})").empty());
+  CHECK(message_id_of(R"({"oslo.version": "2.0", "oslo.message": "{nope"})").empty());
+  coport::messaging::decode_limits small;
+  small.max_bytes = 8;
+  CHECK(message_id_of(R"({"_msg_id": "m-2"})", small).empty());
+  CHECK(message_id_of(R"({"_msg_id": "m-2"})") == "m-2");
+}
+
+TEST_CASE("a cast's stray _timeout gives it no deadline, and its encoding carries none", "[messaging][codec]") {
+  // Found by fuzz_decode: the decoder kept the timeout of a cast, which
+  // encode() (rightly) drops, so the two disagreed, and the cast would have
+  // been cancelled at a deadline nobody waits for.
+  const std::string body =
+      R"({"oslo.version": "2.0", "oslo.message": "{\"method\": \"ping\", \"_timeout\": 60, \"_unique_id\": \"u\"}"})";
+  const msg::rpc_request r = msg::decode_request(body);
+  CHECK_FALSE(r.is_call());
+  CHECK_FALSE(r.timeout.has_value());
+  CHECK(msg::decode_request(msg::encode(r)).timeout == r.timeout);
+  // A call keeps its timeout.
+  const std::string call =
+      R"({"oslo.version": "2.0", "oslo.message": "{\"method\": \"ping\", \"_msg_id\": \"m\", \"_reply_q\": \"q\", \"_timeout\": 60}"})";
+  CHECK(msg::decode_request(call).timeout == 60.0);
 }

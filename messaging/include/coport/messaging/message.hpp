@@ -107,6 +107,12 @@ rpc_request decode_request(std::string_view body, const decode_limits& limits = 
 rpc_reply decode_reply(std::string_view body, const decode_limits& limits = {});
 notification decode_notification(std::string_view body, const decode_limits& limits = {});
 
+/// The message id of a body the decoders refuse, for the log line that
+/// drops it: "_msg_id" (a call) or "message_id" (a notification) when the
+/// body, or the message inside its envelope, is a JSON object that has one
+/// as a string; empty otherwise (a body over `limits` is not read). Never
+/// throws.
+std::string message_id_of(std::string_view body, const decode_limits& limits = {}) noexcept;
 /// The failure of a caught exception (current_exception() when null):
 /// class name and module chosen by endpoint_exception, otherwise the C++
 /// class name and module "coport".
