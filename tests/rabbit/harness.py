@@ -400,6 +400,28 @@ class Harness:
                 raise TestFailure("%s: not seen within %.0fs" % (what, timeout))
             time.sleep(interval)
 
+    def until_served(self, call, within, what):
+        """Calls call(attempt) (a Result of one client call whose JSON
+        result must be `attempt`) once a second until one is answered;
+        each attempt must end within its own timeout, and one must be
+        answered within `within` seconds. Returns the seconds it took."""
+        t0 = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            r = call(attempt)
+            if r.rc == 0 and r.json() == attempt:
+                took = time.monotonic() - t0
+                self.ok("%s: answered at attempt %d, %.1fs" % (what, attempt, took))
+                return took
+            self.log("attempt %d: exit %s after %.1fs: %s" % (
+                attempt, r.rc, r.seconds, (r.err.strip().splitlines() or [r.out.strip()])[-1][:200]))
+            if r.rc is None:
+                self.require(False, "a client call ends within its timeout", r.describe())
+            if time.monotonic() - t0 > within:
+                self.require(False, "%s within %ds" % (what, within), r.describe())
+            time.sleep(1)
+
     # ---- requirements of the environment ----
     def need_state(self):
         if not self.state_dir:

@@ -54,23 +54,8 @@ def test(h):
              "" if srv.alive() else srv.tail())
 
     h.step("the first call after the restart (retried)")
-    t0 = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        r = call("call after the restart #%d" % attempt, "echo", {"value": attempt})
-        if r.rc == 0 and r.json() == attempt:
-            h.ok("answered at attempt %d, %.1fs after the broker came back"
-                 % (attempt, time.monotonic() - t0))
-            break
-        h.log("attempt %d: exit %s after %.1fs: %s" % (
-            attempt, r.rc, r.seconds, (r.err.strip().splitlines() or [r.out.strip()])[-1][:200]))
-        if r.rc is None:
-            h.require(False, "a client call ends within its timeout", r.describe())
-        if time.monotonic() - t0 > RECONNECT_WITHIN:
-            h.require(False, "the server serves again within %ds" % RECONNECT_WITHIN,
-                      r.describe() + "\n" + srv.tail())
-        time.sleep(1)
+    h.until_served(lambda n: call("call after the restart #%d" % n, "echo", {"value": n}),
+                   RECONNECT_WITHIN, "the server serves again after the restart")
 
     h.step("the server works as before")
     slow = []
