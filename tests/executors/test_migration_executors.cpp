@@ -426,3 +426,41 @@ TEST_CASE("migration controls made for another dispatcher are refused", "[execut
   auto other = std::make_shared<msg::migration_controls>(dispatch_to({metering()}));
   CHECK_THROWS_AS(coport::fiber_executor({t, server_target("m"), d, other}, rt), std::invalid_argument);
 }
+
+TEST_CASE("fiber_executor on two loops: a method that blocks its loop is reported as a stall while the other "
+          "loop serves every call",
+          "[executors][migration]") {
+  bridge::runtime_pool pool(2, loop_options(20ms));
+  auto t = memory_transport();
+  auto e = std::make_shared<msg::endpoint>("metering");
+  std::atomic<bool> release{false};
+  std::atomic<bool> hogging{false};
+  e->add("hog", {}, [&]() -> asio::awaitable<int> {
+    // Keeps its thread (not just its fiber) until the test has seen the
+    // other calls answered, and for at least a few stall thresholds.
+    hogging = true;
+    const auto until = std::chrono::steady_clock::now() + 100ms;
+    while (!release.load() || std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    co_return 1;
+  });
+  e->add("echo", {"value"}, [](int value) -> asio::awaitable<int> { co_return value; });
+  coport::fiber_executor_options o;
+  o.default_mode = coport::coroutine_mode::native;
+  // One request per loop: the blocked loop, at its share, has no receive
+  // outstanding, so no call waits behind the hog (a loop with room left
+  // may already hold the next message when it blocks).
+  o.max_in_flight = 2;
+  coport::fiber_executor ex({t, server_target("m"), dispatch_to({e})}, pool, o);
+  ex.start();
+  msg::rpc_client c(t, msg::target{.topic = "m"});
+  auto hog = c.async_call<int>("hog", msg::args(), asio::use_future);
+  while (!hogging.load()) std::this_thread::yield();  // one loop is now blocked
+  for (int i = 0; i < 20; ++i) CHECK(wait(c.async_call<int>("echo", msg::args("value", i), asio::use_future)) == i);
+  release = true;
+  CHECK(wait(std::move(hog)) == 1);
+  wait(ex.async_stop(asio::use_future));
+  const auto m = ex.metrics();
+  CHECK(find_report(m, "metering", "hog", msg::method_kind::coroutine)->stalls == 1);
+  CHECK(find_report(m, "metering", "echo", msg::method_kind::coroutine)->stalls == 0);
+  CHECK(find_report(m, "metering", "echo", msg::method_kind::coroutine)->calls == 20);
+}
