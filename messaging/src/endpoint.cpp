@@ -1,6 +1,7 @@
 #include <coport/messaging/endpoint.hpp>
 #include <coport/messaging/target.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace coport::messaging {
@@ -11,9 +12,12 @@ request_context request_context::of(const rpc_request& request) {
   c.msg_id = request.msg_id;
   c.method = request.method;
   if (request.timeout && *request.timeout > 0) {
+    // A caller may send any number; past a century it means "no hurry", and
+    // converting it as it is would overflow the clock's 64-bit count.
+    constexpr double longest = 100.0 * 365 * 24 * 3600;
     c.deadline = std::chrono::steady_clock::now() +
                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                     std::chrono::duration<double>(*request.timeout));
+                     std::chrono::duration<double>(std::min(*request.timeout, longest)));
   }
   return c;
 }

@@ -436,7 +436,9 @@ rpc_reply decode_reply(std::string_view body, const decode_limits& limits) {
   if (const json::value* f = m.if_contains("failure"); f && !f->is_null()) {
     r.failure = decode_failure(*f, limits);
   }
-  if (const json::value* res = m.if_contains("result")) r.result = *res;
+  // A reply with a failure is that failure, whatever "result" says (the
+  // caller raises it, as oslo.messaging does; encode() writes null there).
+  if (const json::value* res = m.if_contains("result"); res && !r.failure) r.result = *res;
   if (const json::value* e = m.if_contains("ending"); e && !e->is_null()) {
     if (!e->is_bool()) wrong_type("ending", *e, "a boolean");
     r.ending = e->get_bool();

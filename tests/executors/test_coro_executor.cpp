@@ -721,3 +721,20 @@ TEST_CASE("coro_executor reports per-method metrics", "[executors][coro_executor
   CHECK(ping->mode == "thread pool");
   CHECK(ping->calls == 1);
 }
+
+TEST_CASE("coro_executor under 10 000 calls in flight holds at most max_in_flight and answers every call",
+          "[executors][coro_executor][load]") {
+  // The rest wait as messages in the transport: memory is bounded by
+  // max_in_flight requests, not by the callers.
+  asio_loop loop;
+  auto t = memory_transport();
+  parking_lot lot(loop.get_executor(), 1000);
+  coport::coro_executor_options o;
+  o.max_in_flight = 1000;
+  o.single_thread = true;
+  coport::coro_executor ex({t, server_target("load"), dispatch_to({lot.endpoint()})}, loop.get_executor(), o);
+  ex.start();
+  call_all_at_once(t, "load", 10000);
+  CHECK(ex.peak_in_flight() == 1000);
+  wait(ex.async_stop(asio::use_future));
+}

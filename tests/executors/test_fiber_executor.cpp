@@ -897,3 +897,20 @@ TEST_CASE("fiber_executor keeps serving callers on another thread: no wake-up of
   CHECK(answered == 8 * per_caller);
   wait(ex->async_stop(asio::use_future));
 }
+
+TEST_CASE("fiber_executor under 10 000 calls in flight holds at most max_in_flight and answers every call",
+          "[executors][fiber_executor][load]") {
+  // The rest wait as messages in the transport: memory is bounded by
+  // max_in_flight requests, not by the callers.
+  bridge::runtime rt(quiet("load"));
+  auto t = memory_transport();
+  parking_lot lot(rt.get_executor(), 1000);
+  coport::fiber_executor_options o;
+  o.max_in_flight = 1000;
+  o.default_mode = coport::coroutine_mode::native;
+  coport::fiber_executor ex({t, server_target("load"), dispatch_to({lot.endpoint()})}, rt, o);
+  ex.start();
+  call_all_at_once(t, "load", 10000);
+  CHECK(ex.peak_in_flight() == 1000);
+  wait(ex.async_stop(asio::use_future));
+}

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <coport/messaging/endpoint.hpp>
 #include <coport/messaging/errors.hpp>
 
 #include <boost/json/parse.hpp>
@@ -9,6 +10,7 @@
 #include <boost/throw_exception.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cmath>
 #include <cstdint>
@@ -642,7 +644,8 @@ msg::rpc_reply model_reply(std::string_view body, rules& r) {
       out.failure = std::move(fi);
     }
   }
-  if (const json::value* res = m.if_contains("result")) out.result = *res;
+  // A failure is raised whatever "result" holds.
+  if (const json::value* res = m.if_contains("result"); res && !out.failure) out.result = *res;
   // The reply waiter reads data.get('ending', False).
   out.ending = false;
   if (const json::value* e = m.if_contains("ending"); e && !e->is_null()) {
@@ -1644,4 +1647,36 @@ TEST_CASE("a cast's stray _timeout gives it no deadline, and its encoding carrie
   const std::string call =
       R"({"oslo.version": "2.0", "oslo.message": "{\"method\": \"ping\", \"_msg_id\": \"m\", \"_reply_q\": \"q\", \"_timeout\": 60}"})";
   CHECK(msg::decode_request(call).timeout == 60.0);
+}
+
+TEST_CASE("a reply with a failure is that failure, whatever its result says", "[messaging][codec]") {
+  // Found by fuzz_decode: the decoder kept both, encode() writes null for
+  // the result of a failure, so the two disagreed.
+  const std::string body =
+      R"({"oslo.version": "2.0", "oslo.message": "{\"result\": true, \"failure\": \"{\\\"class\\\": )"
+      R"(\\\"ValueError\\\", \\\"module\\\": \\\"builtins\\\", \\\"message\\\": \\\"bad\\\"}\", )"
+      R"(\"ending\": true, \"_msg_id\": \"m\"}"})";
+  const msg::rpc_reply r = msg::decode_reply(body);
+  REQUIRE(r.failure.has_value());
+  CHECK(r.failure->exc_type == "ValueError");
+  CHECK(r.result.is_null());
+  CHECK(msg::decode_reply(msg::encode(r)).result == r.result);
+}
+
+TEST_CASE("a call's deadline from an absurdly long timeout is far away, not an overflow", "[messaging][codec]") {
+  // Found by fuzz_dispatch (UBSan): 2.4e11 s converted to the steady
+  // clock's nanoseconds overflowed.
+  msg::rpc_request r;
+  r.method = "m";
+  r.msg_id = "id";
+  r.reply_q = "q";
+  r.timeout = 244444444404.0;
+  const auto now = std::chrono::steady_clock::now();
+  const msg::request_context c = msg::request_context::of(r);
+  REQUIRE(c.deadline.has_value());
+  CHECK(*c.deadline > now + std::chrono::hours(24 * 365 * 50));
+  r.timeout = 30.0;
+  const msg::request_context d = msg::request_context::of(r);
+  REQUIRE(d.deadline.has_value());
+  CHECK(*d.deadline <= std::chrono::steady_clock::now() + std::chrono::seconds(30));
 }

@@ -4,7 +4,15 @@
 // What the tests of both executors share. Nothing from Boost.Fiber or
 // coport::bridge: coro_executor's tests are also built without fibers.
 
+#include <coport/messaging/client.hpp>
 #include <coport/messaging/executor.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
 
 #include "messaging_test_support.hpp"
 
@@ -138,6 +146,49 @@ std::size_t ready_count(const std::vector<std::future<T>>& fs) {
   return static_cast<std::size_t>(std::count_if(fs.begin(), fs.end(), [](const std::future<T>& f) {
     return f.wait_for(0s) == std::future_status::ready;
   }));
+}
+
+/// The load check of both executors: `calls` calls in flight at once
+/// against a server whose executor admits `bound` (all on one thread).
+/// Method `park(i)` holds each request until `bound` of them are held at
+/// once, then every request passes and answers `i`.
+struct parking_lot {
+  parking_lot(boost::asio::any_io_executor ex, int bound)
+      : gate(std::move(ex), std::chrono::steady_clock::time_point::max()), bound(bound) {}
+  boost::asio::steady_timer gate;  // cancelled when `bound` are held
+  const int bound;
+  int held = 0;
+  bool open = false;
+
+  std::shared_ptr<msg::endpoint> endpoint() {
+    auto e = std::make_shared<msg::endpoint>("load");
+    e->add("park", {"i"}, [this](int i) -> boost::asio::awaitable<int> {
+      if (!open && ++held == bound) {
+        open = true;
+        gate.cancel();
+      }
+      if (!open) {
+        boost::system::error_code cancelled;
+        co_await gate.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, cancelled));
+      }
+      co_return i;
+    });
+    return e;
+  }
+};
+
+/// Sends `calls` calls of park at once and checks that each is answered
+/// with its own value.
+inline void call_all_at_once(const std::shared_ptr<msg::transport>& t, const std::string& topic, int calls) {
+  msg::rpc_client c(t, msg::target{.topic = topic});
+  replies r(static_cast<std::size_t>(calls));
+  for (int i = 0; i < calls; ++i) c.async_call<int>("park", msg::args("i", i), r.handler(static_cast<std::size_t>(i)));
+  REQUIRE(r.wait_for(static_cast<std::size_t>(calls), 120s));
+  CHECK(r.failures() == 0);
+  const auto values = r.values();
+  int right = 0;
+  for (int i = 0; i < calls; ++i) right += values[static_cast<std::size_t>(i)] == i;
+  CHECK(right == calls);
 }
 
 }  // namespace coport::test
