@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -86,7 +87,8 @@ constexpr const char* help_text =
     "    --exchange NAME    the control exchange; default: the transport's (\"openstack\")\n"
     "    --timeout SECONDS  how long a call waits for its reply; default 60\n"
     "    --admin-token T    report, set-policy: the token the server's admin\n"
-    "                       endpoint asks for (coport-example-server --admin-token)\n";
+    "                       endpoint asks for (coport-example-server --admin-token);\n"
+    "                       default: $COPORT_ADMIN_TOKEN (not shown by ps)\n";
 
 struct config {
   std::string transport;
@@ -134,6 +136,7 @@ config parse_command_line(int argc, char** argv) {
   }
   if (c.transport.empty()) throw ex::usage_error("--transport is required");
   if (c.topic.empty()) throw ex::usage_error("--topic is required");
+  if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); !c.admin_token && token && *token) c.admin_token = token;
   ex::check_name("--topic", c.topic);
   if (!c.server.empty()) ex::check_name("--server", c.server);
   if (!c.exchange.empty()) ex::check_name("--exchange", c.exchange);

@@ -49,6 +49,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -94,7 +95,8 @@ constexpr const char* help_text =
     "                       the loop fails (strict_mode_violation)\n"
     "    --admin            serve the admin endpoint (namespace coport.admin:\n"
     "                       migration_report, set_policy), which\n"
-    "                       coport-example-client's report and set-policy use\n"
+    "                       coport-example-client's report and set-policy use;\n"
+    "                       callers need $COPORT_ADMIN_TOKEN when it is set\n"
     "    --admin-token TOKEN\n"
     "                       with --admin: callers must send TOKEN in their\n"
     "                       context (coport_admin_token); implies --admin\n"
@@ -158,6 +160,9 @@ config parse_command_line(int argc, char** argv) {
     else if (a == "--admin") c.admin_on = true;
     else if (a == "--admin-token") c.admin_token = ex::option_value(argc, argv, i);
     else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
+  }
+  if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); c.admin_on && !c.admin_token && token && *token) {
+    c.admin_token = token;  // --admin with the token in the environment, where ps does not show it
   }
   if (c.admin_token) {
     if (c.admin_token->empty()) throw ex::usage_error("--admin-token must not be empty");

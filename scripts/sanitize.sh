@@ -15,14 +15,17 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 build=${COPORT_BUILD_DIR:-build}
 jobs=$(nproc)
+# Optimised a little and with line tables only: the trees build in half the
+# time of RelWithDebInfo and reports still name file and line.
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1")
 
 echo "sanitize: building $build/asan (ASan + UBSan, everything but the benchmarks)"
-cmake -S . -B "$build/asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOPORT_SANITIZE=address,undefined \
+cmake -S . -B "$build/asan" -G Ninja "${flags[@]}" -DCOPORT_SANITIZE=address,undefined \
   -DCOPORT_BUILD_TESTS=ON -DCOPORT_BUILD_EXAMPLES=ON -DCOPORT_BUILD_BENCH=OFF
 cmake --build "$build/asan" --parallel "$jobs"
 
 echo "sanitize: building $build/tsan (TSan, no fibers)"
-cmake -S . -B "$build/tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOPORT_SANITIZE=thread \
+cmake -S . -B "$build/tsan" -G Ninja "${flags[@]}" -DCOPORT_SANITIZE=thread \
   -DCOPORT_WITH_FIBERS=OFF -DCOPORT_BUILD_TESTS=ON -DCOPORT_BUILD_EXAMPLES=OFF -DCOPORT_BUILD_BENCH=OFF \
   -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON
 cmake --build "$build/tsan" --parallel "$jobs"

@@ -357,13 +357,14 @@ class Harness:
         self.children.append(child)
         return child
 
-    def run(self, name, cmd, timeout=60):
-        """Runs a program to its end (killed after `timeout` seconds)."""
+    def run(self, name, cmd, timeout=60, env=None):
+        """Runs a program to its end (killed after `timeout` seconds), with
+        `env` added to the environment."""
         t0 = time.monotonic()
         if self.verbose:
             self.log("run %s: %s" % (name, _quote(cmd)))
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, env=dict(os.environ, **(env or {})))
         try:
             out, err = proc.communicate(timeout=timeout)
             rc = proc.returncode

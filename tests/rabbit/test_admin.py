@@ -10,7 +10,8 @@ without --admin. coport-example-client, as an operator would use it:
    the shadow comparisons of add, and a "not ready" verdict naming echo.
 2. `set-policy echo ported` answers the previous policy, and the next calls
    of echo run its coroutine form (the report's figures move there).
-3. refusals: no token or a wrong one (admin_denied), an unknown method
+3. the token from COPORT_ADMIN_TOKEN instead of the command line; refusals:
+   no token or a wrong one (admin_denied), an unknown method
    (invalid_policy), a server without --admin (UnsupportedVersion); a bad
    policy is refused by the client itself (exit 64). The token never shows
    in the server's log.
@@ -99,6 +100,11 @@ def test(h):
              "the next 4 calls ran the coroutine form, the fiber form kept its 5", json.dumps(echo))
 
     h.step("3. refusals")
+    r = h.run("report with the token in the environment",
+              h.client_cmd(h.url, topic, "report", server="a", timeout=20),
+              env={"COPORT_ADMIN_TOKEN": TOKEN})
+    h.expect(r.rc == 0 and "verdict:" in r.out, "the client takes the token from COPORT_ADMIN_TOKEN",
+             r.describe())
     r = client("report without a token", "report", token=None)
     h.expect(r.rc == 1 and r.out.startswith("admin_denied"), "no token: exit 1, admin_denied", r.describe())
     r = client("set-policy with a wrong token", "set-policy", "echo", "legacy", token="wrong")
