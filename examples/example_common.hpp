@@ -8,6 +8,7 @@
 #include <coport/messaging/transport.hpp>
 
 #include <charconv>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -32,6 +33,16 @@ class usage_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// After a graceful stop: SIGTERM and SIGINT are ignored while the program
+/// tears down and exits, so that a repeated signal (a supervisor that
+/// signals twice) cannot kill it half-way and turn exit status 0 into a
+/// death by signal. Call it after clearing the signal_set, whose removal
+/// would restore the default action.
+inline void ignore_stop_signals() {
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
+}
 
 /// True when the command line asks for the help text (--help or -h).
 inline bool wants_help(int argc, char** argv) {

@@ -151,5 +151,7 @@ int main(int argc, char** argv) {
     stop();
   });
   io.run();
+  signals.clear();
+  ex::ignore_stop_signals();
   return ex::exit_ok;
 }

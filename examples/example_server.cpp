@@ -405,6 +405,8 @@ int main(int argc, char** argv) {
   };
   signals.async_wait(on_signal);
   main_io.run();
+  signals.clear();
+  ex::ignore_stop_signals();
 
   log.info("stopped; calls handled: {}", json::serialize(metrics->counts()));
   metrics->executor = nullptr;
