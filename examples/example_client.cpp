@@ -229,21 +229,32 @@ msg::rpc_client make_client(std::shared_ptr<msg::transport> t, const config& c) 
 
 // --------------------------------------------------------------- commands
 
-asio::awaitable<int> call(msg::rpc_client client, const config& c) {
-  json::object arguments = parse_arguments(c.json_args);
+// Runs one call and prints its result with `print`. A remote failure
+// prints the remote exception's class, as on the wire (ExampleError,
+// NoSuchMethod, UnsupportedVersion, admin_denied, ...), and its message on
+// stdout (exit 1); no reply in time is exit 2.
+template <class Print>
+asio::awaitable<int> call_and_print(msg::rpc_client client, msg::context ctxt, std::string method,
+                                    json::object arguments, Print print) {
   try {
-    json::value result = co_await client.async_call(c.method, std::move(arguments), asio::use_awaitable);
-    ex::print_line(json::serialize(result));
+    json::value result = co_await client.async_call(std::move(ctxt), std::move(method), std::move(arguments),
+                                                    asio::use_awaitable);
+    print(result);
     co_return ex::exit_ok;
   } catch (const msg::remote_error& e) {
-    // The remote exception's class, as on the wire: ExampleError,
-    // NoSuchMethod, UnsupportedVersion, ...
     ex::print_line(e.exc_type() + ": " + e.value());
     co_return ex::exit_remote_error;
   } catch (const msg::timeout_error& e) {
     std::fprintf(stderr, "coport-example-client: %s\n", e.what());
     co_return ex::exit_timeout;
   }
+}
+
+void print_json(const json::value& v) { ex::print_line(json::serialize(v)); }
+
+asio::awaitable<int> call(msg::rpc_client client, const config& c) {
+  json::object arguments = parse_arguments(c.json_args);
+  co_return co_await call_and_print(std::move(client), msg::context(), c.method, std::move(arguments), print_json);
 }
 
 asio::awaitable<int> cast(msg::rpc_client client, const config& c) {
@@ -360,41 +371,23 @@ msg::context admin_context(const config& c) {
   return ctxt;
 }
 
-// Runs one admin call and prints its outcome with `print`; the exit status
-// of a remote error or a timeout as for call.
-template <class Print>
-asio::awaitable<int> admin_call(msg::rpc_client admin, const config& c, std::string method, json::object arguments,
-                                Print print) {
-  const msg::context ctxt = admin_context(c);
-  try {
-    json::value result = co_await admin.async_call(ctxt, std::move(method), std::move(arguments), asio::use_awaitable);
-    print(result);
-    co_return ex::exit_ok;
-  } catch (const msg::remote_error& e) {
-    ex::print_line(e.exc_type() + ": " + e.value());
-    co_return ex::exit_remote_error;
-  } catch (const msg::timeout_error& e) {
-    std::fprintf(stderr, "coport-example-client: %s\n", e.what());
-    co_return ex::exit_timeout;
-  }
-}
-
 asio::awaitable<int> report(msg::rpc_client admin, const config& c) {
   const bool as_json = c.json_report;
-  co_return co_await admin_call(std::move(admin), c, "migration_report", json::object(), [as_json](const json::value& v) {
+  auto print = [as_json](const json::value& v) {
     const msg::migration_report r = msg::migration_report::from_json(v);  // throws decode_error (exit 3)
     if (as_json) {
       ex::print_line(json::serialize(r.to_json()));
     } else {
       std::fputs(r.to_text().c_str(), stdout);
     }
-  });
+  };
+  co_return co_await call_and_print(std::move(admin), admin_context(c), "migration_report", json::object(), print);
 }
 
 asio::awaitable<int> set_policy(msg::rpc_client admin, const config& c) {
   json::object arguments = msg::args("method", c.method, "policy", c.policy);
-  co_return co_await admin_call(std::move(admin), c, "set_policy", std::move(arguments),
-                                [](const json::value& v) { ex::print_line(json::serialize(v)); });
+  co_return co_await call_and_print(std::move(admin), admin_context(c), "set_policy", std::move(arguments),
+                                    print_json);
 }
 
 asio::awaitable<int> run(std::shared_ptr<msg::transport> t, const config& c) {
