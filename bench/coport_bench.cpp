@@ -1327,16 +1327,19 @@ void check_lists() {
   }
 }
 
+/// True when nothing is filtered or a filter is part of `name`.
+bool wanted(const std::vector<std::string>& filters, std::string_view name) {
+  if (filters.empty()) return true;
+  return std::any_of(filters.begin(), filters.end(),
+                     [&](const std::string& f) { return name.find(f) != std::string_view::npos; });
+}
+
 /// The benchmarks to run: those whose name contains one of the filters (all
 /// without filters), plus the denominator of every ratio whose numerator is
 /// selected, since a figure is judged against its baseline.
 std::vector<const benchmark*> select(const std::vector<std::string>& filters) {
-  std::vector<bool> chosen(benchmarks().size(), filters.empty());
-  for (std::size_t i = 0; i < benchmarks().size(); ++i) {
-    for (const auto& f : filters) {
-      if (benchmarks()[i].name.find(f) != std::string_view::npos) chosen[i] = true;
-    }
-  }
+  std::vector<bool> chosen(benchmarks().size());
+  for (std::size_t i = 0; i < benchmarks().size(); ++i) chosen[i] = wanted(filters, benchmarks()[i].name);
   auto index_of = [](std::string_view name) {
     return static_cast<std::size_t>(find_benchmark(name) - benchmarks().data());
   };
@@ -1718,13 +1721,6 @@ std::optional<settings> parse(int argc, char** argv) {
   return s;
 }
 
-/// True when nothing is filtered or a filter is part of `name`.
-bool wanted(const settings& s, std::string_view name) {
-  if (s.filters.empty()) return true;
-  return std::any_of(s.filters.begin(), s.filters.end(),
-                     [&](const std::string& f) { return name.find(f) != std::string_view::npos; });
-}
-
 int run_main(int argc, char** argv) {
   const std::optional<settings> parsed = parse(argc, argv);
   if (!parsed) return 2;
@@ -1755,14 +1751,14 @@ int run_main(int argc, char** argv) {
 
   std::vector<const parked_spec*> parked;
   for (const auto& k : parked_kinds()) {
-    if (wanted(s, "memory.parked_" + std::string(k.kind))) parked.push_back(&k);
+    if (wanted(s.filters, "memory.parked_" + std::string(k.kind))) parked.push_back(&k);
   }
   std::vector<const latency_spec*> latencies;
   for (const auto& l : latency_runs()) {
-    if (wanted(s, l.name)) latencies.push_back(&l);
+    if (wanted(s.filters, l.name)) latencies.push_back(&l);
   }
   // The broker figures take a minute and a broker: full runs, or by name.
-  const bool rabbit = s.rabbit && (s.filters.empty() ? !s.quick : wanted(s, "rabbit"));
+  const bool rabbit = s.rabbit && (s.filters.empty() ? !s.quick : wanted(s.filters, "rabbit"));
   const auto chosen = select(s.filters);
   if (chosen.empty() && parked.empty() && latencies.empty() && !rabbit) {
     std::fprintf(stderr, "coport-bench: no benchmark matches; try --list\n");

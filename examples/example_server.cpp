@@ -115,9 +115,7 @@ struct config {
   std::string exchange;
   msg::migration_options migration;
   bool native = false;
-  bool admin_on = false;
-  std::optional<std::string> admin_token;
-  std::optional<msg::admin_options> admin;  // from the two above
+  std::optional<msg::admin_options> admin;  // --admin, --admin-token
 };
 
 msg::policy parse_policy(std::string_view option, const std::string& text) {
@@ -145,6 +143,8 @@ std::string host_name() {
 
 config parse_command_line(int argc, char** argv) {
   config c;
+  bool admin_on = false;
+  std::optional<std::string> admin_token;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
@@ -157,19 +157,15 @@ config parse_command_line(int argc, char** argv) {
     else if (a == "--default-policy") c.migration.default_policy = parse_policy(a, ex::option_value(argc, argv, i));
     else if (a == "--native") c.native = true;
     else if (a == "--strict") c.migration.strict = true;
-    else if (a == "--admin") c.admin_on = true;
-    else if (a == "--admin-token") c.admin_token = ex::option_value(argc, argv, i);
+    else if (a == "--admin") admin_on = true;
+    else if (a == "--admin-token") admin_token = ex::option_value(argc, argv, i);
     else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
   }
-  if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); c.admin_on && !c.admin_token && token && *token) {
-    c.admin_token = token;  // --admin with the token in the environment, where ps does not show it
+  if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); admin_on && !admin_token && token && *token) {
+    admin_token = token;  // --admin with the token in the environment, where ps does not show it
   }
-  if (c.admin_token) {
-    if (c.admin_token->empty()) throw ex::usage_error("--admin-token must not be empty");
-    c.admin = msg::admin_options{.token = c.admin_token};
-  } else if (c.admin_on) {
-    c.admin = msg::admin_options{};
-  }
+  if (admin_token && admin_token->empty()) throw ex::usage_error("--admin-token must not be empty");
+  if (admin_on || admin_token) c.admin = msg::admin_options{.token = admin_token};
   if (c.transport.empty()) throw ex::usage_error("--transport is required");
   if (c.topic.empty()) throw ex::usage_error("--topic is required");
   if (c.executor != "fiber" && c.executor != "coro") {

@@ -258,18 +258,16 @@ asio::awaitable<void> request::run_shadow(std::shared_ptr<request> r) {
   std::string legacy_text = equal ? std::string() : describe_outcome(primary);
   std::string ported_text = equal ? std::string() : describe_outcome(outcome);
   migration_controls& controls = *r->core_->controls();
-  const std::size_t limit = controls.options().mismatches_kept;
-  const std::string legacy_logged = legacy_text;
-  const std::string ported_logged = ported_text;
   const std::size_t rank =
-      controls.record_shadow(*r->endpoint_, *r->method_, equal, *r->shadow_args_, std::move(legacy_text),
-                             std::move(ported_text));
+      controls.record_shadow(*r->endpoint_, *r->method_, equal, *r->shadow_args_, legacy_text, ported_text);
   // One warning per kept mismatch: a method that differs on every call
   // does not flood the log; the report counts them all.
   if (rank > 0) {
     r->core_->log().warn("{}: shadow call of {}.{} differs: legacy {} / ported {}{}", r->core_->executor_name(),
-                         r->endpoint_->name(), r->method_->name(), legacy_logged, ported_logged,
-                         rank == limit ? " (further mismatches of this method are counted, not logged)" : "");
+                         r->endpoint_->name(), r->method_->name(), legacy_text, ported_text,
+                         rank == controls.options().mismatches_kept
+                             ? " (further mismatches of this method are counted, not logged)"
+                             : "");
   }
 }
 

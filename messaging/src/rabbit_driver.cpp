@@ -84,6 +84,13 @@ amqp_bytes_t bytes(const std::string& s) {
 
 std::string to_string(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
 
+// " (message id X)" for the log line of a body no decoder accepts, when the
+// id can be read; empty otherwise.
+std::string message_id_note(std::string_view body, const decode_limits& limits) {
+  const std::string id = message_id_of(body, limits);
+  return id.empty() ? std::string() : " (message id " + id + ")";
+}
+
 std::string describe(amqp_rpc_reply_t r) {
   switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
@@ -912,9 +919,8 @@ class rabbit_listener final : public listener_impl, public subscriber {
     } catch (const std::exception& e) {
       // Not a message anyone can handle: acknowledged, so that it does not
       // come back forever, and logged once.
-      const std::string id = message_id_of(d.body, core_->options().limits);
       core_->log().error("rabbit: dropped an undecodable message{} from queue {} ({} bytes): {}",
-                         id.empty() ? std::string() : " (message id " + id + ")", d.queue, d.body.size(), e.what());
+                         message_id_note(d.body, core_->options().limits), d.queue, d.body.size(), e.what());
       core_->post(ack_op{d.generation, d.tag, ack_op::reject});
       return;
     }
@@ -1004,9 +1010,8 @@ class reply_consumer final : public subscriber {
     try {
       r = decode_reply(d.body, limits_);
     } catch (const std::exception& e) {
-      const std::string id = message_id_of(d.body, limits_);
-      log_->error("rabbit: dropped an undecodable reply{} on {} ({} bytes): {}",
-                  id.empty() ? std::string() : " (message id " + id + ")", d.queue, d.body.size(), e.what());
+      log_->error("rabbit: dropped an undecodable reply{} on {} ({} bytes): {}", message_id_note(d.body, limits_),
+                  d.queue, d.body.size(), e.what());
       return;
     }
     // A reply in several parts (an older protocol) ends with "ending";

@@ -145,7 +145,7 @@ class migration_controls {
   /// mismatch that is kept, its rank among the method's kept ones (1 to
   /// `mismatches_kept`); 0 when equal or past that bound (counted only).
   std::size_t record_shadow(const endpoint& e, const method& m, bool equal, const boost::json::object& args,
-                     std::string legacy, std::string ported);
+                            std::string legacy, std::string ported);
   /// Shadow calls compared, and how many differed, for `m`.
   [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> shadow_counts(const endpoint& e, const method& m) const;
   /// The mismatches kept (the first `mismatches_kept` per method).
