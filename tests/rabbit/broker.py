@@ -95,6 +95,15 @@ def _pid_alive(pid):
         return False
 
 
+def _proc_state(pid):
+    """The process state letter of /proc/PID/stat ("T" when stopped)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def _pgid_alive(pgid):
     """Whether a process of group `pgid` runs (zombies do not count)."""
     if not pgid:
@@ -454,9 +463,17 @@ class Broker:
             os.kill(pid, signal.SIGKILL)
         self._kill_rest(deadline=time.monotonic())
 
-    def pause(self):
-        """SIGSTOP of the Erlang VM: connections stay open, nothing answers."""
-        os.kill(self._require_pid(), signal.SIGSTOP)
+    def pause(self, timeout=10):
+        """SIGSTOP of the Erlang VM: connections stay open, nothing answers.
+        Returns once the kernel reports the VM stopped (the signal is
+        delivered asynchronously)."""
+        pid = self._require_pid()
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while _proc_state(pid) != "T":
+            if time.monotonic() > deadline:
+                raise BrokerError("broker %s did not stop within %ds of SIGSTOP" % (self.node, timeout))
+            time.sleep(0.01)
 
     def resume(self):
         os.kill(self._require_pid(), signal.SIGCONT)
