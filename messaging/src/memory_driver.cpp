@@ -6,6 +6,7 @@
 
 #include "memory_driver.hpp"
 
+#include "handoff.hpp"
 #include "log.hpp"
 
 #include <coport/messaging/errors.hpp>
@@ -150,6 +151,7 @@ class memory_listener final : public listener_impl {
     }
     if (call_handlers_.empty()) {
       if (auto [q, msg] = take(); q) {
+        detail::handoff_gate::scope handing(handoffs_, broker_->mutex);
         lk.unlock();
         return complete_call(std::move(h), {}, q, &*msg);
       }
@@ -167,6 +169,7 @@ class memory_listener final : public listener_impl {
     }
     if (notification_handlers_.empty()) {
       if (auto [q, msg] = take(); q) {
+        detail::handoff_gate::scope handing(handoffs_, broker_->mutex);
         lk.unlock();
         return complete_notification(std::move(h), {}, q, &*msg);
       }
@@ -175,20 +178,24 @@ class memory_listener final : public listener_impl {
     wait_on_queues();
   }
 
+  // Also waits for hand-offs running on other threads (see handoff.hpp):
+  // once stopped, a publisher's thread no longer touches the receiver's
+  // executor, nor this listener.
   void stop() override {
     std::unique_lock lk(broker_->mutex);
-    if (stopped_) return;
+    if (stopped_) return handoffs_.wait_idle(lk);
     stopped_ = true;
     if (fanout_queue_) {
       auto& bound = broker_->fanout(fanout_key_);
       std::erase(bound, fanout_queue_);
     }
-    if (!waiting_) return;
+    if (!waiting_) return handoffs_.wait_idle(lk);
     leave_queues();
     std::deque<call_receiver> calls(std::move(call_handlers_));
     std::deque<notification_receiver> notes(std::move(notification_handlers_));
     call_handlers_.clear();
     notification_handlers_.clear();
+    handoffs_.wait_idle(lk);
     lk.unlock();
     for (auto& h : calls) complete_call(std::move(h), asio::error::operation_aborted, nullptr, nullptr);
     for (auto& h : notes) {
@@ -200,6 +207,7 @@ class memory_listener final : public listener_impl {
   /// listener. Releases the lock.
   void deliver(queue* q, std::variant<rpc_request, notification>& msg, std::unique_lock<std::mutex>& lk) {
     auto m = std::move(msg);
+    detail::handoff_gate::scope handing(handoffs_, broker_->mutex);
     if (rpc_) {
       call_receiver h(std::move(call_handlers_.front()));
       call_handlers_.pop_front();
@@ -271,6 +279,7 @@ class memory_listener final : public listener_impl {
   // deques only move-construct and destroy their elements at the ends.
   std::deque<call_receiver> call_handlers_;
   std::deque<notification_receiver> notification_handlers_;
+  detail::handoff_gate handoffs_;
   bool waiting_ = false;
   bool stopped_ = false;
   std::size_t next_ = 0;

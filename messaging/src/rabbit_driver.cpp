@@ -34,6 +34,7 @@
 #include <coport/messaging/rabbit.hpp>
 #include <coport/messaging/transport.hpp>
 
+#include "handoff.hpp"
 #include "log.hpp"
 #include "rabbit_driver.hpp"
 
@@ -881,6 +882,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
     if (!ready_.empty()) {
       auto m = std::move(ready_.front());
       ready_.pop_front();
+      detail::handoff_gate::scope handing(handoffs_, mutex_);
       lk.unlock();
       return hand_call(std::move(h), std::move(m));
     }
@@ -897,13 +899,14 @@ class rabbit_listener final : public listener_impl, public subscriber {
     if (!ready_.empty()) {
       auto m = std::move(ready_.front());
       ready_.pop_front();
+      detail::handoff_gate::scope handing(handoffs_, mutex_);
       lk.unlock();
       return hand_notification(std::move(h), std::move(m));
     }
     notifications_.push_back(std::move(h));
   }
 
-  void stop() override { end(asio::error::operation_aborted, true); }
+  void stop() override { end(asio::error::operation_aborted, true, true); }
 
   // Connection thread.
   void on_delivery(delivery d) override {
@@ -931,12 +934,14 @@ class rabbit_listener final : public listener_impl, public subscriber {
       return;
     }
     if (rpc_ && !calls_.empty()) {
+      detail::handoff_gate::scope handing(handoffs_, mutex_);
       call_receiver h(std::move(calls_.front()));
       calls_.pop_front();
       lk.unlock();
       return hand_call(std::move(h), std::move(m));
     }
     if (!rpc_ && !notifications_.empty()) {
+      detail::handoff_gate::scope handing(handoffs_, mutex_);
       notification_receiver h(std::move(notifications_.front()));
       notifications_.pop_front();
       lk.unlock();
@@ -945,7 +950,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
     ready_.push_back(std::move(m));
   }
 
-  void on_refused(const std::string&) override { end(asio::error::access_denied, false); }
+  void on_refused(const std::string&) override { end(asio::error::access_denied, false, false); }
 
  private:
   struct item {
@@ -968,14 +973,20 @@ class rabbit_listener final : public listener_impl, public subscriber {
     std::move(h)(boost::system::error_code{}, std::move(in));
   }
 
-  void end(boost::system::error_code ec, bool unsubscribe) {
+  // Also waits for hand-offs running on other threads when `wait` is set
+  // (stop(): see handoff.hpp).
+  void end(boost::system::error_code ec, bool unsubscribe, bool wait) {
     std::unique_lock lk(mutex_);
-    if (ended_) return;
+    if (ended_) {
+      if (wait) handoffs_.wait_idle(lk);
+      return;
+    }
     ended_ = true;
     end_code_ = ec;
     std::deque<call_receiver> calls(std::move(calls_));
     std::deque<notification_receiver> notes(std::move(notifications_));
     std::deque<item> ready(std::move(ready_));
+    if (wait) handoffs_.wait_idle(lk);
     lk.unlock();
     if (unsubscribe) {
       if (auto self = self_.lock()) core_->post(unsubscribe_op{self});
@@ -996,6 +1007,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
   std::deque<call_receiver> calls_;
   std::deque<notification_receiver> notifications_;
   std::deque<item> ready_;
+  detail::handoff_gate handoffs_;
   bool ended_ = false;
   boost::system::error_code end_code_;
 };

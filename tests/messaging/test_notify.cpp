@@ -6,6 +6,8 @@
 
 #include <coport/messaging/errors.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -20,8 +22,10 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -836,6 +840,105 @@ TEST_CASE("a listener stopped before it started stops at once", "[messaging][not
   started.start();
   stop(started);
   CHECK(started.handled() == 0);
+}
+
+namespace {
+
+/// An io_context executor that, when a thread other than the loop's hands
+/// it work, stays inside execute() a while after posting, as a driver's
+/// thread still holds the executor after a hand-off, and records whether the
+/// listener's stop completed meanwhile.
+struct slow_handoff_watch {
+  std::thread::id loop_thread;
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stop_completed = false;
+  std::size_t handoffs_outside = 0;
+  std::size_t stop_completed_during_handoff = 0;
+
+  void stopped() {
+    std::lock_guard lk(mutex);
+    stop_completed = true;
+    cv.notify_all();
+  }
+  void after_post() {
+    if (std::this_thread::get_id() == loop_thread) return;
+    std::unique_lock lk(mutex);
+    ++handoffs_outside;
+    // With the stop waiting for hand-offs this times out; without, the
+    // loop thread stops the listener meanwhile.
+    if (cv.wait_for(lk, 300ms, [&] { return stop_completed; })) ++stop_completed_during_handoff;
+  }
+};
+
+class slow_handoff_executor {
+ public:
+  slow_handoff_executor(asio::io_context::executor_type inner, slow_handoff_watch* w) : inner_(inner), w_(w) {}
+  asio::execution_context& query(asio::execution::context_t) const noexcept { return inner_.context(); }
+  static constexpr asio::execution::blocking_t::never_t query(asio::execution::blocking_t) noexcept {
+    return asio::execution::blocking.never;
+  }
+  slow_handoff_executor require(asio::execution::blocking_t::never_t) const { return *this; }
+  template <class F>
+  void execute(F&& f) const {
+    asio::require(inner_, asio::execution::blocking.never).execute(std::forward<F>(f));
+    w_->after_post();
+  }
+  friend bool operator==(const slow_handoff_executor& a, const slow_handoff_executor& b) noexcept {
+    return a.inner_ == b.inner_ && a.w_ == b.w_;
+  }
+  friend bool operator!=(const slow_handoff_executor& a, const slow_handoff_executor& b) noexcept {
+    return !(a == b);
+  }
+
+ private:
+  asio::io_context::executor_type inner_;
+  slow_handoff_watch* w_;
+};
+
+}  // namespace
+
+TEST_CASE("once async_stop completes, the transport no longer touches the listener's executor",
+          "[messaging][notify]") {
+  // A publisher's thread hands a message to the waiting receive by posting
+  // to the listener's executor. Right after the post the listener may run,
+  // stop and destroy its io_context while that thread is still inside the
+  // post, holding a copy of the executor: under ASan a heap-use-after-free
+  // of the listener's strand, seen as the example listener exited after
+  // --count. The stop must wait for such hand-offs.
+  auto t = transport::create(fresh_url());
+  const notifier sender(t, "p");
+  constexpr int rounds = 3;
+  std::size_t handoffs = 0;
+  for (int round = 0; round < rounds; ++round) {
+    asio::io_context io;
+    slow_handoff_watch watch;
+    std::optional<notification_listener> l;
+    auto ep = std::make_shared<notification_endpoint>("first-only");
+    // The executor tracks no work: this guard keeps run() going until the stop.
+    auto work = asio::make_work_guard(io);
+    ep->on(priority::info, [&](const notification&) {
+      asio::post(io, [&] {
+        l->async_stop([&] {
+          watch.stopped();
+          work.reset();
+        });
+      });
+      return notification_result::handled;
+    });
+    l.emplace(t, notifications_target, std::vector<std::shared_ptr<const notification_endpoint>>{ep},
+              asio::any_io_executor(slow_handoff_executor(io.get_executor(), &watch)));
+    watch.loop_thread = std::this_thread::get_id();
+    l->start();
+    io.poll();  // the listener's receive now waits in the transport
+    std::thread publisher([&] { send(sender, priority::info, "one"); });  // hands it over
+    io.run();
+    publisher.join();
+    CHECK(l->handled() == 1);
+    handoffs += watch.handoffs_outside;
+    CHECK(watch.stop_completed_during_handoff == 0);
+  }
+  CHECK(handoffs >= rounds);  // the hand-offs did run on this thread
 }
 
 // --------------------------------------------------------- handler kinds

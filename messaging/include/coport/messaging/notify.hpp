@@ -348,7 +348,9 @@ class notification_listener {
   void start();
 
   /// Stops taking messages and completes with `()` once every message
-  /// taken has been handled and answered.
+  /// taken has been handled and answered. From then on the transport no
+  /// longer uses the listener's executor: its io_context may be destroyed
+  /// (after the listener).
   template <class CompletionToken>
   auto async_stop(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void()>(

@@ -124,6 +124,9 @@ class listener_impl {
   virtual void async_receive_notification(notification_receiver h);
   /// Stops taking messages: the pending receive ends with operation_aborted
   /// and messages not yet received stay with the transport for others.
+  /// Returns once no other thread is still handing a message to a receive
+  /// of this listener: from then on the driver no longer touches the
+  /// receivers' executors (their io_context may be destroyed).
   virtual void stop() = 0;
 
   /// True when the driver's client library blocks the calling thread: an
