@@ -18,13 +18,10 @@ function(coport_library folder)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${folder}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
-# Warnings (and sanitizers, when asked for) on coport's own targets only.
+# Warnings (and fuzzing coverage, when asked for) on coport's own targets
+# only. Sanitizers apply to every object of the tree (CMakeLists.txt).
 function(coport_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra)
-  if(COPORT_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=${COPORT_SANITIZE} -fno-omit-frame-pointer)
-    target_link_options(${target} PRIVATE -fsanitize=${COPORT_SANITIZE})
-  endif()
   if(COPORT_FUZZ)
     target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
   endif()

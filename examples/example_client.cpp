@@ -11,7 +11,8 @@
 //
 // Exit status: 0 done; 1 the remote method raised (call prints "CLASS:
 // message" on stdout); 2 no reply in time; 3 any other error (bad JSON, a
-// transport that cannot be opened, a failed bench call); 64 bad command line.
+// transport that cannot be opened, a failed or lost bench call); 64 bad
+// command line.
 #include "example_common.hpp"
 
 #include <coport/messaging/client.hpp>
@@ -70,7 +71,9 @@ constexpr const char* help_text =
     "    bench [--concurrency N] [--seconds S]\n"
     "                              N callers (default 8) call echo for S seconds\n"
     "                              (default 5; the first 0.5 s is a warm-up not\n"
-    "                              counted) and print one JSON line of results\n"
+    "                              counted) and print one JSON line of results;\n"
+    "                              the last line on stderr counts every call:\n"
+    "                              answered, failed, lost (no reply in time)\n"
     "    report [--json]           fetch the migration report from the server's\n"
     "                              admin endpoint (coport-example-server --admin)\n"
     "                              and print it as a table, or as JSON\n"
@@ -276,8 +279,13 @@ asio::awaitable<int> notify(std::shared_ptr<msg::transport> t, const config& c) 
 struct bench_state {
   clock_type::time_point start, measure_from, until;
   std::vector<double> latencies_ms;  // of the calls that ended in the measured window
-  std::uint64_t completed = 0;       // every call, for the progress lines
-  std::exception_ptr first_error;
+  // Every call, warm-up included: started = completed + failed + lost once the
+  // callers have ended, so that a long run can show that none went missing.
+  std::uint64_t started = 0;
+  std::uint64_t completed = 0;  // answered; also for the progress lines
+  std::uint64_t failed = 0;     // ended with an error
+  std::uint64_t lost = 0;       // no reply within --timeout
+  std::exception_ptr first_error;  // the first failed or lost call ends the run
   std::size_t callers_left = 0;
   std::optional<asio::steady_timer> all_done;  // cancelled by the last caller to end
 };
@@ -285,9 +293,15 @@ struct bench_state {
 asio::awaitable<void> bench_caller(msg::rpc_client client, bench_state& s) {
   while (!s.first_error && clock_type::now() < s.until) {
     const auto sent = clock_type::now();
+    ++s.started;
     try {
       co_await client.async_call("echo", msg::args("value", "x"), asio::use_awaitable);
+    } catch (const msg::timeout_error&) {
+      ++s.lost;
+      if (!s.first_error) s.first_error = std::current_exception();
+      break;
     } catch (...) {
+      ++s.failed;
       if (!s.first_error) s.first_error = std::current_exception();
       break;
     }
@@ -331,6 +345,9 @@ asio::awaitable<int> bench(msg::rpc_client client, const config& c) {
     boost::system::error_code cancelled;
     co_await s.all_done->async_wait(asio::redirect_error(asio::use_awaitable, cancelled));
   }
+  std::fprintf(stderr, "bench: total %llu calls, answered %llu, failed %llu, lost %llu\n",
+               static_cast<unsigned long long>(s.started), static_cast<unsigned long long>(s.completed),
+               static_cast<unsigned long long>(s.failed), static_cast<unsigned long long>(s.lost));
 
   if (s.first_error) {
     try {

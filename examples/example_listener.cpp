@@ -2,6 +2,7 @@
 //
 //   usage: coport-example-listener --transport URL --topic TOPIC [--pool NAME]
 //                                  [--count N] [--exchange NAME]
+//                                  [--handle-ms MS] [--max-in-flight N]
 //
 //     --transport URL    rabbit://user:pass@host:5672/, memory://
 //     --topic TOPIC      listens to TOPIC.<priority> for every priority
@@ -10,6 +11,12 @@
 //     --count N          exit after N notifications; default: run until
 //                        SIGTERM or SIGINT
 //     --exchange NAME    the control exchange; default: the transport's ("openstack")
+//     --handle-ms MS     a slow consumer: each notification is held MS
+//                        milliseconds after it is printed, and only then
+//                        acknowledged (without blocking the listener's thread)
+//     --max-in-flight N  notifications taken and not yet acknowledged or
+//                        requeued at once (the others wait with the
+//                        transport); default 64
 //
 // Prints "ready" once it listens, then one JSON line per notification:
 //   {"priority":"info","event_type":"...","publisher_id":"...","payload":...}
@@ -22,9 +29,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -40,7 +51,8 @@ namespace {
 
 constexpr const char* usage_text =
     "usage: coport-example-listener --transport URL --topic TOPIC [--pool NAME]\n"
-    "                               [--count N] [--exchange NAME]\n";
+    "                               [--count N] [--exchange NAME]\n"
+    "                               [--handle-ms MS] [--max-in-flight N]\n";
 
 struct config {
   std::string transport;
@@ -48,6 +60,8 @@ struct config {
   std::optional<std::string> pool;
   std::optional<std::size_t> count;
   std::string exchange;
+  std::optional<std::size_t> handle_ms;
+  std::optional<std::size_t> max_in_flight;
 };
 
 config parse_command_line(int argc, char** argv) {
@@ -59,6 +73,8 @@ config parse_command_line(int argc, char** argv) {
     else if (a == "--pool") c.pool = ex::option_value(argc, argv, i);
     else if (a == "--count") c.count = ex::parse_count(a, ex::option_value(argc, argv, i));
     else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
+    else if (a == "--handle-ms") c.handle_ms = ex::parse_count(a, ex::option_value(argc, argv, i));
+    else if (a == "--max-in-flight") c.max_in_flight = ex::parse_count(a, ex::option_value(argc, argv, i));
     else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
   }
   if (c.transport.empty()) throw ex::usage_error("--transport is required");
@@ -124,13 +140,26 @@ int main(int argc, char** argv) {
     if (cfg.count && ++printed == *cfg.count) asio::post(io, stop);
     return msg::notification_result::handled;
   };
+  // --handle-ms: a coroutine handler, which waits on a timer while the
+  // thread serves the listener and the other handlers; the notification
+  // stays unacknowledged until it returns.
+  auto print_slowly = [&](const msg::notification& n) -> asio::awaitable<msg::notification_result> {
+    const msg::notification_result result = print(n);  // `n` is not used after a suspension
+    if (result == msg::notification_result::handled) {
+      asio::steady_timer hold(co_await asio::this_coro::executor, std::chrono::milliseconds(*cfg.handle_ms));
+      co_await hold.async_wait(asio::use_awaitable);
+    }
+    co_return result;
+  };
   for (auto p : {msg::priority::audit, msg::priority::debug, msg::priority::info, msg::priority::warn,
                  msg::priority::error, msg::priority::critical, msg::priority::sample}) {
-    printer->on(p, print);
+    if (cfg.handle_ms) printer->on(p, print_slowly);
+    else printer->on(p, print);
   }
 
   msg::notification_listener_options options;
   options.pool = cfg.pool;
+  if (cfg.max_in_flight) options.max_in_flight = *cfg.max_in_flight;
   try {
     listener.emplace(transport, std::vector{msg::target{.topic = cfg.topic}},
                      std::vector<std::shared_ptr<const msg::notification_endpoint>>{printer}, io.get_executor(),

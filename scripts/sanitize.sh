@@ -3,15 +3,21 @@
 #
 #   scripts/sanitize.sh [asan|tsan|all] [ctest arguments...]
 #
-#   asan (the default; CI runs it after scripts/test.sh): build/asan, the
+#   asan (the default): build/asan, the
 #        project without fibers (messaging, the rabbit:// driver, coro_executor,
 #        the example programs) with AddressSanitizer and
 #        UndefinedBehaviorSanitizer, and its whole suite, the RabbitMQ tests
 #        included.
 #   tsan: build/tsan, the same parts with ThreadSanitizer, and the tests of
 #        the multi-threaded parts (messaging, the driver's thread,
-#        coro_executor on several threads). Not clean yet: see README,
-#        "Sanitizers".
+#        coro_executor on several threads). Suppressions, each with its
+#        reason: tests/sanitizers/tsan.supp.
+#   all: both (CI runs this after scripts/test.sh).
+#
+# rabbit_sustained is left out of both: it checks that memory does not grow
+# over three minutes of load, which the sanitizers' own bookkeeping (ASan
+# holds freed memory back in quarantine) would decide, and it would take
+# three more minutes per run; scripts/test.sh runs it.
 #
 # The fiber side (bridge, fiber_executor) is in neither: Boost.Context
 # switches stacks without telling the sanitizers (Debian's Boost is built
@@ -39,7 +45,7 @@ if [[ $which == asan || $which == all ]]; then
   echo "sanitize: the suite under ASan + UBSan"
   ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest --test-dir "$build/asan" --output-on-failure --parallel "$jobs" -LE install "$@" || status=$?
+    ctest --test-dir "$build/asan" --output-on-failure --parallel "$jobs" -LE install -E '^rabbit_sustained$' "$@" || status=$?
 fi
 
 if [[ $which == tsan || $which == all ]]; then
@@ -48,7 +54,7 @@ if [[ $which == tsan || $which == all ]]; then
   cmake --build "$build/tsan" --parallel "$jobs"
   echo "sanitize: the multi-threaded parts under TSan"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitizers/tsan.supp" \
-    ctest --test-dir "$build/tsan" --output-on-failure --parallel "$jobs" -L "executors|messaging|rabbit" "$@" ||
+    ctest --test-dir "$build/tsan" --output-on-failure --parallel "$jobs" -L "executors|messaging|rabbit" -E '^rabbit_sustained$' "$@" ||
     status=$?
 fi
 

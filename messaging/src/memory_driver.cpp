@@ -10,6 +10,7 @@
 #include "log.hpp"
 
 #include <coport/messaging/errors.hpp>
+#include <coport/messaging/memory.hpp>
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/error.hpp>
@@ -19,6 +20,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 #include <variant>
 
@@ -29,6 +31,7 @@ namespace coport::messaging {
 namespace {
 
 class memory_listener;
+class memory_incoming_notification;
 
 struct queue {
   explicit queue(std::string k) : key(std::move(k)) {}
@@ -67,6 +70,24 @@ class broker {
   std::vector<queue*>& notify_bindings(const std::string& key) { return notify_[key]; }
   std::unordered_map<std::string, std::function<void(rpc_reply)>>& reply_sinks() { return sinks_; }
 
+  // Injected faults (memory_faults), guarded by `mutex`.
+  struct fault_state {
+    std::size_t fail_sends = 0;
+    std::size_t lose_replies = 0;
+    memory_faults::counts done;
+    // Notifications handed to listeners and not yet answered.
+    std::set<memory_incoming_notification*> unanswered;
+  };
+  fault_state faults;
+
+  /// Lock held: true (and counted) when this publish is to fail.
+  bool send_fails() {
+    if (faults.fail_sends == 0) return false;
+    --faults.fail_sends;
+    ++faults.done.sends_failed;
+    return true;
+  }
+
   /// Hands `msg` to a listener waiting on `q` or queues it (at the front
   /// when `front`, for a requeue). Releases `lk` before completing anything.
   void publish(queue* q, std::variant<rpc_request, notification> msg, std::unique_lock<std::mutex>& lk,
@@ -91,6 +112,13 @@ class memory_incoming_call final : public incoming_call {
     std::function<void(rpc_reply)> sink;
     {
       std::lock_guard lk(broker_->mutex);
+      if (broker_->faults.lose_replies > 0) {
+        --broker_->faults.lose_replies;
+        ++broker_->faults.done.replies_lost;
+        log_->warn("memory://{}: reply to message {} lost (injected fault: connection dropped)",
+                   broker_->name(), request_.msg_id);
+        return;
+      }
       auto it = broker_->reply_sinks().find(request_.reply_q);
       if (it != broker_->reply_sinks().end()) sink = it->second;
     }
@@ -110,22 +138,42 @@ class memory_incoming_call final : public incoming_call {
 class memory_incoming_notification final : public incoming_notification {
  public:
   memory_incoming_notification(notification n, std::shared_ptr<broker> b, queue* q)
-      : incoming_notification(std::move(n)), broker_(std::move(b)), queue_(q) {}
-  ~memory_incoming_notification() override {
-    if (!answered_) requeue();
+      : incoming_notification(std::move(n)), broker_(std::move(b)), queue_(q) {
+    std::lock_guard lk(broker_->mutex);
+    broker_->faults.unanswered.insert(this);
   }
-  void ack() override { answered_ = true; }
+  ~memory_incoming_notification() override { requeue(); }
+  void ack() override {
+    std::lock_guard lk(broker_->mutex);
+    answered(lk);
+  }
   void requeue() override {
-    if (answered_) return;
-    answered_ = true;
     std::unique_lock lk(broker_->mutex);
+    if (!answered(lk)) return;
     broker_->publish(queue_, std::move(message_), lk, true);
   }
 
+  /// Broker lock held: the listener's connection dropped; the message goes
+  /// back to its queue (the caller publishes the copy) and answers to this
+  /// one are ignored.
+  std::pair<queue*, notification> drop(const std::lock_guard<std::mutex>& lk) {
+    answered(lk);
+    return {queue_, message_};
+  }
+
  private:
+  // Lock held: marks the message answered; false if it already was.
+  template <class Lock>
+  bool answered(const Lock&) {
+    if (answered_) return false;
+    answered_ = true;
+    broker_->faults.unanswered.erase(this);
+    return true;
+  }
+
   std::shared_ptr<broker> broker_;
   queue* queue_;
-  bool answered_ = false;
+  bool answered_ = false;  // guarded by the broker's mutex
 };
 
 class memory_listener final : public listener_impl {
@@ -311,6 +359,10 @@ class memory_driver final : public driver {
   void async_send(const target& to, rpc_request request, send_handler h) override {
     const std::string& ex = exchange_of(to);
     std::unique_lock lk(broker_->mutex);
+    if (broker_->send_fails()) {
+      lk.unlock();
+      return std::move(h)(asio::error::connection_reset);
+    }
     if (to.fanout) {
       // Every server of the topic gets a copy; none listening: dropped, as
       // a fanout exchange without queues drops it.
@@ -331,6 +383,10 @@ class memory_driver final : public driver {
     const std::string key =
         exchange_of(to) + "/" + to.topic + "." + std::string(to_string(n.prio));
     std::unique_lock lk(broker_->mutex);
+    if (broker_->send_fails()) {
+      lk.unlock();
+      return std::move(h)(asio::error::connection_reset);
+    }
     auto& bound = broker_->notify_bindings(key);
     // The listeners without a pool always have their queue, even before any
     // listens, so that nothing sent is lost.
@@ -401,16 +457,66 @@ class memory_driver final : public driver {
   std::vector<std::string> reply_queues_;
 };
 
-}  // namespace
-
-std::unique_ptr<driver> make_memory_driver(std::string_view url, const transport_options& options) {
+// The broker named by a memory:// URL.
+std::shared_ptr<broker> broker_of(std::string_view url) {
   std::string_view rest = url.substr(url.find("://") + 3);
   while (!rest.empty() && rest.front() == '/') rest.remove_prefix(1);
   while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find_first_of("/?#@") != std::string_view::npos) {
     throw invalid_url("memory:// takes at most a broker name, not '" + std::string(url) + "'");
   }
-  return std::make_unique<memory_driver>(broker::named(std::string(rest)), options);
+  return broker::named(std::string(rest));
+}
+
+}  // namespace
+
+std::unique_ptr<driver> make_memory_driver(std::string_view url, const transport_options& options) {
+  return std::make_unique<memory_driver>(broker_of(url), options);
+}
+
+// ------------------------------------------------------------ memory_faults
+
+struct memory_faults::impl {
+  std::shared_ptr<broker> b;
+};
+
+memory_faults::memory_faults(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos || url.substr(0, scheme_end) != "memory") {
+    throw invalid_url("memory_faults needs a memory:// URL, not '" + std::string(url) + "'");
+  }
+  impl_ = std::make_shared<impl>(impl{broker_of(url)});
+}
+
+void memory_faults::fail_sends(std::size_t n) {
+  std::lock_guard lk(impl_->b->mutex);
+  impl_->b->faults.fail_sends += n;
+}
+
+void memory_faults::lose_replies(std::size_t n) {
+  std::lock_guard lk(impl_->b->mutex);
+  impl_->b->faults.lose_replies += n;
+}
+
+std::size_t memory_faults::drop_listener_connections() {
+  broker& b = *impl_->b;
+  std::vector<std::pair<queue*, notification>> back;
+  {
+    std::lock_guard lk(b.mutex);
+    const auto unanswered = b.faults.unanswered;
+    for (memory_incoming_notification* n : unanswered) back.push_back(n->drop(lk));
+    b.faults.done.notifications_requeued += back.size();
+  }
+  for (auto& [q, n] : back) {
+    std::unique_lock lk(b.mutex);
+    b.publish(q, std::move(n), lk, true);
+  }
+  return back.size();
+}
+
+memory_faults::counts memory_faults::done() const {
+  std::lock_guard lk(impl_->b->mutex);
+  return impl_->b->faults.done;
 }
 
 }  // namespace coport::messaging

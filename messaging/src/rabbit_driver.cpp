@@ -478,8 +478,24 @@ class core : public std::enable_shared_from_this<core> {
     check_status(amqp_set_handshake_timeout(conn_, &tv), "setting the handshake timeout");
     check_status(amqp_socket_open_noblock(sock, h.host.c_str(), h.port, &tv), settings_.ssl ? "TLS connect" : "connect");
     const int heartbeat = static_cast<int>(settings_.heartbeat.count());
-    const amqp_rpc_reply_t login = amqp_login(conn_, settings_.vhost.c_str(), 0, 131072, heartbeat,
-                                              AMQP_SASL_METHOD_PLAIN, h.user.c_str(), h.password.c_str());
+    // consumer_cancel_notify: the broker tells a consumer whose queue was
+    // deleted (basic.cancel), and the driver then reconnects and declares
+    // its queues again. Without it the consumer would silently be gone.
+    amqp_table_entry_t capability{};
+    capability.key = amqp_cstring_bytes("consumer_cancel_notify");
+    capability.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capability.value.value.boolean = 1;
+    amqp_table_entry_t properties[2]{};
+    properties[0].key = amqp_cstring_bytes("capabilities");
+    properties[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    properties[0].value.value.table = amqp_table_t{1, &capability};
+    properties[1].key = amqp_cstring_bytes("product");
+    properties[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    properties[1].value.value.bytes = amqp_cstring_bytes("coport");
+    const amqp_table_t client_properties{2, properties};
+    const amqp_rpc_reply_t login =
+        amqp_login_with_properties(conn_, settings_.vhost.c_str(), 0, 131072, heartbeat, &client_properties,
+                                   AMQP_SASL_METHOD_PLAIN, h.user.c_str(), h.password.c_str());
     if (login.reply_type != AMQP_RESPONSE_NORMAL) {
       // The broker refusing the credentials (403) or the vhost (530) is
       // permanent; a connection lost while logging in is not.

@@ -414,6 +414,51 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
   CHECK(text.find(password_of(url)) == std::string::npos);
 }
 
+TEST_CASE("a reply queue deleted under a client: calls end, the queue is declared again, calls are answered",
+          "[rabbit][restart]") {
+  // An operator (or a broker policy) deletes the client's reply queue. The
+  // broker cancels its consumer; the driver reconnects and declares the
+  // queue again. A call whose reply was on its way may time out (the reply
+  // has nowhere to go); none hangs, and later calls are answered.
+  const char* state = std::getenv("COPORT_TEST_RABBIT_STATE");
+  const char* broker_py = std::getenv("COPORT_TEST_BROKER_PY");
+  REQUIRE(state);
+  REQUIRE(broker_py);
+  captured_log log;
+  const std::string url = broker_url("retry_interval=0.2&retry_backoff=0.2&interval_max=1");
+  auto server_side = open(url, log);
+  auto client_side = open(url, log);
+  const std::string t = fresh_topic("replyq");
+  asio_loop loop;
+  rpc_server s(server_side, topic(t, "s1"), make_service("s1"), loop.get_executor());
+  s.start();
+  rpc_client client(client_side, topic(t), client_options{.timeout = 5s});
+  CHECK(call(client, "echo", args("value", "before")) == "before");
+
+  // Every reply queue of the broker goes: this client's and those of
+  // transports earlier test cases closed.
+  const std::string cmd = std::string("/usr/bin/python3 ") + broker_py + " delete-queues " + state + " reply_";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+
+  bool served = false;
+  int failures = 0;
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (!served && std::chrono::steady_clock::now() < until) {
+    try {
+      served = call(client, "echo", args("value", "after"), 20s) == "after";
+    } catch (const messaging_error&) {
+      ++failures;  // a timeout or a send cut by the reconnection, never a hang
+    }
+  }
+  CHECK(served);
+  for (int i = 0; i < 20; ++i) CHECK(call(client, "add", args("a", i, "b", 1)) == i + 1);
+  WARN("reply queue deleted: " << failures << " call(s) failed or timed out before the next was answered");
+  wait(s.async_stop(asio::use_future));
+  const std::string text = log.text();
+  INFO(text);
+  CHECK(text.find("cancelled a consumer") != std::string::npos);
+}
+
 TEST_CASE("TLS: calls cross a TLS connection verified against the CA; a wrong CA is refused", "[rabbit][tls]") {
   const char* tls = std::getenv("COPORT_TEST_RABBIT_TLS_URL");
   const char* wrong_ca = std::getenv("COPORT_TEST_RABBIT_WRONG_CA");

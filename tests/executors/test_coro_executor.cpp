@@ -738,3 +738,15 @@ TEST_CASE("coro_executor under 10 000 calls in flight holds at most max_in_fligh
   CHECK(ex.peak_in_flight() == 1000);
   wait(ex.async_stop(asio::use_future));
 }
+
+TEST_CASE("coro_executor: a connection dropped mid-call fails the call or times it out, runs it at most once, "
+          "and serving goes on",
+          "[executors][coro_executor][faults]") {
+  asio_loop loop(2);
+  check_connection_dropped_mid_call([&](std::shared_ptr<msg::transport> t, std::shared_ptr<msg::dispatcher> d) {
+    auto ex = std::make_shared<coport::coro_executor>(msg::service{std::move(t), server_target("counted"), std::move(d)},
+                                                      loop.get_executor());
+    ex->start();
+    return [ex] { wait(ex->async_stop(asio::use_future)); };
+  });
+}

@@ -914,3 +914,17 @@ TEST_CASE("fiber_executor under 10 000 calls in flight holds at most max_in_flig
   CHECK(ex.peak_in_flight() == 1000);
   wait(ex.async_stop(asio::use_future));
 }
+
+TEST_CASE("fiber_executor: a connection dropped mid-call fails the call or times it out, runs it at most once, "
+          "and serving goes on",
+          "[executors][fiber_executor][faults]") {
+  bridge::runtime rt(quiet("faults"));
+  check_connection_dropped_mid_call([&](std::shared_ptr<msg::transport> t, std::shared_ptr<msg::dispatcher> d) {
+    coport::fiber_executor_options o;
+    o.default_mode = coport::coroutine_mode::native;
+    auto ex = std::make_shared<coport::fiber_executor>(msg::service{std::move(t), server_target("counted"), std::move(d)},
+                                                       rt, o);
+    ex->start();
+    return [ex] { wait(ex->async_stop(asio::use_future)); };
+  });
+}

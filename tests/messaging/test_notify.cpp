@@ -49,11 +49,9 @@ template <class T>
 class inbox {
  public:
   void add(T item) {
-    {
-      std::lock_guard lk(mutex_);
-      items_.push_back(std::move(item));
-    }
-    cv_.notify_all();
+    std::lock_guard lk(mutex_);
+    items_.push_back(std::move(item));
+    cv_.notify_all();  // under the lock: a waiter may destroy cv_ once it sees the change
   }
   /// Waits until at least `count` items arrived (throws after 30 s) and
   /// returns every item so far.

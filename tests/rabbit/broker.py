@@ -23,6 +23,7 @@ From the shell:
     broker.py stop DIR
     broker.py restart DIR
     broker.py kill9|pause|resume|status|log DIR
+    broker.py delete-queues DIR PREFIX   deletes them; prints their names as JSON
 """
 
 import argparse
@@ -276,6 +277,15 @@ class Broker:
                                res.returncode, res.stdout))
         return res.stdout
 
+    def delete_queues(self, prefix):
+        """Deletes the queues whose name starts with `prefix`, as an operator
+        would; returns their names."""
+        out = self.ctl("list_queues", "name", "--quiet", "--no-table-headers")
+        names = [n.strip() for n in out.splitlines() if n.strip().startswith(prefix)]
+        for n in names:
+            self.ctl("delete_queue", n)
+        return names
+
     # ---- files ----
     def _write_config(self):
         for d in ("mnesia", "log"):
@@ -512,8 +522,9 @@ def restart(state_dir):
 def main(argv=None):
     p = argparse.ArgumentParser(description="private RabbitMQ broker for coport's tests")
     p.add_argument("command", choices=["start", "stop", "restart", "kill9", "pause", "resume",
-                                       "status", "log"])
+                                       "status", "log", "delete-queues"])
     p.add_argument("state_dir")
+    p.add_argument("prefix", nargs="?", help="delete-queues: the names' prefix")
     p.add_argument("--tls", action="store_true", help="also listen with TLS (start only)")
     a = p.parse_args(argv)
     try:
@@ -539,6 +550,10 @@ def main(argv=None):
             print(json.dumps(d), flush=True)
         elif a.command == "log":
             print(b.log_tail(200))
+        elif a.command == "delete-queues":
+            if not a.prefix:
+                p.error("delete-queues needs a prefix")
+            print(json.dumps(b.delete_queues(a.prefix)), flush=True)
         return 0
     except BrokerError as e:
         print("broker.py: %s" % e, file=sys.stderr)

@@ -5,13 +5,16 @@
 // coport::bridge: coro_executor's tests are also built without fibers.
 
 #include <coport/messaging/client.hpp>
+#include <coport/messaging/errors.hpp>
 #include <coport/messaging/executor.hpp>
+#include <coport/messaging/memory.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
 #include "messaging_test_support.hpp"
@@ -40,11 +43,9 @@ using namespace std::chrono_literals;
 class counter {
  public:
   void add(int k = 1) {
-    {
-      std::lock_guard lk(m_);
-      n_ += k;
-    }
-    cv_.notify_all();
+    std::lock_guard lk(m_);
+    n_ += k;
+    cv_.notify_all();  // under the lock: a waiter may destroy cv_ once it sees the change
   }
   int value() const {
     std::lock_guard lk(m_);
@@ -71,13 +72,11 @@ class replies {
   explicit replies(std::size_t n) : values_(n) {}
   auto handler(std::size_t i) {
     return [this, i](std::exception_ptr e, int v) {
-      {
-        std::lock_guard lk(m_);
-        if (e) ++failures_;
-        else values_[i] = v;
-        ++count_;
-      }
-      cv_.notify_all();
+      std::lock_guard lk(m_);
+      if (e) ++failures_;
+      else values_[i] = v;
+      ++count_;
+      cv_.notify_all();  // under the lock: a waiter may destroy cv_ once it sees the change
     };
   }
   std::size_t count() const {
@@ -189,6 +188,44 @@ inline void call_all_at_once(const std::shared_ptr<msg::transport>& t, const std
   int right = 0;
   for (int i = 0; i < calls; ++i) right += values[static_cast<std::size_t>(i)] == i;
   CHECK(right == calls);
+}
+
+/// A broker connection dropped mid-call, on memory:// with injected faults,
+/// against an executor that `serve(transport, dispatcher)` starts; it
+/// returns a function that stops it. A call that cannot go out fails at
+/// once and runs nowhere; a reply lost after its method ran ends in the
+/// caller's timeout, and the method ran once (at most once: the request is
+/// not given out again); the executor goes on serving.
+template <class Serve>
+void check_connection_dropped_mid_call(Serve serve) {
+  const std::string url = unique_memory_url("faults");
+  auto t = msg::transport::create(url);
+  msg::memory_faults faults(url);
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  auto e = std::make_shared<msg::endpoint>("counted");
+  e->add("count", {"v"}, [runs](int v) -> boost::asio::awaitable<int> {
+    ++*runs;
+    co_return v;
+  });
+  auto stop = serve(t, dispatch_to({e}));
+  msg::rpc_client client(t, msg::target{.topic = "counted"}, {.timeout = 200ms});
+
+  faults.fail_sends(1);
+  CHECK_THROWS_AS(wait(client.async_call<int>("count", msg::args("v", 1), boost::asio::use_future)),
+                  msg::transport_error);
+  CHECK(*runs == 0);
+  faults.lose_replies(1);
+  CHECK_THROWS_AS(wait(client.async_call<int>("count", msg::args("v", 2), boost::asio::use_future)),
+                  msg::timeout_error);
+  CHECK(*runs == 1);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(wait(client.async_call<int>("count", msg::args("v", i), boost::asio::use_future)) == i);
+  }
+  CHECK(*runs == 21);
+  const auto done = faults.done();
+  CHECK(done.sends_failed == 1);
+  CHECK(done.replies_lost == 1);
+  stop();
 }
 
 }  // namespace coport::test
