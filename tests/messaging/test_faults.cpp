@@ -50,6 +50,17 @@ struct counted_server {
   }
 };
 
+/// A counted_server on a memory:// broker of its own, with its faults.
+struct faulty_service {
+  asio_loop loop;
+  const std::string url = unique_memory_url("faults");
+  std::shared_ptr<transport> tr = transport::create(url);
+  memory_faults faults{url};
+  counted_server s;
+  rpc_server server{tr, topic("counted", "s1"), s.d, loop.get_executor()};
+  faulty_service() { server.start(); }
+};
+
 /// Event types seen by handlers, from any thread.
 class seen_events {
  public:
@@ -102,13 +113,8 @@ TEST_CASE("memory_faults takes only memory:// URLs", "[messaging][faults]") {
 
 TEST_CASE("a call whose send fails on a dropped connection gets a transport_error and runs nowhere",
           "[messaging][faults]") {
-  asio_loop loop;
-  const std::string url = unique_memory_url("faults");
-  auto tr = transport::create(url);
-  memory_faults faults(url);
-  counted_server s;
-  rpc_server server(tr, topic("counted", "s1"), s.d, loop.get_executor());
-  server.start();
+  faulty_service f;
+  auto& [loop, url, tr, faults, s, server] = f;
   rpc_client client(tr, topic("counted"), {.timeout = 30s});
 
   faults.fail_sends(1);
@@ -127,13 +133,8 @@ TEST_CASE("a call whose send fails on a dropped connection gets a transport_erro
 
 TEST_CASE("a reply lost to a dropped connection: the method ran once and the caller times out",
           "[messaging][faults]") {
-  asio_loop loop;
-  const std::string url = unique_memory_url("faults");
-  auto tr = transport::create(url);
-  memory_faults faults(url);
-  counted_server s;
-  rpc_server server(tr, topic("counted", "s1"), s.d, loop.get_executor());
-  server.start();
+  faulty_service f;
+  auto& [loop, url, tr, faults, s, server] = f;
   rpc_client client(tr, topic("counted"), {.timeout = 200ms});
 
   faults.lose_replies(1);
