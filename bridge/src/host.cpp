@@ -135,6 +135,11 @@ void host::run_until_done() {
     wake_.park();
     info->idle = was_idle;
   }
+  // co_spawn left its cancellation handler in the stop signal's slot, and
+  // that handler keeps a hosted executor, so a reference to this host: a
+  // cycle that would leak the host. The coroutine and its frame are gone
+  // (its last continuation ran above), so the handler can go.
+  if (cancel_on_stop_) stop_signal_.slot().clear();
 }
 
 }  // namespace coport::bridge::detail
