@@ -231,18 +231,17 @@ class memory_listener final : public listener_impl {
   // executor, nor this listener.
   void stop() override {
     std::unique_lock lk(broker_->mutex);
-    if (stopped_) return handoffs_.wait_idle(lk);
-    stopped_ = true;
-    if (fanout_queue_) {
-      auto& bound = broker_->fanout(fanout_key_);
-      std::erase(bound, fanout_queue_);
+    std::deque<call_receiver> calls;
+    std::deque<notification_receiver> notes;
+    if (!stopped_) {
+      stopped_ = true;
+      if (fanout_queue_) std::erase(broker_->fanout(fanout_key_), fanout_queue_);
+      if (waiting_) {
+        leave_queues();
+        calls.swap(call_handlers_);
+        notes.swap(notification_handlers_);
+      }
     }
-    if (!waiting_) return handoffs_.wait_idle(lk);
-    leave_queues();
-    std::deque<call_receiver> calls(std::move(call_handlers_));
-    std::deque<notification_receiver> notes(std::move(notification_handlers_));
-    call_handlers_.clear();
-    notification_handlers_.clear();
     handoffs_.wait_idle(lk);
     lk.unlock();
     for (auto& h : calls) complete_call(std::move(h), asio::error::operation_aborted, nullptr, nullptr);

@@ -922,7 +922,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
     notifications_.push_back(std::move(h));
   }
 
-  void stop() override { end(asio::error::operation_aborted, true, true); }
+  void stop() override { end(asio::error::operation_aborted, true); }
 
   // Connection thread.
   void on_delivery(delivery d) override {
@@ -966,7 +966,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
     ready_.push_back(std::move(m));
   }
 
-  void on_refused(const std::string&) override { end(asio::error::access_denied, false, false); }
+  void on_refused(const std::string&) override { end(asio::error::access_denied, false); }
 
  private:
   struct item {
@@ -989,20 +989,16 @@ class rabbit_listener final : public listener_impl, public subscriber {
     std::move(h)(boost::system::error_code{}, std::move(in));
   }
 
-  // Also waits for hand-offs running on other threads when `wait` is set
-  // (stop(): see handoff.hpp).
-  void end(boost::system::error_code ec, bool unsubscribe, bool wait) {
+  // Also waits for hand-offs running on other threads (see handoff.hpp).
+  void end(boost::system::error_code ec, bool unsubscribe) {
     std::unique_lock lk(mutex_);
-    if (ended_) {
-      if (wait) handoffs_.wait_idle(lk);
-      return;
-    }
+    if (ended_) return handoffs_.wait_idle(lk);
     ended_ = true;
     end_code_ = ec;
     std::deque<call_receiver> calls(std::move(calls_));
     std::deque<notification_receiver> notes(std::move(notifications_));
     std::deque<item> ready(std::move(ready_));
-    if (wait) handoffs_.wait_idle(lk);
+    handoffs_.wait_idle(lk);
     lk.unlock();
     if (unsubscribe) {
       if (auto self = self_.lock()) core_->post(unsubscribe_op{self});

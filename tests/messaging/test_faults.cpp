@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "executor_test_support.hpp"
 #include "messaging_test_support.hpp"
 
 #include <boost/asio/use_future.hpp>
@@ -28,38 +29,6 @@ using namespace coport::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-target topic(std::string t, std::string server = "") {
-  target x;
-  x.topic = std::move(t);
-  x.server = std::move(server);
-  return x;
-}
-
-/// A server whose `count` method counts its executions.
-struct counted_server {
-  std::atomic<int> runs{0};
-  std::shared_ptr<dispatcher> d = std::make_shared<dispatcher>();
-  explicit counted_server() {
-    auto e = std::make_shared<endpoint>("counted");
-    e->add("count", {"v"}, [this](std::int64_t v) {
-      ++runs;
-      return v;
-    });
-    d->add(e);
-  }
-};
-
-/// A counted_server on a memory:// broker of its own, with its faults.
-struct faulty_service {
-  asio_loop loop;
-  const std::string url = unique_memory_url("faults");
-  std::shared_ptr<transport> tr = transport::create(url);
-  memory_faults faults{url};
-  counted_server s;
-  rpc_server server{tr, topic("counted", "s1"), s.d, loop.get_executor()};
-  faulty_service() { server.start(); }
-};
 
 /// Event types seen by handlers, from any thread.
 class seen_events {
@@ -111,46 +80,19 @@ TEST_CASE("memory_faults takes only memory:// URLs", "[messaging][faults]") {
   CHECK_NOTHROW(memory_faults("memory://faults-url"));
 }
 
-TEST_CASE("a call whose send fails on a dropped connection gets a transport_error and runs nowhere",
+TEST_CASE("rpc_server: a connection dropped mid-call fails the call or times it out, runs it at most once, "
+          "and serving goes on",
           "[messaging][faults]") {
-  faulty_service f;
-  auto& [loop, url, tr, faults, s, server] = f;
-  rpc_client client(tr, topic("counted"), {.timeout = 30s});
-
-  faults.fail_sends(1);
-  CHECK_THROWS_AS(wait(client.async_call("count", {{"v", 1}}, asio::use_future)), transport_error);
-  CHECK(tr->pending_calls() == 0);  // ended at once, not left to its 30 s timeout
-  faults.fail_sends(1);
-  CHECK_THROWS_AS(wait(client.async_cast("count", {{"v", 2}}, asio::use_future)), transport_error);
-
-  // The connection is back: the next call is answered, and the two that
-  // failed never ran.
-  CHECK(wait(client.async_call("count", {{"v", 3}}, asio::use_future)) == 3);
-  CHECK(s.runs == 1);
-  CHECK(faults.done().sends_failed == 2);
-  wait(server.async_stop(asio::use_future));
-}
-
-TEST_CASE("a reply lost to a dropped connection: the method ran once and the caller times out",
-          "[messaging][faults]") {
-  faulty_service f;
-  auto& [loop, url, tr, faults, s, server] = f;
-  rpc_client client(tr, topic("counted"), {.timeout = 200ms});
-
-  faults.lose_replies(1);
-  CHECK_THROWS_AS(wait(client.async_call("count", {{"v", 1}}, asio::use_future)), timeout_error);
-  // At most once: the request was taken, so it is not delivered again.
-  CHECK(s.runs == 1);
-  CHECK(faults.done().replies_lost == 1);
-  CHECK(tr->pending_calls() == 0);
-
-  // Every call after it is answered, and each runs once.
-  for (int i = 0; i < 20; ++i) {
-    CHECK(wait(client.async_call("count", {{"v", i}}, asio::use_future)) == i);
-  }
-  CHECK(s.runs == 21);
-  wait(server.async_stop(asio::use_future));
-  CHECK(server.served() == 21);
+  asio_loop loop;
+  check_connection_dropped_mid_call([&](std::shared_ptr<transport> t, std::shared_ptr<dispatcher> d) {
+    auto server = std::make_shared<rpc_server>(std::move(t), target{.topic = "counted", .server = "s1"},
+                                               std::move(d), loop.get_executor());
+    server->start();
+    return [server] {
+      wait(server->async_stop(asio::use_future));
+      CHECK(server->served() == 21);  // the lost reply's call and the 20 after it
+    };
+  });
 }
 
 TEST_CASE("a notification whose listener's connection drops mid-handler is delivered again",
@@ -177,7 +119,7 @@ TEST_CASE("a notification whose listener's connection drops mid-handler is deliv
   asio_loop loop(2);
   notification_listener_options o;
   o.max_in_flight = 2;
-  notification_listener l(tr, {topic("orders")}, {ep}, loop.get_executor(), o);
+  notification_listener l(tr, {target{.topic = "orders"}}, {ep}, loop.get_executor(), o);
   l.start();
   const notifier sender(tr, "shop", {"orders"});
   wait(sender.async_notify({}, priority::info, "order.created", json::object{{"id", 7}}, asio::use_future));

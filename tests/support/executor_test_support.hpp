@@ -191,11 +191,11 @@ inline void call_all_at_once(const std::shared_ptr<msg::transport>& t, const std
 }
 
 /// A broker connection dropped mid-call, on memory:// with injected faults,
-/// against an executor that `serve(transport, dispatcher)` starts; it
-/// returns a function that stops it. A call that cannot go out fails at
-/// once and runs nowhere; a reply lost after its method ran ends in the
-/// caller's timeout, and the method ran once (at most once: the request is
-/// not given out again); the executor goes on serving.
+/// against a server that `serve(transport, dispatcher)` starts; it returns
+/// a function that stops it. A call or cast that cannot go out fails at
+/// once (not at its timeout) and runs nowhere; a reply lost after its
+/// method ran ends in the caller's timeout, and the method ran once (at
+/// most once: the request is not given out again); serving goes on.
 template <class Serve>
 void check_connection_dropped_mid_call(Serve serve) {
   const std::string url = unique_memory_url("faults");
@@ -208,22 +208,32 @@ void check_connection_dropped_mid_call(Serve serve) {
     co_return v;
   });
   auto stop = serve(t, dispatch_to({e}));
-  msg::rpc_client client(t, msg::target{.topic = "counted"}, {.timeout = 200ms});
+  const msg::target to{.topic = "counted"};
+  msg::rpc_client patient(t, to, {.timeout = 30s});
 
   faults.fail_sends(1);
-  CHECK_THROWS_AS(wait(client.async_call<int>("count", msg::args("v", 1), boost::asio::use_future)),
+  CHECK_THROWS_AS(wait(patient.async_call<int>("count", msg::args("v", 1), boost::asio::use_future)),
+                  msg::transport_error);
+  CHECK(t->pending_calls() == 0);  // ended at once, not left to its 30 s timeout
+  faults.fail_sends(1);
+  CHECK_THROWS_AS(wait(patient.async_cast("count", msg::args("v", 2), boost::asio::use_future)),
                   msg::transport_error);
   CHECK(*runs == 0);
+
+  msg::rpc_client hasty(t, to, {.timeout = 200ms});
   faults.lose_replies(1);
-  CHECK_THROWS_AS(wait(client.async_call<int>("count", msg::args("v", 2), boost::asio::use_future)),
+  CHECK_THROWS_AS(wait(hasty.async_call<int>("count", msg::args("v", 3), boost::asio::use_future)),
                   msg::timeout_error);
   CHECK(*runs == 1);
+  CHECK(t->pending_calls() == 0);
+
+  // The connection is back: every call is answered, and each runs once.
   for (int i = 0; i < 20; ++i) {
-    CHECK(wait(client.async_call<int>("count", msg::args("v", i), boost::asio::use_future)) == i);
+    CHECK(wait(patient.async_call<int>("count", msg::args("v", i), boost::asio::use_future)) == i);
   }
   CHECK(*runs == 21);
   const auto done = faults.done();
-  CHECK(done.sends_failed == 1);
+  CHECK(done.sends_failed == 2);
   CHECK(done.replies_lost == 1);
   stop();
 }
