@@ -14,6 +14,8 @@ packages=(
   libspdlog-dev catch2
   # RabbitMQ transport, its test broker and the Python interop peer
   rabbitmq-server python3-oslo.messaging python3-eventlet librabbitmq-dev openssl
+  # scripts/boost-source.sh (sanitizer trees) unpacks Boost's .orig.tar.xz
+  xz-utils
 )
 # Packages a script needs beyond these (scripts/fuzz.sh: clang and libFuzzer).
 read -r -a extra <<<"${COPORT_SETUP_EXTRA:-}"

@@ -461,7 +461,7 @@ void loop::watchdog_main() {
     // The same piece of work has held the loop for at least now - since.
     const auto held = std::chrono::duration_cast<std::chrono::microseconds>(now - since);
     if (!stalled && held >= threshold) {
-      stalled = current_.load(std::memory_order_relaxed);
+      stalled = current_tag();
       stalled->stalls.fetch_add(1, std::memory_order_relaxed);
       std::string message = "'" + stalled->name + "' kept the loop from Asio for " +
                             std::to_string(held.count() / 1000) + " ms (threshold " +

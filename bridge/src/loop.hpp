@@ -116,11 +116,13 @@ class loop {
   void track(tracked_work* w) noexcept;
   void untrack(tracked_work* w) noexcept;
   bool stopping() const noexcept { return stopping_; }
+  // Release and acquire: the watchdog thread reads the published tag's name,
+  // written by whichever thread made the tag (TSan found it relaxed).
   const work_tag* current_tag() const noexcept {
-    return current_.load(std::memory_order_relaxed);
+    return current_.load(std::memory_order_acquire);
   }
   void publish(const work_tag* t) noexcept {
-    current_.store(t, std::memory_order_relaxed);
+    current_.store(t, std::memory_order_release);
     progress_.store(progress_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   void on_fiber_exit();

@@ -197,11 +197,14 @@ void parker::unpark() noexcept {
   notified_ = true;
   if (!armed_) return;
   armed_ = false;
-  boost::fibers::waker w = waker_;
-  lk.unlock();
-  // After the unlock the parked fiber may run and destroy this parker: only
-  // the local copy of the waker is used from here on.
-  w.wake();
+  // Woken with lock_ held, as Boost.Fiber's own wait queues do. A fiber of
+  // another thread is woken by queueing it there and then notifying that
+  // thread's scheduling algorithm; the woken fiber takes lock_ again before
+  // its park() returns, so its thread cannot end, and destroy the algorithm
+  // being notified, before wake() has returned here (TSan saw a plain
+  // thread's round_robin destroyed under a notify). The unlock is then this
+  // parker's last use: the woken fiber may destroy it right after.
+  waker_.wake();
 }
 
 }  // namespace coport::bridge::detail

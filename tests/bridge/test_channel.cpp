@@ -28,27 +28,13 @@ namespace {
 namespace asio = boost::asio;
 namespace bridge = coport::bridge;
 using boost::system::error_code;
+using coport::test::emit_on_loop;
 using coport::test::get;
 using coport::test::in_coro;
 using coport::test::in_fiber;
+using coport::test::settle;
 using coport::test::test_options;
 using namespace std::chrono_literals;
-
-// Returns once the loop has run a task queued now. Fibers and coroutines all
-// run on the loop thread, so whichever one announced that it was about to
-// wait has by then reached its wait: the order is established, not timed.
-void settle(bridge::runtime& rt) {
-  auto ran = std::make_shared<std::promise<void>>();
-  auto f = ran->get_future();
-  rt.post([ran] { ran->set_value(); });
-  get(f);
-}
-
-// Emits terminal cancellation on `sig` from the loop, where the operation
-// bound to it lives.
-void emit_on_loop(bridge::runtime& rt, asio::cancellation_signal& sig) {
-  rt.post([&sig] { sig.emit(asio::cancellation_type::terminal); });
-}
 
 // Runs `fn` natively on the loop (a plain posted task) and returns its result.
 template <class Fn>
@@ -403,7 +389,7 @@ TEST_CASE("a coroutine's pop cancelled through its slot ends with operation_abor
   get(waiting.get_future());
   settle(rt);
 
-  emit_on_loop(rt, sig);
+  get(emit_on_loop(rt, sig));
   CHECK(get(cancelled).first == asio::error::operation_aborted);
 
   int v = 8;
@@ -434,7 +420,7 @@ TEST_CASE("a coroutine's push cancelled through its slot ends with operation_abo
   get(waiting.get_future());
   settle(rt);
 
-  emit_on_loop(rt, sig);
+  get(emit_on_loop(rt, sig));
   CHECK(get(cancelled) == asio::error::operation_aborted);
   CHECK_FALSE(ch.try_pop());
   CHECK(ch.size() == 0);
@@ -459,7 +445,7 @@ TEST_CASE("a fiber blocked on a channel is interrupted by a stop with operation_
         asio::bind_cancellation_slot(sig.slot(), asio::use_future));
     get(waiting.get_future());
     settle(rt);
-    emit_on_loop(rt, sig);
+    get(emit_on_loop(rt, sig));
     return get(stopped);
   };
 
@@ -512,10 +498,11 @@ TEST_CASE("a pop cancelled while a value arrives either takes it or leaves it to
                                    asio::bind_cancellation_slot(sig.slot(), asio::use_future));
       get(waiting.get_future());
       settle(rt);
-      emit_on_loop(rt, sig);
+      auto emitted = emit_on_loop(rt, sig);
       int v = i;
       const bool accepted = ch.try_push(v);  // races with the cancellation
       const auto [ec, got] = get(popped);
+      get(emitted);  // before `sig` goes, also when the value or unlock won
       const bool took_it = !ec && got == i;
       if (accepted != took_it || (ec && ec != asio::error::operation_aborted)) ++mismatches;
       if (took_it) ++delivered;
@@ -538,10 +525,11 @@ TEST_CASE("a pop cancelled while a value arrives either takes it or leaves it to
           asio::bind_cancellation_slot(sig.slot(), asio::use_future));
       get(waiting.get_future());
       settle(rt);
-      emit_on_loop(rt, sig);
+      auto emitted = emit_on_loop(rt, sig);
       int v = i;
       const bool accepted = ch.try_push(v);  // races with the stop
       const auto [ec, got] = get(popped);
+      get(emitted);  // before `sig` goes, also when the value or unlock won
       const bool took_it = !ec && got == i;
       if (accepted != took_it || (ec && ec != asio::error::operation_aborted)) ++mismatches;
       if (took_it) ++delivered;

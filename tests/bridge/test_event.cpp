@@ -25,27 +25,13 @@ namespace {
 namespace asio = boost::asio;
 namespace bridge = coport::bridge;
 using boost::system::error_code;
+using coport::test::emit_on_loop;
 using coport::test::get;
 using coport::test::in_coro;
 using coport::test::in_fiber;
+using coport::test::settle;
 using coport::test::test_options;
 using namespace std::chrono_literals;
-
-// Returns once the loop has run a task queued now. Fibers and coroutines all
-// run on the loop thread, so whichever one announced that it was about to
-// wait has by then reached its wait: the order is established, not timed.
-void settle(bridge::runtime& rt) {
-  auto ran = std::make_shared<std::promise<void>>();
-  auto f = ran->get_future();
-  rt.post([ran] { ran->set_value(); });
-  get(f);
-}
-
-// Emits terminal cancellation on `sig` from the loop, where the operation
-// bound to it lives.
-void emit_on_loop(bridge::runtime& rt, asio::cancellation_signal& sig) {
-  rt.post([&sig] { sig.emit(asio::cancellation_type::terminal); });
-}
 
 // The code a fiber-blocking call fails with, or success.
 template <class Fn>
@@ -274,7 +260,7 @@ TEST_CASE("a coroutine's wait cancelled through its slot ends with operation_abo
   get(second_waiting.get_future());
   settle(rt);
 
-  emit_on_loop(rt, sig);
+  get(emit_on_loop(rt, sig));
   CHECK(get(cancelled) == asio::error::operation_aborted);
   CHECK_FALSE(ev.is_set());
 
@@ -305,7 +291,7 @@ TEST_CASE("a fiber's wait is interrupted by a stop with operation_aborted", "[br
         asio::bind_cancellation_slot(sig.slot(), asio::use_future));
     get(waiting.get_future());
     settle(rt);
-    emit_on_loop(rt, sig);
+    get(emit_on_loop(rt, sig));
     return get(stopped);
   };
 

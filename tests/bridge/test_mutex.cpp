@@ -27,27 +27,13 @@ namespace {
 namespace asio = boost::asio;
 namespace bridge = coport::bridge;
 using boost::system::error_code;
+using coport::test::emit_on_loop;
 using coport::test::get;
 using coport::test::in_coro;
 using coport::test::in_fiber;
+using coport::test::settle;
 using coport::test::test_options;
 using namespace std::chrono_literals;
-
-// Returns once the loop has run a task queued now. Fibers and coroutines all
-// run on the loop thread, so whichever one announced that it was about to
-// wait has by then reached its wait: the order is established, not timed.
-void settle(bridge::runtime& rt) {
-  auto ran = std::make_shared<std::promise<void>>();
-  auto f = ran->get_future();
-  rt.post([ran] { ran->set_value(); });
-  get(f);
-}
-
-// Emits terminal cancellation on `sig` from the loop, where the operation
-// bound to it lives.
-void emit_on_loop(bridge::runtime& rt, asio::cancellation_signal& sig) {
-  rt.post([&sig] { sig.emit(asio::cancellation_type::terminal); });
-}
 
 // The code a fiber-blocking call fails with, or success.
 template <class Fn>
@@ -457,7 +443,7 @@ TEST_CASE("a coroutine's lock attempt cancelled through its slot ends with opera
   get(second_queued.get_future());
   settle(rt);
 
-  emit_on_loop(rt, sig);
+  get(emit_on_loop(rt, sig));
   CHECK(get(cancelled) == asio::error::operation_aborted);
 
   // The lock skips the withdrawn waiter and reaches the one behind it.
@@ -487,7 +473,7 @@ TEST_CASE("a fiber blocked in lock is interrupted by a stop with operation_abort
   get(waiting.get_future());
   settle(rt);
 
-  emit_on_loop(rt, sig);
+  get(emit_on_loop(rt, sig));
   CHECK(get(stopped) == asio::error::operation_aborted);
 
   // The stopped fiber left the queue: unlocking frees the mutex.
@@ -531,9 +517,10 @@ TEST_CASE("a stop or cancellation racing with an unlock never loses the mutex",
           asio::bind_cancellation_slot(sig.slot(), asio::use_future));
       get(waiting.get_future());
       settle(rt);
-      emit_on_loop(rt, sig);
+      auto emitted = emit_on_loop(rt, sig);
       m.unlock();  // races with the stop on the loop thread
       tally(get(outcome));
+      get(emitted);  // before `sig` goes, also when the value or unlock won
     }
   }
   SECTION("a coroutine's cancellation") {
@@ -551,9 +538,10 @@ TEST_CASE("a stop or cancellation racing with an unlock never loses the mutex",
                                     asio::bind_cancellation_slot(sig.slot(), asio::use_future));
       get(queued.get_future());
       settle(rt);
-      emit_on_loop(rt, sig);
+      auto emitted = emit_on_loop(rt, sig);
       m.unlock();  // races with the cancellation on the loop thread
       tally(get(outcome));
+      get(emitted);  // before `sig` goes, also when the value or unlock won
     }
   }
   CAPTURE(acquired, aborted);

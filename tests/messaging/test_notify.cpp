@@ -32,6 +32,8 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace coport::messaging;
 using coport::test::asio_loop;
+using coport::test::slow_handoff_executor;
+using coport::test::slow_handoff_watch;
 
 namespace {
 
@@ -840,62 +842,6 @@ TEST_CASE("a listener stopped before it started stops at once", "[messaging][not
   CHECK(started.handled() == 0);
 }
 
-namespace {
-
-/// An io_context executor that, when a thread other than the loop's hands
-/// it work, stays inside execute() a while after posting, as a driver's
-/// thread still holds the executor after a hand-off, and records whether the
-/// listener's stop completed meanwhile.
-struct slow_handoff_watch {
-  std::thread::id loop_thread;
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool stop_completed = false;
-  std::size_t handoffs_outside = 0;
-  std::size_t stop_completed_during_handoff = 0;
-
-  void stopped() {
-    std::lock_guard lk(mutex);
-    stop_completed = true;
-    cv.notify_all();
-  }
-  void after_post() {
-    if (std::this_thread::get_id() == loop_thread) return;
-    std::unique_lock lk(mutex);
-    ++handoffs_outside;
-    // With the stop waiting for hand-offs this times out; without, the
-    // loop thread stops the listener meanwhile.
-    if (cv.wait_for(lk, 300ms, [&] { return stop_completed; })) ++stop_completed_during_handoff;
-  }
-};
-
-class slow_handoff_executor {
- public:
-  slow_handoff_executor(asio::io_context::executor_type inner, slow_handoff_watch* w) : inner_(inner), w_(w) {}
-  asio::execution_context& query(asio::execution::context_t) const noexcept { return inner_.context(); }
-  static constexpr asio::execution::blocking_t::never_t query(asio::execution::blocking_t) noexcept {
-    return asio::execution::blocking.never;
-  }
-  slow_handoff_executor require(asio::execution::blocking_t::never_t) const { return *this; }
-  template <class F>
-  void execute(F&& f) const {
-    asio::require(inner_, asio::execution::blocking.never).execute(std::forward<F>(f));
-    w_->after_post();
-  }
-  friend bool operator==(const slow_handoff_executor& a, const slow_handoff_executor& b) noexcept {
-    return a.inner_ == b.inner_ && a.w_ == b.w_;
-  }
-  friend bool operator!=(const slow_handoff_executor& a, const slow_handoff_executor& b) noexcept {
-    return !(a == b);
-  }
-
- private:
-  asio::io_context::executor_type inner_;
-  slow_handoff_watch* w_;
-};
-
-}  // namespace
-
 TEST_CASE("once async_stop completes, the transport no longer touches the listener's executor",
           "[messaging][notify]") {
   // A publisher's thread hands a message to the waiting receive by posting
@@ -918,7 +864,7 @@ TEST_CASE("once async_stop completes, the transport no longer touches the listen
     ep->on(priority::info, [&](const notification&) {
       asio::post(io, [&] {
         l->async_stop([&] {
-          watch.stopped();
+          watch.done();
           work.reset();
         });
       });
@@ -934,7 +880,7 @@ TEST_CASE("once async_stop completes, the transport no longer touches the listen
     publisher.join();
     CHECK(l->handled() == 1);
     handoffs += watch.handoffs_outside;
-    CHECK(watch.stop_completed_during_handoff == 0);
+    CHECK(watch.done_during_handoff == 0);
   }
   CHECK(handoffs >= rounds);  // the hand-offs did run on this thread
 }

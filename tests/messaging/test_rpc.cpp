@@ -6,6 +6,7 @@
 #include "messaging_test_support.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -91,6 +92,43 @@ TEST_CASE("the same call works with a future, a callback and a coroutine", "[mes
       },
       asio::use_future);
   CHECK(wait(std::move(via_coroutine)) == arg);
+  wait(server.async_stop(asio::use_future));
+}
+
+TEST_CASE("once a call's result is delivered, the transport no longer touches the caller's executor",
+          "[messaging][rpc]") {
+  // The server's thread delivers the reply by posting to the caller's
+  // executor. Right after the post the caller may take the result, return
+  // from run() and destroy its io_context while that thread is still inside
+  // the post, waking the io_context: TSan saw it as the example client
+  // exited after its call. The result must wait for the post to return.
+  asio_loop server_loop;
+  auto tr = transport::create(unique_memory_url());
+  rpc_server server(tr, topic("calc", "s1"), example_service(), server_loop.get_executor());
+  server.start();
+  rpc_client client(tr, topic("calc"));
+  constexpr int rounds = 3;
+  std::size_t handoffs = 0;
+  for (int round = 0; round < rounds; ++round) {
+    asio::io_context io;
+    slow_handoff_watch watch;
+    watch.loop_thread = std::this_thread::get_id();
+    json::value result;
+    // The executor tracks no work: this guard keeps run() going until the result.
+    auto work = asio::make_work_guard(io);
+    client.async_call("echo", json::object{{"value", round}},
+                      asio::bind_executor(asio::any_io_executor(slow_handoff_executor(io.get_executor(), &watch)),
+                                          [&](std::exception_ptr e, json::value v) {
+                                            if (!e) result = std::move(v);
+                                            watch.done();
+                                            work.reset();
+                                          }));
+    io.run();
+    CHECK(result == json::value(round));
+    handoffs += watch.handoffs_outside;
+    CHECK(watch.done_during_handoff == 0);
+  }
+  CHECK(handoffs >= rounds);  // the replies did come from the server's thread
   wait(server.async_stop(asio::use_future));
 }
 

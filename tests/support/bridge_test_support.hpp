@@ -8,6 +8,7 @@
 #include <coport/bridge/bridge.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,6 +16,7 @@
 
 #include <chrono>
 #include <future>
+#include <memory>
 #include <stdexcept>
 
 namespace coport::test {
@@ -58,6 +60,30 @@ inline bridge::runtime_options test_options(std::string name = "test") {
   o.name = std::move(name);
   o.stall_threshold = std::chrono::milliseconds(0);
   return o;
+}
+
+/// Returns once the loop has run a task queued now. Fibers and coroutines all
+/// run on the loop thread, so whichever one announced that it was about to
+/// wait has by then reached its wait: the order is established, not timed.
+inline void settle(bridge::runtime& rt) {
+  auto ran = std::make_shared<std::promise<void>>();
+  auto f = ran->get_future();
+  rt.post([ran] { ran->set_value(); });
+  get(f);
+}
+
+/// Emits terminal cancellation on `sig` from the loop, where the operation
+/// bound to it lives. The future is ready once the emit has run: `sig` must
+/// outlive it, also when the operation has already finished otherwise (a
+/// test racing the emit with a completion waits for it before `sig` goes).
+[[nodiscard]] inline std::future<void> emit_on_loop(bridge::runtime& rt, asio::cancellation_signal& sig) {
+  auto ran = std::make_shared<std::promise<void>>();
+  auto f = ran->get_future();
+  rt.post([&sig, ran] {
+    sig.emit(asio::cancellation_type::terminal);
+    ran->set_value();
+  });
+  return f;
 }
 
 }  // namespace coport::test

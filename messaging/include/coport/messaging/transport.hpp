@@ -16,10 +16,12 @@
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/associator.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -28,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <thread>
 #include <vector>
 
 namespace spdlog {
@@ -37,6 +40,33 @@ class logger;
 namespace coport::messaging {
 
 namespace detail {
+
+/// The handler deliver_on_executor posts. It runs the wrapped handler only
+/// once the thread that posted it has returned from the post. Otherwise the
+/// handler could finish on its io_context's thread, which returns from
+/// run() and destroys the io_context, while the posting thread (a driver's)
+/// is still inside the post, waking that io_context (TSan saw it as the
+/// example client exited after its call). Once a result has been delivered,
+/// the transport no longer touches the receiver's executor. The wait is a
+/// few instructions of the poster's, unless it is descheduled right there.
+template <class Handler>
+class after_post {
+ public:
+  after_post(Handler h, std::shared_ptr<const std::atomic<bool>> posted)
+      : handler_(std::move(h)), posted_(std::move(posted)) {}
+
+  template <class... Args>
+  void operator()(Args&&... args) {
+    while (!posted_->load(std::memory_order_acquire)) std::this_thread::yield();
+    std::move(handler_)(std::forward<Args>(args)...);
+  }
+
+  const Handler& handler() const noexcept { return handler_; }
+
+ private:
+  Handler handler_;
+  std::shared_ptr<const std::atomic<bool>> posted_;
+};
 
 /// Wraps a completion handler so that invoking the wrapper, from any thread,
 /// delivers the result on the handler's own executor and never inside the
@@ -50,11 +80,18 @@ class deliver_on_executor {
 
   template <class... Args>
   void operator()(Args&&... args) {
-    auto ex = boost::asio::get_associated_executor(handler_);
-    if constexpr (std::is_same_v<decltype(ex), boost::asio::system_executor>) {
+    using executor = boost::asio::associated_executor_t<Handler>;
+    if constexpr (std::is_same_v<executor, boost::asio::system_executor>) {
       std::move(handler_)(std::forward<Args>(args)...);
     } else {
-      boost::asio::post(ex, boost::asio::append(std::move(handler_), std::forward<Args>(args)...));
+      auto posted = std::make_shared<std::atomic<bool>>(false);
+      {
+        // The executor's copy goes before the handler may run.
+        auto ex = boost::asio::get_associated_executor(handler_);
+        boost::asio::post(ex, boost::asio::append(after_post<Handler>(std::move(handler_), posted),
+                                                  std::forward<Args>(args)...));
+      }
+      posted->store(true, std::memory_order_release);
     }
   }
 
@@ -71,6 +108,25 @@ deliver_on_executor<std::decay_t<Handler>> deliver(Handler&& h) {
 }
 
 }  // namespace detail
+
+}  // namespace coport::messaging
+
+// after_post keeps the wrapped handler's executor, allocator and the rest.
+template <template <class, class> class Associator, class Handler, class DefaultCandidate>
+struct boost::asio::associator<Associator, coport::messaging::detail::after_post<Handler>,
+                               DefaultCandidate> : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type get(
+      const coport::messaging::detail::after_post<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler());
+  }
+  static auto get(const coport::messaging::detail::after_post<Handler>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler(), c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler(), c);
+  }
+};
+
+namespace coport::messaging {
 
 /// A received RPC request. The request is already acknowledged to the
 /// transport (at most once, as oslo.messaging does for RPC).
