@@ -8,7 +8,7 @@
 #
 # leaves DIR/boost/libs/{fiber,context}/src and prints DIR/boost. The
 # version is the one of the installed Boost headers, so sources and headers
-# match. apt downloads it (checked against the archive's signature) through
+# match (or the mirror's, if it no longer has that revision). apt downloads it (checked against the archive's signature) through
 # a deb-src list of the machine's own Debian mirror kept inside DIR: the
 # machine's apt configuration is not changed. Nothing is fetched when DIR
 # already holds the sources.
@@ -48,7 +48,10 @@ EOF
 apt_opts=(-q -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=-"
   -o "Dir::State::Lists=$apt_dir/lists" -o "APT::Sandbox::User=root")
 apt-get "${apt_opts[@]}" update >&2
-(cd "$dir" && apt-get "${apt_opts[@]}" source --download-only "boost1.81=$version" >&2)
+# The installed version; the mirror's own when it no longer offers that one
+# (a Debian revision changes packaging, not Fiber's or Context's sources).
+(cd "$dir" && { apt-get "${apt_opts[@]}" source --download-only "boost1.81=$version" >&2 ||
+  apt-get "${apt_opts[@]}" source --download-only boost1.81 >&2; })
 
 orig=$(ls "$dir"/boost1.81_*.orig.tar.xz)
 rm -rf "$root"
