@@ -32,25 +32,10 @@ using coport::test::emit_on_loop;
 using coport::test::get;
 using coport::test::in_coro;
 using coport::test::in_fiber;
+using coport::test::on_loop;
 using coport::test::settle;
 using coport::test::test_options;
 using namespace std::chrono_literals;
-
-// Runs `fn` natively on the loop (a plain posted task) and returns its result.
-template <class Fn>
-auto on_loop(bridge::runtime& rt, Fn fn) {
-  using R = decltype(fn());
-  auto result = std::make_shared<std::promise<R>>();
-  auto f = result->get_future();
-  rt.post([result, fn = std::move(fn)]() mutable {
-    try {
-      result->set_value(fn());
-    } catch (...) {
-      result->set_exception(std::current_exception());
-    }
-  });
-  return f;
-}
 
 // The code a fiber-blocking call fails with, or success.
 template <class Fn>

@@ -15,9 +15,11 @@
 #include <boost/asio/use_future.hpp>
 
 #include <chrono>
+#include <exception>
 #include <future>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 
 namespace coport::test {
 
@@ -62,14 +64,33 @@ inline bridge::runtime_options test_options(std::string name = "test") {
   return o;
 }
 
+/// Runs `fn` natively on the loop (a plain posted task) and returns a future
+/// of its result, ready once it has run.
+template <class Fn>
+auto on_loop(bridge::runtime& rt, Fn fn) {
+  using R = decltype(fn());
+  auto result = std::make_shared<std::promise<R>>();
+  auto f = result->get_future();
+  rt.post([result, fn = std::move(fn)]() mutable {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        result->set_value();
+      } else {
+        result->set_value(fn());
+      }
+    } catch (...) {
+      result->set_exception(std::current_exception());
+    }
+  });
+  return f;
+}
+
 /// Returns once the loop has run a task queued now. Fibers and coroutines all
 /// run on the loop thread, so whichever one announced that it was about to
 /// wait has by then reached its wait: the order is established, not timed.
 inline void settle(bridge::runtime& rt) {
-  auto ran = std::make_shared<std::promise<void>>();
-  auto f = ran->get_future();
-  rt.post([ran] { ran->set_value(); });
-  get(f);
+  get(on_loop(rt, [] {}));
 }
 
 /// Emits terminal cancellation on `sig` from the loop, where the operation
@@ -77,13 +98,7 @@ inline void settle(bridge::runtime& rt) {
 /// outlive it, also when the operation has already finished otherwise (a
 /// test racing the emit with a completion waits for it before `sig` goes).
 [[nodiscard]] inline std::future<void> emit_on_loop(bridge::runtime& rt, asio::cancellation_signal& sig) {
-  auto ran = std::make_shared<std::promise<void>>();
-  auto f = ran->get_future();
-  rt.post([&sig, ran] {
-    sig.emit(asio::cancellation_type::terminal);
-    ran->set_value();
-  });
-  return f;
+  return on_loop(rt, [&sig] { sig.emit(asio::cancellation_type::terminal); });
 }
 
 }  // namespace coport::test
