@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/fiber/fiber.hpp>
 
 #include <chrono>
 #include <future>
@@ -161,9 +162,12 @@ TEST_CASE("a plain thread waiting on an event is woken by a coroutine's set", "[
   std::promise<bool> result;
   auto woken = result.get_future();
   std::thread waiter([&] {
-    waiting.set_value();
+    // A fiber of this thread runs only once the thread's own context has
+    // parked in ev.wait(): its announcement orders the set after the wait.
+    boost::fibers::fiber announce([&] { waiting.set_value(); });
     ev.wait();
     result.set_value(ev.is_set());
+    announce.join();
   });
   get(waiting.get_future());
 

@@ -15,15 +15,19 @@ TEST_CASE("a hosted coroutine calls fiber-blocking legacy code directly and co_a
           "[bridge][hosted]") {
   bridge::runtime rt(test_options("hosted"));
   boost::fibers::promise<int> legacy_result;
-  // Legacy code fulfils the promise from a fiber after a while.
+  boost::fibers::promise<void> about_to_block;
+  // Legacy code fulfils the promise from a fiber once the hosted coroutine
+  // is about to wait for it: the wait always blocks.
   bridge::spawn_fiber(rt.get_executor(), [&] {
-    boost::this_fiber::sleep_for(2ms);
+    about_to_block.get_future().get();
     legacy_result.set_value(40);
   });
   auto v = bridge::co_spawn_hosted(
       rt.get_executor("hosted.mixed"),
       [&]() -> asio::awaitable<int> {
-        int a = legacy_result.get_future().get();  // blocks the host fiber only
+        auto legacy = legacy_result.get_future();
+        about_to_block.set_value();  // readies the legacy fiber; it runs once this one blocks
+        int a = legacy.get();  // blocks the host fiber only
         boost::fibers::mutex m;
         {
           std::lock_guard lk(m);
@@ -130,22 +134,23 @@ TEST_CASE("many hosted coroutines run at once, each in its own fiber", "[bridge]
   bridge::runtime rt(test_options("hosted"));
   constexpr int n = 200;
   bridge::event go(rt.get_executor());
+  bridge::event all_blocked(rt.get_executor());
   int blocked = 0;  // loop thread only
   std::vector<std::future<boost::fibers::fiber::id>> all;
   for (int i = 0; i < n; ++i) {
     all.push_back(bridge::co_spawn_hosted(
         rt.get_executor(),
         [&]() -> asio::awaitable<boost::fibers::fiber::id> {
-          ++blocked;
+          if (++blocked == n) all_blocked.set();
           go.wait();  // every host fiber blocked at once
           co_return boost::this_fiber::get_id();
         },
         asio::use_future));
   }
   // Release them only once every host is blocked (fibers of one loop are
-  // cooperative: a host that counted itself has blocked before this runs).
+  // cooperative: the last host blocks before the fiber it woke runs).
   get(in_fiber(rt, [&] {
-    while (blocked < n) boost::this_fiber::yield();
+    all_blocked.wait();
     go.set();
     return 0;
   }));

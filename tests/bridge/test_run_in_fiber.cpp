@@ -84,25 +84,28 @@ TEST_CASE("a burst of concurrent calls is served and the fibers are reused by th
     std::set<boost::fibers::fiber::id> ids;
     for (int round = 0; round < 3; ++round) {
       bridge::event go(rt.get_executor());
+      bridge::event all_blocked(rt.get_executor());
+      bridge::event all_done(rt.get_executor());
       int blocked = 0;  // loop thread only
-      std::vector<std::future<boost::fibers::fiber::id>> results;
+      int done = 0;     // loop thread only
       for (int i = 0; i < burst; ++i) {
         // Each call blocks until all have started, so `burst` fibers are live.
-        results.push_back(bridge::async_run_in_fiber(
+        bridge::async_run_in_fiber(
             rt.get_executor(),
             [&] {
-              ++blocked;
+              if (++blocked == burst) all_blocked.set();
               go.wait();
               return boost::this_fiber::get_id();
             },
-            asio::use_future));
+            // Runs once the call's fiber is back in the pool.
+            [&](std::exception_ptr e, boost::fibers::fiber::id id) {
+              if (!e) ids.insert(id);
+              if (++done == burst) all_done.set();
+            });
       }
-      while (blocked < burst) co_await asio::post(asio::use_awaitable);
+      co_await all_blocked.async_wait(asio::use_awaitable);
       go.set();
-      for (auto& r : results) {
-        while (r.wait_for(0s) != std::future_status::ready) co_await asio::post(asio::use_awaitable);
-        ids.insert(r.get());
-      }
+      co_await all_done.async_wait(asio::use_awaitable);
     }
     co_return ids.size();
   });

@@ -13,6 +13,7 @@
 #include <ctime>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -37,9 +38,14 @@ TEST_CASE("sleeping fibers, fibers woken from other threads, handlers and timers
     for (int i = 0; i < 5; ++i) boost::this_fiber::sleep_for(1ms);
     return 5;
   });
-  // A fiber woken by a plain Boost.Fiber promise fulfilled on another thread.
+  // A fiber woken by a plain Boost.Fiber promise fulfilled on another thread
+  // once the fiber waits on it.
   boost::fibers::promise<int> from_thread;
-  auto woken = in_fiber(rt, [f = from_thread.get_future()]() mutable { return f.get() + 1; });
+  std::promise<void> about_to_wait;
+  auto woken = in_fiber(rt, [&about_to_wait, f = from_thread.get_future()]() mutable {
+    about_to_wait.set_value();
+    return f.get() + 1;
+  });
   // An Asio timer handler.
   std::promise<bool> timer_fired;
   asio::steady_timer timer(rt.get_executor(), 2ms);
@@ -48,6 +54,8 @@ TEST_CASE("sleeping fibers, fibers woken from other threads, handlers and timers
   std::promise<std::thread::id> posted;
   rt.post([&] { posted.set_value(std::this_thread::get_id()); });
 
+  get(about_to_wait.get_future());
+  settle(rt);  // the fiber is parked in f.get(): the wake-up has to cross threads
   std::thread other([&] { from_thread.set_value(41); });
   other.join();
 
@@ -142,12 +150,26 @@ TEST_CASE("stop cancels a tracked native coroutine and waits for it", "[bridge][
   CHECK(get(outcome.get_future()) == asio::error::operation_aborted);
 }
 
-TEST_CASE("work posted after stop is discarded, not run", "[bridge][runtime]") {
-  bridge::runtime rt(test_options("late"));
-  rt.stop();
-  rt.join();
+TEST_CASE("work posted after stop is discarded: destroyed with the runtime, never run",
+          "[bridge][runtime]") {
+  // Flags its own destruction; moved-from copies flag nothing.
+  struct destroy_flag {
+    std::atomic<bool>* flag;
+    explicit destroy_flag(std::atomic<bool>& f) : flag(&f) {}
+    destroy_flag(destroy_flag&& o) noexcept : flag(std::exchange(o.flag, nullptr)) {}
+    ~destroy_flag() {
+      if (flag) *flag = true;
+    }
+  };
   std::atomic<bool> ran{false};
-  rt.post([&] { ran = true; });
+  std::atomic<bool> destroyed{false};
+  {
+    bridge::runtime rt(test_options("late"));
+    rt.stop();
+    rt.join();
+    rt.post([&ran, guard = destroy_flag(destroyed)] { ran = true; });
+  }
+  CHECK(destroyed);
   CHECK_FALSE(ran);
 }
 

@@ -10,24 +10,35 @@
 #include <boost/asio/write.hpp>
 #include <boost/fiber/operations.hpp>
 
+#include <utility>
+
 using namespace std::chrono_literals;
 using namespace coport::test;
 using asio::ip::tcp;
 
 TEST_CASE("an Asio timer waited with use_fiber blocks only its fiber", "[bridge][use_fiber]") {
   bridge::runtime rt(test_options("uf"));
-  std::atomic<int> other_progress{0};
+  asio::steady_timer t(rt.get_executor(), 1h);
+  int other_progress = 0;  // loop thread only
+  std::promise<void> about_to_wait;
   auto slow = in_fiber(rt, [&] {
-    asio::steady_timer t(rt.get_executor(), 5ms);
-    t.async_wait(bridge::use_fiber);
-    return other_progress.load();
+    about_to_wait.set_value();
+    boost::system::error_code ec;
+    t.async_wait(bridge::use_fiber[ec]);
+    return std::make_pair(ec, other_progress);
   });
+  get(about_to_wait.get_future());
+  settle(rt);  // the fiber is blocked on the timer
+  // Only another fiber running meanwhile can end the wait.
   auto other = in_fiber(rt, [&] {
     ++other_progress;
+    t.cancel();
     return 0;
   });
   get(other);
-  CHECK(get(slow) == 1);
+  auto [ec, progress] = get(slow);
+  CHECK(ec == asio::error::operation_aborted);
+  CHECK(progress == 1);
 }
 
 TEST_CASE("use_fiber throws on error and the [ec] form reports it", "[bridge][use_fiber]") {

@@ -15,10 +15,12 @@
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
@@ -108,9 +110,8 @@ json::value call(rpc_client& c, const std::string& method, json::object a, std::
   return wait(c.async_call(method, std::move(a), asio::use_future), ceiling);
 }
 
-// Publishes raw bytes to the control exchange with routing key `key`, the
-// way a broken peer would.
-void publish_raw(const std::string& url, const std::string& key, const std::string& body) {
+// A plain rabbitmq-c connection to the broker, with channel 1 open.
+amqp_connection_state_t open_raw(const std::string& url) {
   auto u = boost::urls::parse_uri(url);
   REQUIRE(u);
   amqp_connection_state_t c = amqp_new_connection();
@@ -121,12 +122,23 @@ void publish_raw(const std::string& url, const std::string& key, const std::stri
               .reply_type == AMQP_RESPONSE_NORMAL);
   amqp_channel_open(c, 1);
   REQUIRE(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
-  amqp_bytes_t b{body.size(), const_cast<char*>(body.data())};
-  REQUIRE(amqp_basic_publish(c, 1, amqp_cstring_bytes("openstack"), amqp_cstring_bytes(key.c_str()), 0, 0,
-                             nullptr, b) == 0);
+  return c;
+}
+
+void close_raw(amqp_connection_state_t c) {
   amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
   amqp_connection_close(c, AMQP_REPLY_SUCCESS);
   amqp_destroy_connection(c);
+}
+
+// Publishes raw bytes to the control exchange with routing key `key`, the
+// way a broken peer would.
+void publish_raw(const std::string& url, const std::string& key, const std::string& body) {
+  amqp_connection_state_t c = open_raw(url);
+  amqp_bytes_t b{body.size(), const_cast<char*>(body.data())};
+  REQUIRE(amqp_basic_publish(c, 1, amqp_cstring_bytes("openstack"), amqp_cstring_bytes(key.c_str()), 0, 0,
+                             nullptr, b) == 0);
+  close_raw(c);
 }
 
 }  // namespace
@@ -180,9 +192,41 @@ TEST_CASE("calls, casts and fanout casts cross the broker between two servers", 
 
 TEST_CASE("a call nobody serves times out; its message expires with it", "[rabbit]") {
   captured_log log;
-  auto tr = open(broker_url(), log);
-  rpc_client client(tr, topic(fresh_topic("nobody")), client_options{.timeout = 1s});
-  CHECK_THROWS_AS(call(client, "echo", args("value", 1)), timeout_error);
+  const std::string url = broker_url();
+  auto tr = open(url, log);
+  const std::string t = fresh_topic("nobody");
+  // A queue of the test's own, bound to the call's topic and consumed before
+  // the call is sent: the broker hands it a copy of the request at once.
+  amqp_connection_state_t spy = open_raw(url);
+  amqp_exchange_declare(spy, 1, amqp_cstring_bytes("openstack"), amqp_cstring_bytes("topic"), 0, 0, 0, 0,
+                        amqp_empty_table);  // as the driver declares it
+  REQUIRE(amqp_get_rpc_reply(spy).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_queue_declare_ok_t* declared = amqp_queue_declare(spy, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+  REQUIRE(declared);
+  const amqp_bytes_t spy_queue = amqp_bytes_malloc_dup(declared->queue);
+  amqp_queue_bind(spy, 1, spy_queue, amqp_cstring_bytes("openstack"), amqp_cstring_bytes(t.c_str()),
+                  amqp_empty_table);
+  REQUIRE(amqp_get_rpc_reply(spy).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_basic_consume(spy, 1, spy_queue, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+  REQUIRE(amqp_get_rpc_reply(spy).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_bytes_free(spy_queue);
+
+  rpc_client client(tr, topic(t), client_options{.timeout = 1s});
+  auto reply = client.async_call("echo", args("value", 1), asio::use_future);
+  amqp_envelope_t copy;
+  timeval ceiling{30, 0};
+  REQUIRE(amqp_consume_message(spy, &copy, &ceiling, 0).reply_type == AMQP_RESPONSE_NORMAL);
+  const amqp_basic_properties_t& props = copy.message.properties;
+  std::string expiration;
+  if (props._flags & AMQP_BASIC_EXPIRATION_FLAG) {
+    expiration.assign(static_cast<const char*>(props.expiration.bytes), props.expiration.len);
+  }
+  amqp_destroy_envelope(&copy);
+  close_raw(spy);
+  // The broker drops the request when its caller gives up.
+  CHECK(expiration == "1000");
+
+  CHECK_THROWS_AS(wait(std::move(reply)), timeout_error);
   CHECK(tr->pending_calls() == 0);
 }
 
@@ -513,24 +557,31 @@ TEST_CASE("a graceful stop loses no reply, even when the transport closes right 
   const std::string t = fresh_topic("drain");
   auto e = std::make_shared<endpoint>("example", endpoint_target{std::nullopt, "1.3"});
   auto started = std::make_shared<counter>();
-  e->add("slow", {"value"}, [started](int v) -> asio::awaitable<int> {
+  asio_loop loop;
+  // Holds every call until the test cancels it, on the loop's one thread
+  // (each call starts its wait in the step that counts it).
+  asio::steady_timer release(loop.get_executor(), asio::steady_timer::time_point::max());
+  e->add("slow", {"value"}, [started, &release](int v) -> asio::awaitable<int> {
     started->add();
-    asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);
-    co_await pause.async_wait(asio::use_awaitable);
+    boost::system::error_code released;
+    co_await release.async_wait(asio::redirect_error(asio::use_awaitable, released));
     co_return v;
   });
   auto d = std::make_shared<dispatcher>();
   d->add(e);
-  asio_loop loop;
   auto server = std::make_unique<rpc_server>(server_side, topic(t, "s1"), d, loop.get_executor());
   server->start();
   rpc_client client(client_side, topic(t));
   std::vector<std::future<json::value>> calls;
   for (int i = 0; i < 20; ++i) calls.push_back(client.async_call("slow", args("value", i), asio::use_future));
-  // Every call taken by the server, none answered yet: then stop, and let
-  // the server's transport go at once (its thread writes what is left).
+  // Every call taken by the server, none answered yet: then stop, release
+  // them, and let the server's transport go at once (its thread writes what
+  // is left).
   REQUIRE(started->wait_for(20, 30s));
-  wait(server->async_stop(asio::use_future));
+  auto stopped = server->async_stop(asio::use_future);  // stops taking calls before it returns
+  CHECK(stopped.wait_for(0s) == std::future_status::timeout);  // the held calls keep it
+  asio::post(loop.get_executor(), [&] { release.cancel(); });
+  wait(std::move(stopped));
   server.reset();
   server_side.reset();
   for (int i = 0; i < 20; ++i) CHECK(wait(std::move(calls[static_cast<std::size_t>(i)])) == i);

@@ -9,12 +9,16 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -332,17 +336,23 @@ TEST_CASE("transport URLs are checked and passwords never shown", "[messaging][r
 TEST_CASE("the server never has more requests in flight than its bound", "[messaging][rpc]") {
   asio_loop loop;
   auto tr = transport::create(unique_memory_url());
-  std::atomic<int> now{0};
-  std::atomic<int> peak{0};
-  // Each call waits on a timer, so many would run at once without the bound.
+  // Loop thread only: the methods, and what the test posts, run there.
+  int now = 0;
+  int peak = 0;
+  bool open = false;
+  std::promise<void> three_held;
+  // Each call is held until the test opens the gate, so without the bound
+  // every call sent would be in flight by then.
+  asio::steady_timer gate(loop.get_executor(), asio::steady_timer::time_point::max());
   auto e = std::make_shared<endpoint>("bounded");
   e->add("work", {}, [&]() -> asio::awaitable<int> {
     const int n = ++now;
-    int seen = peak.load();
-    while (n > seen && !peak.compare_exchange_weak(seen, n)) {
+    peak = std::max(peak, n);
+    if (n == 3 && !open) three_held.set_value();
+    if (!open) {
+      boost::system::error_code opened;
+      co_await gate.async_wait(asio::redirect_error(asio::use_awaitable, opened));
     }
-    asio::steady_timer t(co_await asio::this_coro::executor, 2ms);
-    co_await t.async_wait(asio::use_awaitable);
     --now;
     co_return n;
   });
@@ -353,8 +363,17 @@ TEST_CASE("the server never has more requests in flight than its bound", "[messa
   rpc_client client(tr, topic("b"));
   std::vector<std::future<json::value>> calls;
   for (int i = 0; i < 30; ++i) calls.push_back(client.async_call("work", {}, asio::use_future));
+  // Every call is out and three are held: a server past its bound has taken
+  // more, and the loop runs them before it opens the gate.
+  wait(three_held.get_future());
+  auto opened = asio::post(loop.get_executor(), asio::use_future([&] {
+    open = true;
+    gate.cancel();
+    return peak;
+  }));
+  CHECK(wait(std::move(opened)) == 3);  // reached, not passed while the first three were held
   for (auto& c : calls) wait(std::move(c));
-  CHECK(peak.load() == 3);  // reached, never passed
+  CHECK(wait(asio::post(loop.get_executor(), asio::use_future([&] { return peak; }))) == 3);  // never passed
   wait(server.async_stop(asio::use_future));
 }
 
@@ -362,15 +381,14 @@ TEST_CASE("stopping a server lets in-flight calls reply and takes no new ones", 
   asio_loop loop;
   auto tr = transport::create(unique_memory_url());
   std::promise<void> entered;
-  std::promise<void> release;
-  auto released = release.get_future().share();
+  // Holds the call until the test cancels it (on the loop's one thread,
+  // which has by then started the wait: entered is set just before it).
+  asio::steady_timer release(loop.get_executor(), asio::steady_timer::time_point::max());
   auto e = std::make_shared<endpoint>("drain");
-  e->add("hold", {}, [&, released]() -> asio::awaitable<std::string> {
+  e->add("hold", {}, [&]() -> asio::awaitable<std::string> {
     entered.set_value();
-    while (released.wait_for(0s) != std::future_status::ready) {
-      asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
-      co_await t.async_wait(asio::use_awaitable);
-    }
+    boost::system::error_code released;
+    co_await release.async_wait(asio::redirect_error(asio::use_awaitable, released));
     co_return "done";
   });
   auto d = std::make_shared<dispatcher>();
@@ -383,7 +401,7 @@ TEST_CASE("stopping a server lets in-flight calls reply and takes no new ones", 
   auto stopped = server.async_stop(asio::use_future);
   CHECK(stopped.wait_for(0s) != std::future_status::ready);
   CHECK(server.in_flight() == 1);
-  release.set_value();
+  asio::post(loop.get_executor(), [&] { release.cancel(); });
   CHECK(wait(std::move(held)) == "done");  // its reply was sent
   wait(std::move(stopped));
   // A call sent now waits in the transport for a server.

@@ -81,7 +81,8 @@ struct slow_handoff_watch {
     std::unique_lock lk(mutex);
     ++handoffs_outside;
     // When the transport waits for its hand-offs this times out; when it
-    // does not, the loop completes meanwhile.
+    // does not, the loop completes meanwhile. Time is the subject: a correct
+    // transport holds the loop until this returns, so only a timeout ends it.
     if (cv.wait_for(lk, std::chrono::milliseconds(300), [&] { return completed; })) {
       ++done_during_handoff;
     }
