@@ -7,6 +7,10 @@
 // back into legacy code through run_in_fiber; a hosted coroutine shows
 // unported code running inside a coroutine, and the diagnostics say which
 // code still blocks fibers.
+//
+//   coport-bridge-tour [ORDERS]      # 2000 orders unless told
+
+#include "cli.hpp"
 
 #include <coport/bridge/bridge.hpp>
 
@@ -17,12 +21,12 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <string>
 
 namespace asio = boost::asio;
 namespace bridge = coport::bridge;
+namespace cli = coport_example::cli;
 using namespace std::chrono_literals;
 
 namespace {
@@ -61,7 +65,15 @@ asio::awaitable<double> price(const std::string& item, int quantity) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int orders = argc > 1 ? std::atoi(argv[1]) : 2000;
+  int orders = 2000;
+  CLI::App app(
+      "A small service half-way through its port, on one loop: legacy fibers feed a\n"
+      "ported coroutine through one channel; the diagnostics say which code still\n"
+      "blocks fibers.",
+      "coport-bridge-tour");
+  cli::setup(app);
+  app.add_option("ORDERS", orders, "how many orders flow through (default 2000)")->check(cli::count(4));
+  if (const auto status = cli::parse(app, argc, argv)) return *status;
   const int producers = 4;
 
   bridge::runtime rt;  // one loop thread: io_context + fiber scheduler

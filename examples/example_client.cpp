@@ -1,8 +1,8 @@
 // coport-example-client: calls, casts, notifications and a load test
 // against coport-example-server (or any oslo.messaging server).
 //
-//   usage, commands and options: usage_text and help_text below (--help
-//   prints them).
+//   usage, commands and options: parse_command_line below (--help prints
+//   them).
 //
 // report and set-policy go to one server of the topic (name it with
 // --server when there are several: each has its own policies and figures).
@@ -11,7 +11,7 @@
 //
 // Exit status: 0 done; 1 the remote method raised (call prints "CLASS:
 // message" on stdout); 2 no reply in time; 3 any other error (bad JSON, a
-// transport that cannot be opened, a failed or lost bench call); 64 bad
+// transport that cannot be opened, a failed, lost or wrong bench call); 64 bad
 // command line.
 #include "example_common.hpp"
 
@@ -35,6 +35,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,56 +43,12 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace msg = coport::messaging;
 namespace ex = coport_example;
+namespace cli = coport_example::cli;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* usage_text =
-    "usage: coport-example-client --transport URL --topic TOPIC [--server NAME] [--fanout]\n"
-    "                             [--version V] [--exchange NAME] [--timeout SECONDS]\n"
-    "                             [--admin-token TOKEN] COMMAND ...\n"
-    "commands:\n"
-    "  call METHOD JSON_ARGS\n"
-    "  cast METHOD JSON_ARGS\n"
-    "  notify [--priority P] [--publisher ID] EVENT_TYPE JSON_PAYLOAD\n"
-    "  bench [--concurrency N] [--seconds S]\n"
-    "  report [--json]\n"
-    "  set-policy METHOD POLICY\n";
-
-// --help: every command and option.
-constexpr const char* help_text =
-    "  commands:\n"
-    "    call METHOD JSON_ARGS     call METHOD with the keyword arguments of a JSON\n"
-    "                              object ('{\"a\": 2, \"b\": 3}') and print the JSON result\n"
-    "    cast METHOD JSON_ARGS     send without waiting for a result (to every\n"
-    "                              server of the topic with --fanout)\n"
-    "    notify [--priority P] [--publisher ID] EVENT_TYPE JSON_PAYLOAD\n"
-    "                              publish a notification on TOPIC (priority info,\n"
-    "                              publisher coport-example-client by default)\n"
-    "    bench [--concurrency N] [--seconds S]\n"
-    "                              N callers (default 8) call echo for S seconds\n"
-    "                              (default 5; the first 0.5 s is a warm-up not\n"
-    "                              counted) and print one JSON line of results;\n"
-    "                              the last line on stderr counts every call:\n"
-    "                              answered, failed, lost (no reply in time)\n"
-    "    report [--json]           fetch the migration report from the server's\n"
-    "                              admin endpoint (coport-example-server --admin)\n"
-    "                              and print it as a table, or as JSON\n"
-    "    set-policy METHOD POLICY  set METHOD's policy on that server (\"echo\" or\n"
-    "                              \"example.echo\"; legacy, ported, canary:N, shadow)\n"
-    "                              and print {\"method\", \"policy\", \"previous\"}\n"
-    "\n"
-    "  options:\n"
-    "    --transport URL    rabbit://user:pass@host:5672/, memory://\n"
-    "    --topic TOPIC      the RPC topic, or the notification topic\n"
-    "    --server NAME      send to that server of the topic only\n"
-    "    --fanout           casts go to every server of the topic\n"
-    "    --version V        the version the call or cast asks for (\"1.3\")\n"
-    "    --exchange NAME    the control exchange; default: the transport's (\"openstack\")\n"
-    "    --timeout SECONDS  how long a call waits for its reply; default 60\n"
-    "    --admin-token T    report, set-policy: the token the server's admin\n"
-    "                       endpoint asks for (coport-example-server --admin-token);\n"
-    "                       default: $COPORT_ADMIN_TOKEN (not shown by ps)\n";
+constexpr const char* program = "coport-example-client";
 
 struct config {
   std::string transport;
@@ -120,89 +77,124 @@ struct config {
   std::string policy;
 };
 
-// Options come first, in any order, then the command and its own options
-// and words.
-config parse_command_line(int argc, char** argv) {
-  config c;
-  int i = 1;
-  for (; i < argc && ex::is_option(argv[i]); ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
-    else if (a == "--topic") c.topic = ex::option_value(argc, argv, i);
-    else if (a == "--server") c.server = ex::option_value(argc, argv, i);
-    else if (a == "--fanout") c.fanout = true;
-    else if (a == "--version") c.version = ex::option_value(argc, argv, i);
-    else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
-    else if (a == "--timeout") c.timeout_s = ex::parse_seconds(a, ex::option_value(argc, argv, i));
-    else if (a == "--admin-token") c.admin_token = ex::option_value(argc, argv, i);
-    else throw ex::usage_error("unknown option '" + std::string(a) + "'");
-  }
-  if (c.transport.empty()) throw ex::usage_error("--transport is required");
-  if (c.topic.empty()) throw ex::usage_error("--topic is required");
-  if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); !c.admin_token && token && *token) c.admin_token = token;
-  ex::check_name("--topic", c.topic);
-  if (!c.server.empty()) ex::check_name("--server", c.server);
-  if (!c.exchange.empty()) ex::check_name("--exchange", c.exchange);
-  if (c.version) {
-    try {
-      (void)msg::version::parse(*c.version);
-    } catch (const std::exception& e) {
-      throw ex::usage_error("--version: " + std::string(e.what()));
-    }
-  }
-  if (i == argc) throw ex::usage_error("no command");
-  c.command = argv[i++];
+// Reads the command line into `c`: std::nullopt when the client is to run,
+// else the status to exit with (cli::parse). The program's options come
+// first, then the command, its own options and its words.
+std::optional<int> parse_command_line(int argc, char** argv, config& c) {
+  CLI::App app(
+      "Calls, casts, notifications and a load test against coport-example-server (or\n"
+      "any oslo.messaging server). report and set-policy go to one server of the\n"
+      "topic (name it with --server when there are several). Exit status: 0 done;\n"
+      "1 the remote method raised (call prints \"CLASS: message\" on stdout); 2 no\n"
+      "reply in time; 3 any other error (bad JSON, a transport that cannot be\n"
+      "opened, a failed, lost or wrong bench call); 64 bad command line.",
+      program);
+  // --version is the version a call asks for; alone, it prints the program's.
+  cli::setup(app, {.version_flag = false, .redact = ex::mask_passwords});
+  app.add_option("--transport", c.transport, "rabbit://user:pass@host:5672/, memory://")->type_name("URL")->required();
+  app.add_option("--topic", c.topic, "the RPC topic, or the notification topic")
+      ->type_name("TOPIC")
+      ->required()
+      ->check(ex::name_rules());
+  app.add_option("--server", c.server, "send to that server of the topic only")
+      ->type_name("NAME")
+      ->check(ex::name_rules(true));
+  app.add_flag("--fanout", c.fanout, "casts go to every server of the topic");
+  app.add_option_function<std::string>(
+         "--version",
+         [&app, &c](const std::string& v) {
+           if (v.empty()) throw CLI::CallForVersion(cli::version_text(app), 0);
+           try {
+             (void)msg::version::parse(v);
+           } catch (const std::exception& e) {
+             throw ex::usage_error("--version: " + std::string(e.what()));
+           }
+           c.version = v;
+         },
+         "the version the call or cast asks for (\"1.3\");\n"
+         "without V: print the program's name and version\n"
+         "and exit")
+      ->type_name("V")
+      ->expected(0, 1);
+  app.add_option("--exchange", c.exchange, "the control exchange; default: the transport's\n(\"openstack\")")
+      ->type_name("NAME")
+      ->check(ex::name_rules(true));
+  app.add_option("--timeout", c.timeout_s, "how long a call waits for its reply; default 60")
+      ->type_name("SECONDS")
+      ->check(cli::seconds());
+  std::string token;
+  CLI::Option* token_option = app.add_option("--admin-token", token,
+                                             "report, set-policy: the token the server's admin\n"
+                                             "endpoint asks for (coport-example-server\n"
+                                             "--admin-token); default: $COPORT_ADMIN_TOKEN (not\n"
+                                             "shown by ps)")
+                                  ->type_name("TOKEN");
+  app.require_subcommand(-1);  // at most one command; parse's check says when it is missing
 
-  // The command's own options, then its words.
-  for (; i < argc && ex::is_option(argv[i]); ++i) {
-    const std::string_view a = argv[i];
-    if (c.command == "notify" && a == "--priority") {
-      const std::string p = ex::option_value(argc, argv, i);
-      const auto parsed = msg::parse_priority(p);
-      if (!parsed) throw ex::usage_error("--priority: no priority '" + p + "'");
-      c.priority = *parsed;
-    } else if (c.command == "notify" && a == "--publisher") {
-      c.publisher = ex::option_value(argc, argv, i);
-    } else if (c.command == "bench" && a == "--concurrency") {
-      c.concurrency = ex::parse_count(a, ex::option_value(argc, argv, i));
-    } else if (c.command == "bench" && a == "--seconds") {
-      c.seconds = ex::parse_seconds(a, ex::option_value(argc, argv, i), 0.5);
-    } else if (c.command == "report" && a == "--json") {
-      c.json_report = true;
-    } else {
-      throw ex::usage_error("unknown option '" + std::string(a) + "' for " + c.command);
-    }
+  CLI::App* call = app.add_subcommand("call",
+                                      "call METHOD with the keyword arguments of a JSON\n"
+                                      "object ('{\"a\": 2, \"b\": 3}') and print the JSON\n"
+                                      "result");
+  CLI::App* cast = app.add_subcommand("cast",
+                                      "send without waiting for a result (to every\n"
+                                      "server of the topic with --fanout)");
+  for (CLI::App* command : {call, cast}) {
+    command->add_option("METHOD", c.method, "the method's name")->required();
+    command->add_option("JSON_ARGS", c.json_args, "its keyword arguments, a JSON object")->required();
   }
-  const int words = argc - i;
-  auto want_words = [&](int n) {
-    if (words != n) {
-      throw ex::usage_error(c.command + " takes " + std::to_string(n) + " argument(s), got " +
-                            std::to_string(words));
+  CLI::App* notify = app.add_subcommand("notify",
+                                        "publish a notification on TOPIC (priority info,\n"
+                                        "publisher coport-example-client by default)");
+  notify
+      ->add_option_function<std::string>(
+          "--priority",
+          [&c](const std::string& p) { c.priority = *msg::parse_priority(p); },  // passed the check below
+          "audit, debug, info, warn, error, critical or sample")
+      ->type_name("P")
+      ->check(CLI::Validator(
+          [](std::string& p) { return msg::parse_priority(p) ? std::string() : "no priority '" + p + "'"; }, ""));
+  notify->add_option("--publisher", c.publisher, "the publisher id")->type_name("ID");
+  notify->add_option("EVENT_TYPE", c.event_type, "the notification's event type")->required();
+  notify->add_option("JSON_PAYLOAD", c.json_payload, "its payload, any JSON value")->required();
+  CLI::App* bench = app.add_subcommand("bench",
+                                       "N callers (default 8) call echo for S seconds\n"
+                                       "(default 5; the first 0.5 s is a warm-up not\n"
+                                       "counted) and print one JSON line of results;\n"
+                                       "each reply must echo the value sent. A line on\n"
+                                       "stderr at the end counts every call: answered,\n"
+                                       "failed (a wrong echo included), lost (no reply\n"
+                                       "in time)");
+  bench->add_option("--concurrency", c.concurrency, "callers")->type_name("N")->check(cli::count());
+  bench->add_option("--seconds", c.seconds, "how long")->type_name("S")->check(cli::seconds(0.5));
+  CLI::App* report = app.add_subcommand("report",
+                                        "fetch the migration report from the server's\n"
+                                        "admin endpoint (coport-example-server --admin)\n"
+                                        "and print it as a table, or as JSON");
+  report->add_flag("--json", c.json_report, "print the report as JSON");
+  CLI::App* set_policy = app.add_subcommand("set-policy",
+                                            "set METHOD's policy on that server (\"echo\" or\n"
+                                            "\"example.echo\"; legacy, ported, canary:N, shadow)\n"
+                                            "and print {\"method\", \"policy\", \"previous\"}");
+  set_policy->add_option("METHOD", c.method, "the method's name")->required();
+  set_policy->add_option("POLICY", c.policy, "its new policy")->required();
+
+  return cli::parse(app, argc, argv, [&] {
+    const std::vector<CLI::App*> commands = app.get_subcommands();
+    if (commands.empty()) throw ex::usage_error("no command: call, cast, notify, bench, report or set-policy");
+    c.command = commands.front()->get_name();
+    if (token_option->count() > 0) {
+      c.admin_token = token;
+    } else if (const char* env = std::getenv("COPORT_ADMIN_TOKEN"); env && *env) {
+      c.admin_token = env;
     }
-  };
-  if (c.command == "call" || c.command == "cast") {
-    want_words(2);
-    c.method = argv[i];
-    c.json_args = argv[i + 1];
-  } else if (c.command == "notify") {
-    want_words(2);
-    c.event_type = argv[i];
-    c.json_payload = argv[i + 1];
-  } else if (c.command == "bench" || c.command == "report") {
-    want_words(0);
-  } else if (c.command == "set-policy") {
-    want_words(2);
-    c.method = argv[i];
-    c.policy = argv[i + 1];
-    try {
-      (void)msg::policy::parse(c.policy);  // refused here rather than by the server
-    } catch (const msg::invalid_policy& e) {
-      throw ex::usage_error("set-policy: " + std::string(e.what()));
+    if (c.command == "set-policy") {
+      try {
+        (void)msg::policy::parse(c.policy);  // refused here rather than by the server
+      } catch (const msg::invalid_policy& e) {
+        throw ex::usage_error("set-policy: " + std::string(e.what()));
+      }
     }
-  } else {
-    throw ex::usage_error("unknown command '" + c.command + "'");
-  }
-  return c;
+  });
 }
 
 /// `text` parsed as JSON, or a message saying why not (exit 3).
@@ -282,20 +274,29 @@ struct bench_state {
   // Every call, warm-up included: started = completed + failed + lost once the
   // callers have ended, so that a long run can show that none went missing.
   std::uint64_t started = 0;
-  std::uint64_t completed = 0;  // answered; also for the progress lines
-  std::uint64_t failed = 0;     // ended with an error
-  std::uint64_t lost = 0;       // no reply within --timeout
+  std::uint64_t completed = 0;   // answered with the value sent; also for the progress lines
+  std::uint64_t failed = 0;      // ended with an error, or with a reply that is not the value sent
+  std::uint64_t mismatched = 0;  // of the failed: the reply was not the value sent
+  std::uint64_t lost = 0;        // no reply within --timeout
   std::exception_ptr first_error;  // the first failed or lost call ends the run
   std::size_t callers_left = 0;
   std::optional<asio::steady_timer> all_done;  // cancelled by the last caller to end
 };
 
-asio::awaitable<void> bench_caller(msg::rpc_client client, bench_state& s) {
-  while (!s.first_error && clock_type::now() < s.until) {
+// Each call sends a value of its own ("<caller>.<call>"), which the reply
+// must echo: a reply that is not the value sent (another call's, say) is a
+// failed call.
+asio::awaitable<void> bench_caller(msg::rpc_client client, std::size_t caller, bench_state& s) {
+  for (std::uint64_t n = 1; !s.first_error && clock_type::now() < s.until; ++n) {
+    const std::string value = std::to_string(caller) + "." + std::to_string(n);
     const auto sent = clock_type::now();
     ++s.started;
     try {
-      co_await client.async_call("echo", msg::args("value", "x"), asio::use_awaitable);
+      const json::value reply = co_await client.async_call("echo", msg::args("value", value), asio::use_awaitable);
+      if (!reply.is_string() || reply.get_string() != value) {
+        ++s.mismatched;
+        throw std::runtime_error("echo returned " + json::serialize(reply) + " for \"" + value + "\"");
+      }
     } catch (const msg::timeout_error&) {
       ++s.lost;
       if (!s.first_error) s.first_error = std::current_exception();
@@ -329,7 +330,7 @@ asio::awaitable<int> bench(msg::rpc_client client, const config& c) {
   s.until = s.start + from_seconds(c.seconds);
   s.callers_left = c.concurrency;
   s.all_done.emplace(on, clock_type::time_point::max());
-  for (std::size_t i = 0; i < c.concurrency; ++i) asio::co_spawn(on, bench_caller(client, s), asio::detached);
+  for (std::size_t i = 0; i < c.concurrency; ++i) asio::co_spawn(on, bench_caller(client, i + 1, s), asio::detached);
 
   // A progress line each second, then wait for the callers' last calls.
   asio::steady_timer tick(on);
@@ -344,6 +345,10 @@ asio::awaitable<int> bench(msg::rpc_client client, const config& c) {
   if (s.callers_left > 0) {
     boost::system::error_code cancelled;
     co_await s.all_done->async_wait(asio::redirect_error(asio::use_awaitable, cancelled));
+  }
+  if (s.mismatched > 0) {
+    std::fprintf(stderr, "bench: %llu call(s) got a reply that is not the value sent (counted as failed)\n",
+                 static_cast<unsigned long long>(s.mismatched));
   }
   std::fprintf(stderr, "bench: total %llu calls, answered %llu, failed %llu, lost %llu\n",
                static_cast<unsigned long long>(s.started), static_cast<unsigned long long>(s.completed),
@@ -420,17 +425,8 @@ asio::awaitable<int> run(std::shared_ptr<msg::transport> t, const config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (ex::wants_help(argc, argv)) {
-    std::printf("%s\n%s", usage_text, help_text);
-    return ex::exit_ok;
-  }
   config cfg;
-  try {
-    cfg = parse_command_line(argc, argv);
-  } catch (const ex::usage_error& e) {
-    std::fprintf(stderr, "coport-example-client: %s\n%s", e.what(), usage_text);
-    return ex::exit_usage;
-  }
+  if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
 
   std::shared_ptr<msg::transport> transport;
   try {

@@ -1,22 +1,6 @@
 // coport-example-listener: prints the notifications published on a topic.
 //
-//   usage: coport-example-listener --transport URL --topic TOPIC [--pool NAME]
-//                                  [--count N] [--exchange NAME]
-//                                  [--handle-ms MS] [--max-in-flight N]
-//
-//     --transport URL    rabbit://user:pass@host:5672/, memory://
-//     --topic TOPIC      listens to TOPIC.<priority> for every priority
-//     --pool NAME        listeners of one pool share the notifications; every
-//                        pool (and each listener without one) gets them all
-//     --count N          exit after N notifications; default: run until
-//                        SIGTERM or SIGINT
-//     --exchange NAME    the control exchange; default: the transport's ("openstack")
-//     --handle-ms MS     a slow consumer: each notification is held MS
-//                        milliseconds after it is printed, and only then
-//                        acknowledged (without blocking the listener's thread)
-//     --max-in-flight N  notifications taken and not yet acknowledged or
-//                        requeued at once (the others wait with the
-//                        transport); default 64
+//   usage and options: parse_command_line below (--help prints them).
 //
 // Prints "ready" once it listens, then one JSON line per notification:
 //   {"priority":"info","event_type":"...","publisher_id":"...","payload":...}
@@ -46,13 +30,11 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace msg = coport::messaging;
 namespace ex = coport_example;
+namespace cli = coport_example::cli;
 
 namespace {
 
-constexpr const char* usage_text =
-    "usage: coport-example-listener --transport URL --topic TOPIC [--pool NAME]\n"
-    "                               [--count N] [--exchange NAME]\n"
-    "                               [--handle-ms MS] [--max-in-flight N]\n";
+constexpr const char* program = "coport-example-listener";
 
 struct config {
   std::string transport;
@@ -64,28 +46,57 @@ struct config {
   std::optional<std::size_t> max_in_flight;
 };
 
-config parse_command_line(int argc, char** argv) {
-  config c;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
-    else if (a == "--topic") c.topic = ex::option_value(argc, argv, i);
-    else if (a == "--pool") c.pool = ex::option_value(argc, argv, i);
-    else if (a == "--count") c.count = ex::parse_count(a, ex::option_value(argc, argv, i));
-    else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
-    else if (a == "--handle-ms") c.handle_ms = ex::parse_count(a, ex::option_value(argc, argv, i));
-    else if (a == "--max-in-flight") c.max_in_flight = ex::parse_count(a, ex::option_value(argc, argv, i));
-    else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
-  }
-  if (c.transport.empty()) throw ex::usage_error("--transport is required");
-  if (c.topic.empty()) throw ex::usage_error("--topic is required");
-  ex::check_name("--topic", c.topic);
-  if (c.pool) {
-    if (c.pool->empty()) throw ex::usage_error("--pool needs a name");
-    ex::check_name("--pool", *c.pool);
-  }
-  if (!c.exchange.empty()) ex::check_name("--exchange", c.exchange);
-  return c;
+// Reads the command line into `c`: std::nullopt when the listener is to
+// run, else the status to exit with (cli::parse).
+std::optional<int> parse_command_line(int argc, char** argv, config& c) {
+  CLI::App app(
+      "Prints the notifications published on a topic: \"ready\" once it listens, then\n"
+      "one JSON line per notification. Exit 0 after N notifications or a signal;\n"
+      "3: the transport cannot be opened.",
+      program);
+  cli::setup(app, {.redact = ex::mask_passwords});
+  app.add_option("--transport", c.transport, "rabbit://user:pass@host:5672/, memory://")->type_name("URL")->required();
+  app.add_option("--topic", c.topic, "listens to TOPIC.<priority> for every priority")
+      ->type_name("TOPIC")
+      ->required()
+      ->check(ex::name_rules());
+  std::string pool;
+  CLI::Option* pool_option = app.add_option("--pool", pool,
+                                            "listeners of one pool share the notifications;\n"
+                                            "every pool (and each listener without one) gets\n"
+                                            "them all")
+                                 ->type_name("NAME")
+                                 ->check(ex::name_rules());
+  std::size_t count = 0;
+  CLI::Option* count_option = app.add_option("--count", count,
+                                             "exit after N notifications; default: run until\n"
+                                             "SIGTERM or SIGINT")
+                                  ->type_name("N")
+                                  ->check(cli::count());
+  app.add_option("--exchange", c.exchange, "the control exchange; default: the transport's\n(\"openstack\")")
+      ->type_name("NAME")
+      ->check(ex::name_rules(true));
+  std::size_t handle_ms = 0;
+  CLI::Option* handle_option = app.add_option("--handle-ms", handle_ms,
+                                              "a slow consumer: each notification is held MS\n"
+                                              "milliseconds after it is printed, and only then\n"
+                                              "acknowledged (without blocking the listener's\n"
+                                              "thread)")
+                                   ->type_name("MS")
+                                   ->check(cli::count());
+  std::size_t max_in_flight = 0;
+  CLI::Option* in_flight_option = app.add_option("--max-in-flight", max_in_flight,
+                                                 "notifications taken and not yet acknowledged or\n"
+                                                 "requeued at once (the others wait with the\n"
+                                                 "transport); default 64")
+                                      ->type_name("N")
+                                      ->check(cli::count());
+  return cli::parse(app, argc, argv, [&] {
+    if (pool_option->count() > 0) c.pool = pool;
+    if (count_option->count() > 0) c.count = count;
+    if (handle_option->count() > 0) c.handle_ms = handle_ms;
+    if (in_flight_option->count() > 0) c.max_in_flight = max_in_flight;
+  });
 }
 
 std::string to_json_line(const msg::notification& n) {
@@ -101,12 +112,7 @@ std::string to_json_line(const msg::notification& n) {
 
 int main(int argc, char** argv) {
   config cfg;
-  try {
-    cfg = parse_command_line(argc, argv);
-  } catch (const ex::usage_error& e) {
-    std::fprintf(stderr, "coport-example-listener: %s\n%s", e.what(), usage_text);
-    return ex::exit_usage;
-  }
+  if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
 
   std::shared_ptr<msg::transport> transport;
   try {

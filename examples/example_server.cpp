@@ -1,6 +1,6 @@
 // coport-example-server: an RPC server for the example client and tests.
 //
-//   usage and options: usage_text and help_text below (--help prints them).
+//   usage and options: parse_command_line below (--help prints them).
 //
 // One endpoint, namespace unset, version 1.3:
 //
@@ -61,46 +61,11 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace msg = coport::messaging;
 namespace ex = coport_example;
+namespace cli = coport_example::cli;
 
 namespace {
 
-constexpr const char* usage_text =
-    "usage: coport-example-server --transport URL --topic TOPIC [--server NAME]\n"
-    "                             [--executor fiber|coro] [--threads N] [--exchange NAME]\n"
-    "                             [--policy METHOD=POLICY]... [--default-policy POLICY]\n"
-    "                             [--native] [--strict] [--admin] [--admin-token TOKEN]\n";
-
-// --help: the usage line, then every option and command.
-constexpr const char* help_text =
-    "    --transport URL    where to listen: rabbit://user:pass@host:5672/, memory://\n"
-    "    --topic TOPIC      the RPC topic served\n"
-    "    --server NAME      this server's name (TOPIC.NAME queue); default: the host name\n"
-    "    --executor KIND    fiber (the default): fiber_executor on coport loops;\n"
-    "                       coro: coro_executor on a plain io_context (the default\n"
-    "                       of a build without fibers)\n"
-    "    --threads N        loops (fiber) or io_context threads (coro); default 1\n"
-    "    --exchange NAME    the control exchange; default: the transport's (\"openstack\")\n"
-    "    --policy METHOD=POLICY\n"
-    "                       which form serves METHOD (\"echo\" or \"example.echo\"):\n"
-    "                       legacy, ported, canary:N (N% of calls to the ported\n"
-    "                       form) or shadow (both run, the legacy result answers,\n"
-    "                       differences are recorded); repeatable\n"
-    "    --default-policy POLICY\n"
-    "                       the policy of the methods --policy does not name;\n"
-    "                       default: ported\n"
-    "    --native           fiber_executor runs the coroutine forms native (on the\n"
-    "                       loop fiber; blocking on a fiber primitive fails)\n"
-    "                       instead of hosted in a fiber each\n"
-    "    --strict           a call whose coroutine form blocks fibers or stalls\n"
-    "                       the loop fails (strict_mode_violation)\n"
-    "    --admin            serve the admin endpoint (namespace coport.admin:\n"
-    "                       migration_report, set_policy), which\n"
-    "                       coport-example-client's report and set-policy use;\n"
-    "                       callers need $COPORT_ADMIN_TOKEN when it is set\n"
-    "    --admin-token TOKEN\n"
-    "                       with --admin: callers must send TOKEN in their\n"
-    "                       context (coport_admin_token); implies --admin\n"
-    "\n";
+constexpr const char* program = "coport-example-server";
 
 struct config {
   std::string transport;
@@ -118,21 +83,25 @@ struct config {
   std::optional<msg::admin_options> admin;  // --admin, --admin-token
 };
 
-msg::policy parse_policy(std::string_view option, const std::string& text) {
-  try {
-    return msg::policy::parse(text);
-  } catch (const msg::invalid_policy& e) {
-    throw ex::usage_error(std::string(option) + ": " + e.what());
-  }
-}
-
-// --policy METHOD=POLICY
-void add_policy(msg::migration_options& m, const std::string& text) {
-  const std::size_t eq = text.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    throw ex::usage_error("--policy expects METHOD=POLICY, got '" + text + "'");
-  }
-  m.policies.insert_or_assign(text.substr(0, eq), parse_policy("--policy", text.substr(eq + 1)));
+// --policy METHOD=POLICY (with_method) and --default-policy POLICY, as a
+// CLI11 validator: what is wrong with the text, or nothing.
+CLI::Validator policy_rules(bool with_method) {
+  return CLI::Validator(
+      [with_method](std::string& text) -> std::string {
+        std::string_view policy = text;
+        if (with_method) {
+          const std::size_t eq = text.find('=');
+          if (eq == std::string::npos || eq == 0) return "expects METHOD=POLICY, got '" + text + "'";
+          policy.remove_prefix(eq + 1);
+        }
+        try {
+          (void)msg::policy::parse(policy);
+        } catch (const msg::invalid_policy& e) {
+          return e.what();
+        }
+        return {};
+      },
+      "");
 }
 
 std::string host_name() {
@@ -141,41 +110,93 @@ std::string host_name() {
   return name;
 }
 
-config parse_command_line(int argc, char** argv) {
-  config c;
+// Reads the command line into `c`: std::nullopt when the server is to run,
+// else the status to exit with (cli::parse).
+std::optional<int> parse_command_line(int argc, char** argv, config& c) {
+  CLI::App app(
+      "An RPC server for coport-example-client and the tests: one endpoint (echo, add,\n"
+      "sleep_ms, fail, counts), each method in a legacy (fiber) and a ported\n"
+      "(coroutine) form. Prints \"ready\" once it takes requests; SIGTERM or SIGINT\n"
+      "stops it gracefully (exit 0). Exit 3: the transport cannot be opened or served.",
+      program);
+  cli::setup(app, {.redact = ex::mask_passwords});
+  app.add_option("--transport", c.transport, "where to listen: rabbit://user:pass@host:5672/,\nmemory://")
+      ->type_name("URL")
+      ->required();
+  app.add_option("--topic", c.topic, "the RPC topic served")->type_name("TOPIC")->required()->check(ex::name_rules());
+  app.add_option("--server", c.server, "this server's name (TOPIC.NAME queue); default:\nthe host name")
+      ->type_name("NAME")
+      ->check(ex::name_rules(true));
+  app.add_option("--executor", c.executor,
+                 "fiber (the default): fiber_executor on coport\n"
+                 "loops; coro: coro_executor on a plain io_context\n"
+                 "(the default of a build without fibers)")
+      ->type_name("fiber|coro")
+      ->check(cli::one_of({"fiber", "coro"}));
+  app.add_option("--threads", c.threads, "loops (fiber) or io_context threads (coro);\ndefault 1")
+      ->type_name("N")
+      ->check(cli::count());
+  app.add_option("--exchange", c.exchange, "the control exchange; default: the transport's\n(\"openstack\")")
+      ->type_name("NAME")
+      ->check(ex::name_rules(true));
+  std::vector<std::string> policies;
+  app.add_option("--policy", policies,
+                 "which form serves METHOD (\"echo\" or\n"
+                 "\"example.echo\"): legacy, ported, canary:N (N% of\n"
+                 "calls to the ported form) or shadow (both run, the\n"
+                 "legacy result answers, differences are recorded);\n"
+                 "repeatable")
+      ->type_name("METHOD=POLICY")
+      ->allow_extra_args(false)
+      ->check(policy_rules(true));
+  std::string default_policy;
+  CLI::Option* default_policy_option =
+      app.add_option("--default-policy", default_policy,
+                     "the policy of the methods --policy does not name;\n"
+                     "default: ported")
+          ->type_name("POLICY")
+          ->check(policy_rules(false));
+  app.add_flag("--native", c.native,
+               "fiber_executor runs the coroutine forms native\n"
+               "(on the loop fiber; blocking on a fiber primitive\n"
+               "fails) instead of hosted in a fiber each");
+  app.add_flag("--strict", c.migration.strict,
+               "a call whose coroutine form blocks fibers or\n"
+               "stalls the loop fails (strict_mode_violation)");
   bool admin_on = false;
-  std::optional<std::string> admin_token;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
-    else if (a == "--topic") c.topic = ex::option_value(argc, argv, i);
-    else if (a == "--server") c.server = ex::option_value(argc, argv, i);
-    else if (a == "--executor") c.executor = ex::option_value(argc, argv, i);
-    else if (a == "--threads") c.threads = ex::parse_count(a, ex::option_value(argc, argv, i));
-    else if (a == "--exchange") c.exchange = ex::option_value(argc, argv, i);
-    else if (a == "--policy") add_policy(c.migration, ex::option_value(argc, argv, i));
-    else if (a == "--default-policy") c.migration.default_policy = parse_policy(a, ex::option_value(argc, argv, i));
-    else if (a == "--native") c.native = true;
-    else if (a == "--strict") c.migration.strict = true;
-    else if (a == "--admin") admin_on = true;
-    else if (a == "--admin-token") admin_token = ex::option_value(argc, argv, i);
-    else throw ex::usage_error("unexpected argument '" + std::string(a) + "'");
-  }
-  if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); admin_on && !admin_token && token && *token) {
-    admin_token = token;  // --admin with the token in the environment, where ps does not show it
-  }
-  if (admin_token && admin_token->empty()) throw ex::usage_error("--admin-token must not be empty");
-  if (admin_on || admin_token) c.admin = msg::admin_options{.token = admin_token};
-  if (c.transport.empty()) throw ex::usage_error("--transport is required");
-  if (c.topic.empty()) throw ex::usage_error("--topic is required");
-  if (c.executor != "fiber" && c.executor != "coro") {
-    throw ex::usage_error("--executor is fiber or coro, not '" + c.executor + "'");
-  }
-  if (c.server.empty()) c.server = host_name();
-  ex::check_name("--topic", c.topic);
-  ex::check_name("--server", c.server);
-  if (!c.exchange.empty()) ex::check_name("--exchange", c.exchange);
-  return c;
+  app.add_flag("--admin", admin_on,
+               "serve the admin endpoint (namespace coport.admin:\n"
+               "migration_report, set_policy), which\n"
+               "coport-example-client's report and set-policy use;\n"
+               "callers need $COPORT_ADMIN_TOKEN when it is set");
+  std::string token;
+  CLI::Option* token_option = app.add_option("--admin-token", token,
+                                             "with --admin: callers must send TOKEN in their\n"
+                                             "context (coport_admin_token); implies --admin")
+                                  ->type_name("TOKEN");
+
+  return cli::parse(app, argc, argv, [&] {
+    std::optional<std::string> admin_token;
+    if (token_option->count() > 0) {
+      if (token.empty()) throw ex::usage_error("--admin-token must not be empty");
+      admin_token = token;
+    } else if (const char* env = std::getenv("COPORT_ADMIN_TOKEN"); admin_on && env && *env) {
+      admin_token = env;  // --admin with the token in the environment, where ps does not show it
+    }
+    if (admin_on || admin_token) c.admin = msg::admin_options{.token = admin_token};
+#if !COPORT_HAS_FIBERS
+    if (c.executor == "fiber") {
+      throw ex::usage_error("this build has no fibers (COPORT_WITH_FIBERS=OFF): use --executor coro");
+    }
+#endif
+    if (c.server.empty()) c.server = host_name();
+    // The policies passed policy_rules.
+    for (const std::string& p : policies) {
+      const std::size_t eq = p.find('=');
+      c.migration.policies.insert_or_assign(p.substr(0, eq), msg::policy::parse(std::string_view(p).substr(eq + 1)));
+    }
+    if (default_policy_option->count() > 0) c.migration.default_policy = msg::policy::parse(default_policy);
+  });
 }
 
 // ------------------------------------------------------------ the methods
@@ -320,22 +341,8 @@ void log_methods(spdlog::logger& log, const msg::endpoint& e, const msg::executo
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (ex::wants_help(argc, argv)) {
-    std::printf("%s\n%s", usage_text, help_text);
-    return ex::exit_ok;
-  }
   config cfg;
-  try {
-    cfg = parse_command_line(argc, argv);
-#if !COPORT_HAS_FIBERS
-    if (cfg.executor == "fiber") {
-      throw ex::usage_error("this build has no fibers (COPORT_WITH_FIBERS=OFF): use --executor coro");
-    }
-#endif
-  } catch (const ex::usage_error& e) {
-    std::fprintf(stderr, "coport-example-server: %s\n%s", e.what(), usage_text);
-    return ex::exit_usage;
-  }
+  if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
 
   std::shared_ptr<msg::transport> transport;
   try {
@@ -355,8 +362,7 @@ int main(int argc, char** argv) {
   try {
     controls = std::make_shared<msg::migration_controls>(dispatcher, cfg.migration);
   } catch (const msg::invalid_policy& e) {
-    std::fprintf(stderr, "coport-example-server: %s\n%s", e.what(), usage_text);
-    return ex::exit_usage;
+    return cli::report_usage_error(program, e.what());  // a --policy for a method not served
   }
   const msg::service service{transport, msg::target{.topic = cfg.topic, .server = cfg.server}, dispatcher,
                              controls};

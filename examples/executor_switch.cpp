@@ -4,10 +4,13 @@
 //   coport-executor-switch coro      # coro_executor on a plain io_context
 //   coport-executor-switch coro --with-legacy
 //                                    # refused: a method is not ported yet
+//   coport-executor-switch --help    # usage and options
 //
 // The service object is built once, the same way for both; only the
 // executor changes. Built without fibers (COPORT_WITH_FIBERS=OFF), only
 // "coro" is available.
+#include "cli.hpp"
+
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/messaging/client.hpp>
 #if COPORT_HAS_FIBERS
@@ -21,7 +24,6 @@
 #include <boost/asio/use_future.hpp>
 
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -29,6 +31,7 @@
 
 namespace asio = boost::asio;
 namespace msg = coport::messaging;
+namespace cli = coport_example::cli;
 
 namespace {
 
@@ -68,8 +71,27 @@ void print_metrics(const msg::executor& ex) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string which = argc > 1 ? argv[1] : "coro";
-  const bool with_legacy = argc > 2 && std::strcmp(argv[2], "--with-legacy") == 0;
+  std::string which = "coro";
+  bool with_legacy = false;
+  CLI::App app(
+      "One service, two executors, chosen on the command line: an inventory service\n"
+      "on memory://, called 201 times, then its executor's metrics.",
+      "coport-executor-switch");
+  cli::setup(app);
+  app.add_option("EXECUTOR", which,
+                 "fiber: fiber_executor on a coport loop; coro (the\n"
+                 "default): coro_executor on a plain io_context")
+      ->check(cli::one_of({"fiber", "coro"}));
+  app.add_flag("--with-legacy", with_legacy,
+               "add a method not ported yet, which coro_executor\n"
+               "refuses (it then says why and exits 0)");
+  const auto status = cli::parse(app, argc, argv, [&] {
+#if !COPORT_HAS_FIBERS
+    if (which == "fiber") throw cli::usage_error("this build has no fibers (COPORT_WITH_FIBERS=OFF): use coro");
+#endif
+  });
+  if (status) return *status;
+
   auto transport = msg::transport::create("memory://inventory");
   msg::service service = make_service(transport, with_legacy);
 
@@ -87,16 +109,10 @@ int main(int argc, char** argv) {
 #if COPORT_HAS_FIBERS
       loop = std::make_unique<coport::bridge::runtime>();
       executor = std::make_unique<coport::fiber_executor>(service, *loop);
-#else
-      std::fprintf(stderr, "this build has no fibers (COPORT_WITH_FIBERS=OFF): use \"coro\"\n");
-      return 2;
 #endif
-    } else if (which == "coro") {
+    } else {
       io_thread = std::thread([&io] { io.run(); });
       executor = std::make_unique<coport::coro_executor>(service, io.get_executor());
-    } else {
-      std::fprintf(stderr, "usage: %s fiber|coro [--with-legacy]\n", argv[0]);
-      return 2;
     }
     executor->start();
   } catch (const std::exception& e) {

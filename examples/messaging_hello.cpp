@@ -3,6 +3,8 @@
 // client that calls and casts, and a notification listener. README.md's
 // messaging section quotes the block between the "readme" markers; a test
 // checks that it still does.
+#include "cli.hpp"
+
 #include <coport/messaging/client.hpp>
 #include <coport/messaging/notify.hpp>
 #include <coport/messaging/server.hpp>
@@ -21,6 +23,7 @@
 namespace asio = boost::asio;
 namespace json = boost::json;
 namespace msg = coport::messaging;
+namespace cli = coport_example::cli;
 
 struct sample {
   std::string meter;
@@ -28,7 +31,14 @@ struct sample {
 };
 BOOST_DESCRIBE_STRUCT(sample, (), (meter, volume))
 
-int main() {
+int main(int argc, char** argv) {
+  CLI::App app(
+      "A metering service over the in-process memory:// transport: an endpoint, an\n"
+      "rpc_server, a client that calls and casts, and a notification listener.",
+      "coport-messaging-hello");
+  cli::setup(app);
+  if (const auto status = cli::parse(app, argc, argv)) return *status;
+
   asio::io_context io;
   double total = 0;
   int notified = 0;

@@ -12,6 +12,8 @@ packages=(
   libboost-json1.81-dev libboost-url1.81-dev
   # logging and tests
   libspdlog-dev catch2
+  # command lines (CLI11, header only)
+  libcli11-dev
   # RabbitMQ transport, its test broker and the Python interop peer
   rabbitmq-server python3-oslo.messaging python3-eventlet librabbitmq-dev openssl
   # scripts/boost-source.sh (sanitizer trees) unpacks Boost's .orig.tar.xz

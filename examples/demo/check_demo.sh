@@ -5,9 +5,9 @@
 #   check_demo.sh DEMO default            the default run: the mixed release
 #   check_demo.sh DEMO phases             --phases: the four phases
 #   check_demo.sh DEMO json               --json: the report as JSON
-#   check_demo.sh DEMO bad_command_line   usage on stderr, exit status 64
 #   check_demo.sh DEMO rabbit             against $COPORT_TEST_RABBIT_URL,
 #                                         its password never printed
+# Its command line (--help, --version, usage errors): ../cli_tests.cmake.
 demo=$1
 mode=$2
 out=$(mktemp) && err=$(mktemp) || exit 1
@@ -92,15 +92,6 @@ case $mode in
     expect '"shadow":\{"calls":50,"mismatches":[1-9][0-9]*\}'
     expect '"mode":"hosted","calls":50,"errors":0,.*"implicit_yields":[1-9]'
     ;;
-  bad_command_line)
-    run 64 --no-such-option
-    grep -q '^coport-demo: unexpected argument .--no-such-option.$' "$err" || fail "no message naming the argument"
-    grep -q '^usage: coport-demo ' "$err" || fail "no usage on stderr"
-    run 64 --calls 0
-    grep -q '^usage: coport-demo ' "$err" || fail "no usage on stderr"
-    run 64 --transport
-    grep -q 'needs a value' "$err" || fail "no message for a missing value"
-    ;;
   rabbit)
     [ -n "$COPORT_TEST_RABBIT_URL" ] || fail "COPORT_TEST_RABBIT_URL is not set"
     run 0 --transport "$COPORT_TEST_RABBIT_URL" --calls 1000 --notifications 200
@@ -112,7 +103,7 @@ case $mode in
     fi
     ;;
   *)
-    echo "usage: check_demo.sh DEMO default|phases|json|bad_command_line|rabbit"
+    echo "usage: check_demo.sh DEMO default|phases|json|rabbit"
     exit 2
     ;;
 esac

@@ -2,6 +2,7 @@
 // Boost.Fiber to C++20 coroutines, under load, and what coport says about it.
 //
 //   coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]
+//   coport-demo --help | --version
 //
 // The service (metering.hpp) stores usage samples and answers queries on
 // them. Its release 2 is half-ported: one method has no ported form yet,
@@ -61,18 +62,9 @@ namespace bridge = coport::bridge;
 namespace json = boost::json;
 namespace msg = coport::messaging;
 namespace ex = coport_example;
+namespace cli = coport_example::cli;
 
 namespace {
-
-constexpr const char* usage_text =
-    "usage: coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]\n"
-    "  --calls N           RPC calls per phase (default 3000): 3/5 record, 2/5 queries\n"
-    "  --notifications N   usage notifications per phase (default 500)\n"
-    "  --transport URL     memory:// (default, in this process) or rabbit://user:pass@host:5672/\n"
-    "  --phases            walk the port: legacy, mixed, ported, coro_executor; a report after each\n"
-    "  --json              print the report(s) as JSON instead of text\n"
-    "  --verbose           show the library's log on stderr (start-up, the first shadow mismatches)\n"
-    "  --help              this text\n";
 
 struct config {
   std::size_t calls = 3000;
@@ -81,23 +73,34 @@ struct config {
   bool phases = false;
   bool json = false;
   bool verbose = false;
-  bool help = false;
 };
 
-config parse_command_line(int argc, char** argv) {
-  config c;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--calls") c.calls = ex::parse_count(a, ex::option_value(argc, argv, i));
-    else if (a == "--notifications") c.notifications = ex::parse_count(a, ex::option_value(argc, argv, i), 0);
-    else if (a == "--transport") c.transport = ex::option_value(argc, argv, i);
-    else if (a == "--phases") c.phases = true;
-    else if (a == "--json") c.json = true;
-    else if (a == "--verbose") c.verbose = true;
-    else if (a == "--help" || a == "-h") c.help = true;
-    else throw ex::usage_error("unexpected argument '" + msg::mask_url_password(a) + "'");
-  }
-  return c;
+// Reads the command line into `c`: std::nullopt when the demo is to run,
+// else the status to exit with (cli::parse).
+std::optional<int> parse_command_line(int argc, char** argv, config& c) {
+  CLI::App app(
+      "A metering service half-way through its port from Boost.Fiber to C++20\n"
+      "coroutines, under load: checks every answer, then prints the migration report\n"
+      "and whether the service can move to coro_executor. Exit status: 0 as expected,\n"
+      "1 otherwise, 3 when the transport cannot be opened.",
+      "coport-demo");
+  cli::setup(app, {.redact = ex::mask_passwords});
+  app.add_option("--calls", c.calls, "RPC calls per phase (default 3000): 3/5 record,\n2/5 queries")
+      ->type_name("N")
+      ->check(cli::count());
+  app.add_option("--notifications", c.notifications, "usage notifications per phase (default 500)")
+      ->type_name("N")
+      ->check(cli::count(0));
+  app.add_option("--transport", c.transport,
+                 "memory:// (default, in this process) or\n"
+                 "rabbit://user:pass@host:5672/")
+      ->type_name("URL");
+  app.add_flag("--phases", c.phases, "walk the port: legacy, mixed, ported, coro_executor;\na report after each");
+  app.add_flag("--json", c.json, "print the report(s) as JSON instead of text");
+  app.add_flag("--verbose", c.verbose,
+               "show the library's log on stderr (start-up, the\n"
+               "first shadow mismatches)");
+  return cli::parse(app, argc, argv);
 }
 
 // ------------------------------------------------------------------ phases
@@ -362,16 +365,7 @@ std::string traffic_line(const demo::traffic& plan, std::size_t callers) {
 
 int main(int argc, char** argv) {
   config cfg;
-  try {
-    cfg = parse_command_line(argc, argv);
-  } catch (const ex::usage_error& e) {
-    std::fprintf(stderr, "coport-demo: %s\n%s", e.what(), usage_text);
-    return ex::exit_usage;
-  }
-  if (cfg.help) {
-    std::fputs(usage_text, stdout);
-    return ex::exit_ok;
-  }
+  if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
 
   std::shared_ptr<msg::transport> transport;
   try {
