@@ -4,7 +4,13 @@
 # and met (boolean or null). Shape only: no figure is compared with a speed.
 #
 #   cmake -DBENCH_JSON=<file> [-DMIN_MEASUREMENTS=<n>] [-DMIN_RATIOS=<n>] [-DMIN_MEMORY=<n>]
-#         [-DMIN_THROUGHPUT=<n>] -P check_bench_json.cmake
+#         [-DMIN_THROUGHPUT=<n>] [-DREQUIRED=<name>,<name>...] -P check_bench_json.cmake
+#
+# REQUIRED names lines that must be there (a ratio is named
+# "<numerator>/<denominator>"). A file with broker figures (names
+# "rabbit.*") must also have the floor's, rabbitmq-c alone, and coport's
+# ratios to it: rabbit.amqp.calls_per_s_c1 and _c50,
+# rabbit.coport_over_amqp_c1 and _c50, rabbit.coport_over_amqp_latency_c1.
 #
 # Memory figures ("kind": "memory") have a positive value in bytes, a
 # positive "parked" count, an aim and met. Call figures ("kind":
@@ -62,6 +68,7 @@ endfunction()
 # an unbalanced '['.
 file(READ "${BENCH_JSON}" rest)
 set(line_no 0)
+set(names "")
 set(measurements 0)
 set(ratios 0)
 set(memory 0)
@@ -87,6 +94,10 @@ while(NOT rest STREQUAL "")
     continue()
   endif()
   check_type("${line}" "${where}" name STRING)
+  string(JSON name ERROR_VARIABLE err GET "${line}" name)
+  if(NOT err)
+    list(APPEND names "${name}")
+  endif()
   check_type("${line}" "${where}" unit STRING)
   check_type("${line}" "${where}" kind STRING)
   check_positive("${line}" "${where}" value)
@@ -133,6 +144,21 @@ endif()
 if(ratios LESS MIN_RATIOS)
   string(APPEND problems "${ratios} ratios, expected at least ${MIN_RATIOS}\n")
 endif()
+set(required "")
+if(DEFINED REQUIRED)
+  string(REPLACE "," ";" required "${REQUIRED}")
+endif()
+set(rabbit_lines ${names})
+list(FILTER rabbit_lines INCLUDE REGEX "^rabbit[.]")
+if(rabbit_lines)
+  list(APPEND required rabbit.amqp.calls_per_s_c1 rabbit.amqp.calls_per_s_c50 rabbit.coport_over_amqp_c1
+       rabbit.coport_over_amqp_c50 rabbit.coport_over_amqp_latency_c1)
+endif()
+foreach(name IN LISTS required)
+  if(NOT name IN_LIST names)
+    string(APPEND problems "no line named ${name}\n")
+  endif()
+endforeach()
 if(problems)
   message(FATAL_ERROR "${BENCH_JSON} is not well formed:\n${problems}")
 endif()

@@ -1,16 +1,18 @@
 // coport-bench: the project's benchmark program.
 //
 //   coport-bench [--quick] [--json FILE] [--report DIR] [--no-rabbit] [--repeat N]
-//                [--clock wall|cpu] [--list] [NAME...]
+//                [--clock wall|cpu] [--list] [--help] [--version] [NAME...]
 //
 // What it measures: the floors (a coroutine resume, a Boost.Context switch,
 // a stock Boost.Fiber yield, an asio::post round trip, a cross-thread
 // wake-up, stock channels, skynet on stock fibers and on a plain
 // io_context) and coport's figures, each as a ratio to its floor or its
-// alternative; resident memory per parked request (child processes);
-// in-process call latency per executor and method kind; and, in a full run
-// where rabbitmq-server is installed, RPC over a private broker against
-// oslo.messaging (bench/rabbit_bench.py). --report writes the HTML page.
+// alternative (Asio's own stackful/stackless crossings, for the bridge's);
+// resident memory per parked request (child processes); in-process call
+// latency per executor and method kind; and, in a full run where
+// rabbitmq-server is installed, RPC over a private broker against
+// oslo.messaging and against rabbitmq-c alone (bench/rabbit_bench.py,
+// coport-bench-amqp). --report writes the HTML page.
 //
 // Machines here are shared and noisy, so the figures that matter are ratios
 // of two measurements taken back to back in the same run (DESIGN.md,
@@ -24,8 +26,9 @@
 // up its own world (a fresh runtime, say), runs a short untimed warm-up, then
 // times n iterations of the operation between two read_clocks() on the
 // thread that runs them, and reports how many operations it timed; add it to
-// `benchmarks()`. If it is to be judged against another, add a line to
-// `ratios()`. The runner calibrates n, repeats, pairs and prints.
+// `benchmarks()` (with cpu_scope::process or ::none when its work is not on
+// the measuring thread). If it is to be judged against another, add a line
+// to `ratios()`. The runner calibrates n, repeats, pairs and prints.
 
 #include <coport/bridge/bridge.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
@@ -35,6 +38,8 @@
 
 #include "report_html.hpp"
 
+#include <CLI/CLI.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -46,6 +51,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/spawn.hpp>
 #include <boost/context/fiber.hpp>
 #include <boost/fiber/buffered_channel.hpp>
 #include <boost/fiber/fixedsize_stack.hpp>
@@ -102,6 +108,13 @@ struct elapsed_time {
   nanoseconds cpu{};
 };
 
+/// Whose CPU time a benchmark's `elapsed_time::cpu` is, which --clock cpu
+/// reports: the measuring thread's (most benchmarks: the work runs there);
+/// the process's, all threads (work handed between threads that sleep in
+/// between); or none, `cpu` being wall time again (a throughput over
+/// several threads, where the question is elapsed time).
+enum class cpu_scope { thread, process, none };
+
 /// What one run of a benchmark timed: `ops` operations in `elapsed`.
 struct timing {
   elapsed_time elapsed;
@@ -114,6 +127,8 @@ struct benchmark {
   std::string_view name;
   std::string_view what;
   timing (*run)(std::uint64_t n);
+  /// Whose CPU time `timing::elapsed.cpu` is.
+  cpu_scope cpu = cpu_scope::thread;
 };
 
 /// numerator / denominator, measured back to back in each repeat. Met when
@@ -152,6 +167,14 @@ elapsed_time between(const reading& from, const reading& to) {
 }
 
 elapsed_time since(const reading& from) { return between(from, read_clocks()); }
+
+/// CPU time of the whole process, all its threads: for benchmarks whose
+/// work is spread over threads that sleep in between (cpu_scope::process).
+nanoseconds process_cpu() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + nanoseconds(ts.tv_nsec);
+}
 
 /// Every runtime of a measurement: no stall detector (its watchdog thread
 /// would compete for the two cores, and nothing here is a stall).
@@ -286,12 +309,16 @@ timing floor_cross_thread_wake(std::uint64_t n) {
   a.run();
   a.restart();
   asio::post(a, ping{&a, &b, 2 * n});
-  const reading t0 = read_clocks();
+  const clock_type::time_point wall0 = clock_type::now();
+  const nanoseconds cpu0 = process_cpu();
   a.run();
-  const auto elapsed = since(t0);
+  const nanoseconds cpu = process_cpu() - cpu0;
+  const nanoseconds wall = std::chrono::duration_cast<nanoseconds>(clock_type::now() - wall0);
   guard_b.reset();
   tb.join();
-  return {{elapsed.wall, elapsed.wall}, 2 * n};  // the threads sleep: CPU time says nothing
+  // Each thread sleeps while the other works, so the measuring thread's CPU
+  // time would count half the work; the process's counts both threads.
+  return {{wall, cpu}, 2 * n};
 }
 
 // ------------------------------------------------------------------ yields
@@ -458,6 +485,67 @@ timing bridge_coroutine_to_fiber(std::uint64_t n) {
   bridge::runtime rt(bench_options());
   auto f = asio::co_spawn(rt.get_executor(), run_in_fiber_turns(rt.get_executor(), n),
                           asio::use_future);
+  return {f.get(), n};
+}
+
+// ------------------------------------------------ Asio's own crossings
+
+// Asio has a crossing of its own between stackful and stackless code, the
+// peer of bridge::await and run_in_fiber: a stackful coroutine of
+// asio::spawn (Boost.Context, a fresh stack per spawn) awaits an awaitable
+// through co_spawn with its yield_context as the completion token, and a
+// C++20 coroutine awaits stackful work through asio::spawn with
+// use_awaitable. Both on a plain one-thread io_context.
+
+/// co_spawn(ex, trivial(i), yield), as Boost 1.81 lets a stackful coroutine
+/// write it: its yield_context mishandles completions that carry an
+/// exception_ptr (for void(exception_ptr) it rethrows a null one, for
+/// void(exception_ptr, T) it does not compile), so the completion comes as
+/// a tuple (as_tuple) and the exception is rethrown here.
+int await_from_stackful(asio::io_context& io, int i, const asio::yield_context& yield) {
+  auto [e, v] = asio::co_spawn(io, trivial(i), asio::as_tuple(yield));
+  if (e) std::rethrow_exception(e);
+  return v;
+}
+
+/// n await_from_stackful() from one asio::spawn coroutine.
+timing asio_spawn_to_coroutine(std::uint64_t n) {
+  asio::io_context io(1);
+  elapsed_time elapsed;
+  asio::spawn(
+      io,
+      [&io, &elapsed, n](asio::yield_context yield) {
+        int sum = 0;
+        for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += await_from_stackful(io, 1, yield);
+        const reading t0 = read_clocks();
+        for (std::uint64_t i = 0; i < n; ++i) sum += await_from_stackful(io, 1, yield);
+        elapsed = since(t0);
+        keep(sum);
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();
+  return {elapsed, n};
+}
+
+/// n co_await asio::spawn(ex, one, use_awaitable) from the calling coroutine.
+asio::awaitable<elapsed_time> spawn_turns(std::uint64_t n) {
+  const auto ex = co_await asio::this_coro::executor;
+  auto one = [](asio::yield_context) { return 1; };
+  int sum = 0;
+  for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += co_await asio::spawn(ex, one, asio::use_awaitable);
+  const reading t0 = read_clocks();
+  for (std::uint64_t i = 0; i < n; ++i) sum += co_await asio::spawn(ex, one, asio::use_awaitable);
+  const auto elapsed = since(t0);
+  keep(sum);
+  co_return elapsed;
+}
+
+timing asio_coroutine_to_spawn(std::uint64_t n) {
+  asio::io_context io(1);
+  auto f = asio::co_spawn(io, spawn_turns(n), asio::use_future);
+  io.run();
   return {f.get(), n};
 }
 
@@ -953,7 +1041,7 @@ timing exec_pool(std::size_t loops, int rounds, std::uint64_t n) {
     p->all.get_future().wait();
     const auto e = since(t0);
     ex.async_stop(asio::use_future).get();
-    return {e.wall, e.wall};
+    return {e.wall, e.wall};  // cpu_scope::none: wall time only
   };
   run_batch(std::max<std::uint64_t>(n / 16, 64));  // warm-up: pools, stacks
   return {run_batch(n), n};
@@ -1080,6 +1168,12 @@ const std::vector<benchmark>& benchmarks() {
       {"bridge.coroutine_to_fiber",
        "co_await async_run_in_fiber(ex, []{ return 1; }) from a native coroutine",
        bridge_coroutine_to_fiber},
+      {"asio.spawn_to_coroutine",
+       "co_spawn(ex, trivial(), as_tuple(yield)) from an asio::spawn stackful coroutine, plain io_context",
+       asio_spawn_to_coroutine},
+      {"asio.coroutine_to_spawn",
+       "co_await asio::spawn(ex, [](yield_context) { return 1; }, use_awaitable), plain io_context",
+       asio_coroutine_to_spawn},
       {"messaging.call_memory",
        "RPC call round trip over memory://: coroutine client, coroutine method, one io_context",
        messaging_call_memory},
@@ -1094,13 +1188,16 @@ const std::vector<benchmark>& benchmarks() {
       {"exec.fiber_hosted", "the same, hosted coroutine method on fiber_executor (1 loop)", exec_fiber_hosted},
       {"exec.fiber_native", "the same, native coroutine method on fiber_executor (1 loop)", exec_fiber_native},
       {"exec.fiber_method", "the same, fiber method on fiber_executor (1 loop)", exec_fiber_method},
-      {"exec.pool1", "fiber_executor serving queued casts of a 2 us fiber method, 1 loop", exec_pool1},
-      {"exec.pool2", "the same on 2 loops", exec_pool2},
-      {"exec.pool1_10us", "fiber_executor serving queued casts of a 10 us fiber method, 1 loop", exec_pool1_10us},
-      {"exec.pool2_10us", "the same on 2 loops", exec_pool2_10us},
+      {"exec.pool1", "fiber_executor serving queued casts of a 2 us fiber method, 1 loop (wall clock)", exec_pool1,
+       cpu_scope::none},
+      {"exec.pool2", "the same on 2 loops (wall clock)", exec_pool2, cpu_scope::none},
+      {"exec.pool1_10us", "fiber_executor serving queued casts of a 10 us fiber method, 1 loop (wall clock)",
+       exec_pool1_10us, cpu_scope::none},
+      {"exec.pool2_10us", "the same on 2 loops (wall clock)", exec_pool2_10us, cpu_scope::none},
       {"floor.context_switch", "Boost.Context fiber switch (one resume, one way)", floor_context_switch},
-      {"floor.cross_thread_wake", "asio::post to an io_context sleeping on another thread, one way",
-       floor_cross_thread_wake},
+      {"floor.cross_thread_wake",
+       "asio::post to an io_context sleeping on another thread, one way (--clock cpu: both threads' CPU time)",
+       floor_cross_thread_wake, cpu_scope::process},
       {"floor.fiber_channel", "Boost.Fiber buffered_channel(64), fiber to fiber, plain thread, per value",
        floor_fiber_channel},
       {"floor.asio_channel", "Asio experimental::channel(64), coroutine to coroutine, plain io_context, per value",
@@ -1129,6 +1226,9 @@ const std::vector<ratio_spec>& ratios() {
       {"bridge.fiber_to_coroutine", "floor.co_spawn", std::nullopt},
       {"bridge.coroutine_to_fiber", "bridge.yield", 5.0},
       {"bridge.coroutine_to_fiber", "floor.awaitable_post", std::nullopt},
+      // Against Asio's own crossings between stackful and stackless code.
+      {"bridge.fiber_to_coroutine", "asio.spawn_to_coroutine", std::nullopt},
+      {"bridge.coroutine_to_fiber", "asio.coroutine_to_spawn", std::nullopt},
       {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
       {"messaging.call_memory", "floor.asio_post", 15.0},
       {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
@@ -1396,10 +1496,16 @@ struct report {
   std::vector<json::object> lines;
 };
 
+/// The clock of a benchmark's figures in this run, as the JSON names it:
+/// "wall", "cpu" (the measuring thread's) or "process cpu" (all threads').
+std::string clock_of(const benchmark& b, const settings& s) {
+  if (!s.cpu_clock || b.cpu == cpu_scope::none) return "wall";
+  return b.cpu == cpu_scope::process ? "process cpu" : "cpu";
+}
+
 report print_results(runner& r, const std::vector<const benchmark*>& chosen,
                      const std::vector<step>& steps, const settings& s) {
   report out;
-  const char* clock_name = s.cpu_clock ? "cpu" : "wall";
   std::printf("coport-bench: %s mode, %d repeats, >= %lld ms per measurement, %s clock, "
               "%u hardware threads, Boost %d.%d.%d\n\n",
               s.quick ? "quick" : "full", s.repeats,
@@ -1413,9 +1519,13 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
               "iterations");
   for (const benchmark* b : chosen) {
     const summary m = summarise(r.samples(b->name));
-    std::printf("%-28s %10.1f  %-20s %4zu %12llu\n", std::string(b->name).c_str(), m.median,
+    // A figure on another clock than the run's says which.
+    const std::string clock = clock_of(*b, s);
+    const bool other_clock = clock != (s.cpu_clock ? "cpu" : "wall");
+    std::printf("%-28s %10.1f  %-20s %4zu %12llu%s%s\n", std::string(b->name).c_str(), m.median,
                 range(m.min, m.max, "%.1f").c_str(), m.count,
-                static_cast<unsigned long long>(r.iterations(b->name)));
+                static_cast<unsigned long long>(r.iterations(b->name)), other_clock ? "  " : "",
+                other_clock ? clock.c_str() : "");
     json::object o;
     o["name"] = b->name;
     o["kind"] = "measurement";
@@ -1425,7 +1535,7 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
     o["max"] = number_or_null(m.max);
     o["samples"] = m.count;
     o["iterations"] = r.iterations(b->name);
-    o["clock"] = clock_name;
+    o["clock"] = clock_of(*b, s);
     o["description"] = b->what;
     out.lines.push_back(std::move(o));
   }
@@ -1434,7 +1544,7 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
   for (const step& st : steps) {
     if (!st.ratio) continue;
     if (!any_ratio) {
-      std::printf("\n%-50s %7s  %-12s %6s  %s\n", "ratio (median of per-repeat ratios)", "median",
+      std::printf("\n%-52s %7s  %-12s %6s  %s\n", "ratio (median of per-repeat ratios)", "median",
                   "min..max", "aim", "met");
       any_ratio = true;
     }
@@ -1448,7 +1558,7 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
     char aim[16] = "-";
     if (rs.aim) std::snprintf(aim, sizeof aim, rs.at_least ? ">=%.2f" : "%.2f", *rs.aim);
     const std::string label = std::string(rs.numerator) + " / " + std::string(rs.denominator);
-    std::printf("%-50s %7.2f  %-12s %6s  %s\n", label.c_str(), q.median,
+    std::printf("%-52s %7.2f  %-12s %6s  %s\n", label.c_str(), q.median,
                 range(q.min, q.max, "%.2f").c_str(), aim,
                 rs.aim ? (met ? "yes" : "NO") : "-");
     json::object o;
@@ -1469,7 +1579,9 @@ report print_results(runner& r, const std::vector<const benchmark*>& chosen,
     o["aim"] = rs.aim ? json::value(*rs.aim) : json::value(nullptr);
     o["aim_is"] = rs.at_least ? "at least" : "at most";
     o["met"] = rs.aim ? json::value(met) : json::value(nullptr);
-    o["clock"] = clock_name;
+    const std::string num_clock = clock_of(*st.numerator, s);
+    const std::string den_clock = clock_of(*st.denominator, s);
+    o["clock"] = num_clock == den_clock ? num_clock : num_clock + " / " + den_clock;
     out.lines.push_back(std::move(o));
   }
   std::fflush(stdout);
@@ -1586,7 +1698,8 @@ json::object machine_description(const settings& s, double seconds) {
 
 /// RPC over a RabbitMQ broker against oslo.messaging, by bench/rabbit_bench.py
 /// (it starts a private broker; coport-example-server and -client on one
-/// side, oslo.messaging's eventlet server and client on the other). Its
+/// side, oslo.messaging's eventlet server and client on the other), and
+/// against the floor, rabbitmq-c alone (coport-bench-amqp), when built. Its
 /// figures join the results as "external" lines. False, with the reason
 /// on stderr, when it cannot run here.
 bool run_rabbit(double seconds, report& rep) {
@@ -1611,10 +1724,19 @@ bool run_rabbit(double seconds, report& rep) {
   char secs[32];
   std::snprintf(secs, sizeof secs, "%g", seconds);
   // Its progress goes to stderr with ours; its table too (stdout is ours).
-  const std::string cmd = std::string(python) + " '" + COPORT_BENCH_RABBIT_SCRIPT + "' --server-bin '" +
-                          COPORT_BENCH_SERVER_BIN + "' --client-bin '" + COPORT_BENCH_CLIENT_BIN + "' --seconds " +
-                          secs + " --concurrency 1,50 --json '" + out + "' 1>&2";
-  std::fprintf(stderr, "rabbit: coport against oslo.messaging over a private broker, %s s per figure ...\n", secs);
+  std::string cmd = std::string(python) + " '" + COPORT_BENCH_RABBIT_SCRIPT + "' --server-bin '" +
+                    COPORT_BENCH_SERVER_BIN + "' --client-bin '" + COPORT_BENCH_CLIENT_BIN + "' --seconds " + secs +
+                    " --concurrency 1,50 --json '" + out + "'";
+  const std::string_view amqp_bin = COPORT_BENCH_AMQP_BIN;
+  const bool floor = !amqp_bin.empty() && ::access(COPORT_BENCH_AMQP_BIN, X_OK) == 0;
+  if (floor) {
+    cmd += " --amqp-bin '" + std::string(amqp_bin) + "'";
+  } else {
+    std::fprintf(stderr, "rabbit: no rabbitmq-c floor: built without the rabbit:// transport (COPORT_WITH_RABBIT)\n");
+  }
+  cmd += " 1>&2";
+  std::fprintf(stderr, "rabbit: coport against oslo.messaging%s over a private broker, %s s per figure ...\n",
+               floor ? " and rabbitmq-c alone" : "", secs);
   const int status = std::system(cmd.c_str());
   std::ifstream in(out);
   std::string line;
@@ -1649,82 +1771,86 @@ bool run_rabbit(double seconds, report& rep) {
 
 // ---------------------------------------------------------------------- main
 
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: coport-bench [--quick] [--json FILE] [--report DIR] [--no-rabbit] [--repeat N]\n"
-               "                    [--clock wall|cpu] [--list] [NAME...]\n"
-               "  --quick       3 repeats of >= 10 ms measurements (default: 5 of >= 50 ms)\n"
-               "  --json FILE   also write one JSON object per result, one per line\n"
-               "  --report DIR  also write DIR/index.html (bar charts of the ratios against\n"
-               "                their aims, the tables, the machine) and DIR/results.json\n"
-               "  --no-rabbit   leave out the RabbitMQ figures (a full run includes them when\n"
-               "                rabbitmq-server is installed: a private broker, ~1 min)\n"
-               "  --repeat N    repeats of each measurement\n"
-               "  --clock C     wall: steady_clock (default); cpu: the measuring thread's\n"
-               "                CPU time, which leaves out preemption on a busy machine\n"
-               "  --list        list the benchmarks and ratios, run nothing\n"
-               "  --parked K N  (internal) the child process of one memory figure\n"
-               "  NAME          run the benchmarks whose name contains NAME (and the\n"
-               "                baselines of their ratios)\n");
+/// Exit status of a bad command line (sysexits' EX_USAGE).
+constexpr int exit_usage = 64;
+
+/// A bad command line: `coport-bench: <message>` and a hint, on stderr.
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "coport-bench: %s\nRun 'coport-bench --help' for the options.\n", message.c_str());
+  return exit_usage;
 }
 
-std::optional<settings> parse(int argc, char** argv) {
-  settings s;
-  std::optional<int> repeats;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--quick") {
-      s.quick = true;
-    } else if (a == "--json" && i + 1 < argc) {
-      s.json_path = argv[++i];
-    } else if (a == "--report" && i + 1 < argc) {
-      s.report_dir = argv[++i];
-    } else if (a == "--no-rabbit") {
-      s.rabbit = false;
-    } else if (a == "--repeat" && i + 1 < argc) {
-      char* end = nullptr;
-      const long v = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || v < 1 || v > 1000) {
-        std::fprintf(stderr, "coport-bench: --repeat wants a number from 1 to 1000\n");
-        return std::nullopt;
-      }
-      repeats = static_cast<int>(v);
-    } else if (a == "--clock" && i + 1 < argc) {
-      const std::string_view c = argv[++i];
-      if (c != "wall" && c != "cpu") {
-        std::fprintf(stderr, "coport-bench: --clock wants 'wall' or 'cpu'\n");
-        return std::nullopt;
-      }
-      s.cpu_clock = c == "cpu";
-    } else if (a == "--parked" && i + 2 < argc) {
-      const std::string kind = argv[++i];
-      const long n = std::strtol(argv[++i], nullptr, 10);
-      if (n < 1) {
-        std::fprintf(stderr, "coport-bench: --parked wants a kind and a count\n");
-        return std::nullopt;
-      }
-      s.parked.emplace(kind, static_cast<std::size_t>(n));
-    } else if (a == "--list") {
-      s.list = true;
-    } else if (a == "-h" || a == "--help") {
-      usage(stdout);
-      std::exit(0);
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "coport-bench: unknown or incomplete option '%s'\n", argv[i]);
-      usage(stderr);
-      return std::nullopt;
-    } else {
-      s.filters.emplace_back(a);
-    }
+/// Reads the command line into `s`. Returns the exit status when the
+/// program is to end here: 0 after --help or --version (printed on stdout),
+/// exit_usage after a bad command line (reported on stderr).
+std::optional<int> parse(int argc, char** argv, settings& s) {
+  CLI::App app(
+      "coport-bench: coport's benchmarks, each judged as a ratio to its floor or its alternative "
+      "measured in the same run.",
+      "coport-bench");
+  app.set_version_flag("--version", "coport-bench " COPORT_BENCH_VERSION, "Print the version and exit");
+  app.get_formatter()->column_width(22);
+  app.add_flag("--quick", s.quick, "3 repeats of >= 10 ms measurements (default: 5 of >= 50 ms)");
+  std::string json_path;
+  app.add_option("--json", json_path, "also write one JSON object per result, one per line")->type_name("FILE");
+  std::string report_dir;
+  app.add_option("--report", report_dir,
+                 "also write DIR/index.html (bar charts of the ratios against their aims, the tables, "
+                 "the machine) and DIR/results.json")
+      ->type_name("DIR");
+  bool no_rabbit = false;
+  app.add_flag("--no-rabbit", no_rabbit,
+               "leave out the RabbitMQ figures (a full run includes them when rabbitmq-server is installed: "
+               "a private broker, ~2 min)");
+  int repeats = 0;
+  app.add_option("--repeat", repeats, "repeats of each measurement, 1 to 1000")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1000).description(""));
+  std::string clock = "wall";
+  app.add_option("--clock", clock,
+                 "wall: steady_clock (default); cpu: the measuring thread's CPU time, which leaves out "
+                 "preemption on a busy machine")
+      ->type_name("wall|cpu")
+      ->check(CLI::IsMember({"wall", "cpu"}).description(""));
+  app.add_flag("--list", s.list, "list the benchmarks and ratios, run nothing");
+  // The child process of one memory figure; not for people.
+  std::vector<std::string> parked;
+  app.add_option("--parked", parked, "(internal) the child process of one memory figure")
+      ->expected(2)
+      ->type_name("KIND N")
+      ->group("");
+  app.add_option("NAME", s.filters,
+                 "run the benchmarks whose name contains NAME (and the baselines of their ratios); "
+                 "--list names them");
+  app.footer(
+      "Examples:\n"
+      "  coport-bench --report perf/   full run: the table on stdout, perf/index.html, perf/results.json\n"
+      "  coport-bench --quick          a quick run, < 1 min\n"
+      "  coport-bench skynet chan      only the benchmarks whose name contains a word");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help, --version
+    return usage_error(e.what());
   }
-  s.repeats = repeats ? *repeats : (s.quick ? 3 : 5);
-  return s;
+  if (!json_path.empty()) s.json_path = json_path;
+  if (!report_dir.empty()) s.report_dir = report_dir;
+  s.rabbit = !no_rabbit;
+  s.cpu_clock = clock == "cpu";
+  if (!parked.empty()) {
+    char* end = nullptr;
+    const long n = std::strtol(parked[1].c_str(), &end, 10);
+    if (*end != '\0' || n < 1) return usage_error("--parked wants a kind and a count");
+    s.parked.emplace(parked[0], static_cast<std::size_t>(n));
+  }
+  s.repeats = repeats > 0 ? repeats : (s.quick ? 3 : 5);
+  return std::nullopt;
 }
 
 int run_main(int argc, char** argv) {
-  const std::optional<settings> parsed = parse(argc, argv);
-  if (!parsed) return 2;
-  const settings& s = *parsed;
+  settings parsed;
+  if (const std::optional<int> status = parse(argc, argv, parsed)) return *status;
+  const settings& s = parsed;
   if (s.parked) return parked_child(s.parked->first, s.parked->second);
   check_lists();
   if (s.quick) skynet_leaves = 100'000;
@@ -1740,7 +1866,8 @@ int run_main(int argc, char** argv) {
     for (const auto& l : latency_runs()) {
       std::printf("%-28s calls/s, p50, p99: %s\n", std::string(l.name).c_str(), std::string(l.what).c_str());
     }
-    std::printf("%-28s calls/s at concurrency 1 and 50 against oslo.messaging (full runs)\n", "rabbit");
+    std::printf("%-28s calls/s at concurrency 1 and 50 against oslo.messaging and rabbitmq-c alone (full runs)\n",
+                "rabbit");
     for (const auto& r : ratios()) {
       std::printf("ratio %s", ratio_name(r).c_str());
       if (r.aim) std::printf(" (aim %s %.2f)", r.at_least ? ">=" : "<=", *r.aim);
@@ -1761,8 +1888,7 @@ int run_main(int argc, char** argv) {
   const bool rabbit = s.rabbit && (s.filters.empty() ? !s.quick : wanted(s.filters, "rabbit"));
   const auto chosen = select(s.filters);
   if (chosen.empty() && parked.empty() && latencies.empty() && !rabbit) {
-    std::fprintf(stderr, "coport-bench: no benchmark matches; try --list\n");
-    return 2;
+    return usage_error("no benchmark matches; --list names them");
   }
   // Open the outputs first, so that a bad path fails before the run.
   std::ofstream json_out;

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""RPC over RabbitMQ: coport against oslo.messaging on the same broker.
+"""RPC over RabbitMQ: coport against oslo.messaging and against rabbitmq-c
+alone, on the same broker.
 
     /usr/bin/python3 bench/rabbit_bench.py --server-bin B --client-bin C
-        [--seconds 5] [--concurrency 1,50] [--impl both|coport|oslo] [--json FILE]
+        [--amqp-bin A] [--seconds 5] [--concurrency 1,50]
+        [--impl all|both|coport|oslo|amqp[,...]] [--json FILE]
 
 Starts a private broker (tests/rabbit/broker.py) and, for each concurrency,
 measures calls of echo({"value": "x"}) with N concurrent callers for S
@@ -13,13 +15,29 @@ seconds:
   oslo     oslo.messaging's eventlet RPC server and an eventlet RPC client
            with N green threads (tests/rabbit/oslo_peer.py bench-server /
            bench-client), the usual way OpenStack services run
+  amqp     the floor: coport-bench-amqp server and client, rabbitmq-c alone
+           with the broker doing per call what it does for coport's
+           (publisher confirms, persistent messages, manual acks, prefetch
+           64; see bench/amqp_floor.cpp), N calls in flight. With coport
+           too, it is measured in pairs with coport: --pairs windows of
+           --pair-seconds each, one coport and one floor back to back,
+           alternating which goes first, as coport-bench pairs the sides
+           of its ratios (both servers run throughout)
 
-Prints a table and two ratios:
+Prints a table and the ratios:
 
   rabbit.call_c50    coport calls/s / oslo calls/s at concurrency 50 (aim 20)
   rabbit.latency_c1  oslo p50 / coport p50 latency at concurrency 1 (aim 5)
+  rabbit.coport_over_amqp_c<N>       coport calls/s / amqp calls/s: how close
+                                     coport comes to what the broker allows
+  rabbit.coport_over_amqp_latency_c1 coport p50 / amqp p50 at concurrency 1
 
-(and rabbit.call_c<N>, without an aim, for the other concurrencies).
+(the last two the median of the per-pair ratios, with their min and max;
+the floor's own figures are the medians of its windows).
+
+(and rabbit.call_c<N>, without an aim, for the other concurrencies). --impl
+all (the default) runs amqp only when --amqp-bin is given; both is coport
+and oslo.
 
 With --json FILE it also writes one JSON object per line: the measurements
 ("kind": "measurement") and the ratios ("kind": "ratio", with numerator,
@@ -32,6 +50,7 @@ import json
 import os
 import queue
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,6 +151,70 @@ def bench_coport(a, url, levels):
         srv.stop()
 
 
+def bench_amqp(a, url, levels):
+    topic = "bench-amqp-%d" % os.getpid()
+    srv = Server("coport-bench-amqp server", [a.amqp_bin, "server", "--url", url, "--topic", topic])
+    try:
+        results = {}
+        for n in levels:
+            results[n] = run_client("coport-bench-amqp client", [
+                a.amqp_bin, "client", "--url", url, "--topic", topic,
+                "--concurrency", str(n), "--seconds", str(a.seconds)], a.seconds)
+            show(results[n], "amqp")
+        return results
+    finally:
+        srv.stop()
+
+
+def bench_pairs(a, url, levels):
+    """coport and the floor in pairs of windows, per level: a list of
+    {"coport": result, "amqp": result}, one per pair."""
+    pid = os.getpid()
+    servers = [
+        Server("coport-example-server", [a.server_bin, "--transport", url, "--topic",
+                                         "bench-pair-coport-%d" % pid, "--server", "bench",
+                                         "--executor", "coro"]),
+    ]
+    try:
+        servers.append(Server("coport-bench-amqp server", [a.amqp_bin, "server", "--url", url,
+                                                           "--topic", "bench-pair-amqp-%d" % pid]))
+        clients = {
+            "coport": ("coport-example-client bench", [
+                a.client_bin, "--transport", url, "--topic", "bench-pair-coport-%d" % pid, "bench"]),
+            "amqp": ("coport-bench-amqp client", [
+                a.amqp_bin, "client", "--url", url, "--topic", "bench-pair-amqp-%d" % pid]),
+        }
+        results = {}
+        for n in levels:
+            pairs = []
+            for r in range(a.pairs):
+                order = ("coport", "amqp") if r % 2 == 0 else ("amqp", "coport")
+                pair = {}
+                for impl in order:
+                    name, cmd = clients[impl]
+                    pair[impl] = run_client(name, cmd + ["--concurrency", str(n), "--seconds",
+                                                         str(a.pair_seconds)], a.pair_seconds)
+                pairs.append(pair)
+                c, f = pair["coport"]["calls_per_s"], pair["amqp"]["calls_per_s"]
+                print("  pair %d/%d concurrency %3d: coport %9.1f calls/s, rabbitmq-c %9.1f calls/s,"
+                      " ratio %.2f" % (r + 1, a.pairs, n, c, f, c / f if f else float("nan")),
+                      flush=True)
+            results[n] = pairs
+        return results
+    finally:
+        for srv in servers:
+            srv.stop()
+
+
+def floor_summary(pairs, n):
+    """The floor's figures at one level: the medians of its windows."""
+    runs = [p["amqp"] for p in pairs]
+    return {"concurrency": n, "calls": sum(r["calls"] for r in runs), "seconds": runs[0]["seconds"],
+            "calls_per_s": statistics.median(r["calls_per_s"] for r in runs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in runs), "repeats": len(runs)}
+
+
 def bench_oslo(a, url, levels):
     topic = "bench-oslo-%d" % os.getpid()
     srv = Server("oslo bench-server", [PYTHON, OSLO_PEER, "bench-server", "--url", url,
@@ -155,29 +238,59 @@ def show(r, impl):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="coport vs oslo.messaging RPC over RabbitMQ")
+    p = argparse.ArgumentParser(description="coport vs oslo.messaging and rabbitmq-c RPC over RabbitMQ")
     p.add_argument("--server-bin", help="coport-example-server")
     p.add_argument("--client-bin", help="coport-example-client")
+    p.add_argument("--amqp-bin", help="coport-bench-amqp (the rabbitmq-c floor)")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", default="1,50", help="comma-separated levels (1,50)")
-    p.add_argument("--impl", choices=["both", "coport", "oslo"], default="both")
+    p.add_argument("--impl", default="all",
+                   help="comma-separated: coport, oslo, amqp; all (amqp with --amqp-bin) or both "
+                        "(coport,oslo)")
+    p.add_argument("--pairs", type=int, default=5,
+                   help="pairs of coport and floor windows per concurrency (5)")
+    p.add_argument("--pair-seconds", type=float,
+                   help="seconds per window of a pair (the larger of 2 and --seconds / 5)")
     p.add_argument("--json", help="also write one JSON object per figure to this file")
     a = p.parse_args(argv)
+    if a.pair_seconds is None:
+        a.pair_seconds = max(2.0, a.seconds / 5)
+    if a.pairs < 1:
+        p.error("--pairs wants at least 1")
     levels = [int(x) for x in a.concurrency.split(",") if x]
-    if a.impl in ("both", "coport") and not (a.server_bin and a.client_bin):
+    impls = set()
+    for word in a.impl.split(","):
+        if word == "all":
+            impls |= {"coport", "oslo"} | ({"amqp"} if a.amqp_bin else set())
+        elif word == "both":
+            impls |= {"coport", "oslo"}
+        elif word in ("coport", "oslo", "amqp"):
+            impls.add(word)
+        elif word:
+            p.error("--impl: unknown implementation %r" % word)
+    if "coport" in impls and not (a.server_bin and a.client_bin):
         p.error("--server-bin and --client-bin are required (or --impl oslo)")
+    if "amqp" in impls and not a.amqp_bin:
+        p.error("--impl amqp needs --amqp-bin")
 
     state = tempfile.mkdtemp(prefix="coport-rabbit-bench-")
     b = broker.Broker(state)
     results = {}
+    pairs = {}
     try:
         t0 = time.monotonic()
         b.start()
         print("broker %s up in %.1fs; %gs per measurement, concurrency %s" % (
             b.node, time.monotonic() - t0, a.seconds, ",".join(map(str, levels))), flush=True)
-        if a.impl in ("both", "coport"):
+        # coport's own windows, then coport and the floor in pairs.
+        if "coport" in impls:
             results["coport"] = bench_coport(a, b.url, levels)
-        if a.impl in ("both", "oslo"):
+        if "amqp" in impls and "coport" in impls:
+            pairs = bench_pairs(a, b.url, levels)
+            results["amqp"] = {n: floor_summary(pairs[n], n) for n in levels}
+        elif "amqp" in impls:
+            results["amqp"] = bench_amqp(a, b.url, levels)
+        if "oslo" in impls:
             results["oslo"] = bench_oslo(a, b.url, levels)
     except RuntimeError as e:
         print("rabbit_bench: %s" % redact(e), file=sys.stderr)
@@ -189,7 +302,7 @@ def main(argv=None):
     lines = []
     print("\n%-8s %5s %12s %10s %10s %9s" % ("impl", "conc", "calls/s", "p50 ms", "p99 ms",
                                             "calls"))
-    for impl in ("coport", "oslo"):
+    for impl in ("coport", "amqp", "oslo"):
         for n in levels:
             r = results.get(impl, {}).get(n)
             if not r:
@@ -197,24 +310,37 @@ def main(argv=None):
             print("%-8s %5d %12.1f %10.3f %10.3f %9d" % (impl, n, r["calls_per_s"], r["p50_ms"],
                                                          r["p99_ms"], r["calls"]))
             for key, unit in (("calls_per_s", "calls/s"), ("p50_ms", "ms"), ("p99_ms", "ms")):
-                lines.append({"name": "rabbit.%s.%s_c%d" % (impl, key, n), "kind": "measurement",
-                              "value": r[key], "unit": unit, "impl": impl, "concurrency": n,
-                              "calls": r["calls"], "seconds": r["seconds"]})
+                line = {"name": "rabbit.%s.%s_c%d" % (impl, key, n), "kind": "measurement",
+                        "value": r[key], "unit": unit, "impl": impl, "concurrency": n,
+                        "calls": r["calls"], "seconds": r["seconds"]}
+                if "repeats" in r:
+                    line["repeats"] = r["repeats"]  # a median of that many windows
+                lines.append(line)
 
-    def ratio(name, numerator, denominator, aim, num_name, den_name):
-        value = numerator / denominator if numerator and denominator else None
+    def ratio(name, numerator, denominator, aim, num_name, den_name, samples=None):
+        """numerator / denominator; with samples (per-pair ratios), their
+        median, numerator and denominator then being the sides' medians."""
+        if samples:
+            value = statistics.median(samples)
+        else:
+            value = numerator / denominator if numerator and denominator else None
         met = (value is not None and value >= aim) if aim is not None else None
-        print("%-18s %8s  %s / %s%s" % (
-            name, "%.2f" % value if value is not None else "n/a", num_name, den_name,
+        spread = " (%.2f..%.2f)" % (min(samples), max(samples)) if samples else ""
+        print("%-34s %8s%s  %s / %s%s" % (
+            name, "%.2f" % value if value is not None else "n/a", spread, num_name, den_name,
             "" if aim is None else "  aim >= %g: %s" % (aim, "yes" if met else "NO")))
-        lines.append({"name": name, "kind": "ratio", "value": value, "unit": "x",
-                      "numerator": numerator, "denominator": denominator, "ratio": value,
-                      "numerator_name": num_name, "denominator_name": den_name,
-                      "aim": aim, "aim_is": "at least", "met": met})
+        line = {"name": name, "kind": "ratio", "value": value, "unit": "x",
+                "numerator": numerator, "denominator": denominator, "ratio": value,
+                "numerator_name": num_name, "denominator_name": den_name,
+                "aim": aim, "aim_is": "at least", "met": met}
+        if samples:
+            line.update({"min": min(samples), "max": max(samples), "samples": len(samples)})
+        lines.append(line)
 
-    c, o = results.get("coport", {}), results.get("oslo", {})
-    if c and o:
+    c, o, f = results.get("coport", {}), results.get("oslo", {}), results.get("amqp", {})
+    if c or o or f:
         print()
+    if c and o:
         for n in levels:
             if n in c and n in o:
                 ratio("rabbit.call_c%d" % n, c[n]["calls_per_s"], o[n]["calls_per_s"],
@@ -223,6 +349,19 @@ def main(argv=None):
         if 1 in c and 1 in o:
             ratio("rabbit.latency_c1", o[1]["p50_ms"], c[1]["p50_ms"], 5,
                   "oslo p50 ms (c=1)", "coport p50 ms (c=1)")
+    if pairs:
+        def paired(n, key):
+            sides = [(q["coport"][key], q["amqp"][key]) for q in pairs[n]]
+            return (statistics.median(x for x, _ in sides), statistics.median(y for _, y in sides),
+                    [x / y for x, y in sides if y])
+        for n in levels:
+            num, den, samples = paired(n, "calls_per_s")
+            ratio("rabbit.coport_over_amqp_c%d" % n, num, den, None, "coport calls/s (c=%d, pairs)" % n,
+                  "rabbitmq-c calls/s (c=%d, pairs)" % n, samples)
+        if 1 in levels:
+            num, den, samples = paired(1, "p50_ms")
+            ratio("rabbit.coport_over_amqp_latency_c1", num, den, None, "coport p50 ms (c=1, pairs)",
+                  "rabbitmq-c p50 ms (c=1, pairs)", samples)
     if a.json:
         with open(a.json, "w") as f:
             for line in lines:

@@ -680,7 +680,9 @@ std::string build_page(const std::vector<figure>& figures, const json::object& m
       other.push_back(&f);
     }
 
-    if (is_ratio(f) && (f.kind == "ratio" || f.aim)) {
+    // Every ratio is charted, the external ones too (coport over the broker
+    // against oslo.messaging and against rabbitmq-c alone).
+    if (is_ratio(f)) {
       chart.push_back({&f, false, f.value, f.min, f.max, f.aim});
     } else if (f.aim && *f.aim > 0) {
       const auto scaled = [&](const std::optional<double>& v) -> std::optional<double> {
