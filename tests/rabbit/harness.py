@@ -406,11 +406,13 @@ class Harness:
                 raise TestFailure("%s: not seen within %.0fs" % (what, timeout))
             time.sleep(interval)
 
-    def until_served(self, call, within, what):
+    def until_served(self, call, within, what, expected_miss=None):
         """Calls call(attempt) (a Result of one client call whose JSON
         result must be `attempt`) once a second until one is answered;
         each attempt must end within its own timeout, and one must be
-        answered within `within` seconds. Returns the seconds it took."""
+        answered within `within` seconds. expected_miss(result), when
+        given, tells which unanswered attempts are expected; any other
+        fails the test. Returns the seconds it took."""
         t0 = time.monotonic()
         attempt = 0
         while True:
@@ -424,6 +426,9 @@ class Harness:
                 attempt, r.rc, r.seconds, (r.err.strip().splitlines() or [r.out.strip()])[-1][:200]))
             if r.rc is None:
                 self.require(False, "a client call ends within its timeout", r.describe())
+            if expected_miss is not None and not expected_miss(r):
+                self.require(False, "%s: attempt %d missed as expected" % (what, attempt),
+                             r.describe())
             if time.monotonic() - t0 > within:
                 self.require(False, "%s within %ds" % (what, within), r.describe())
             time.sleep(1)

@@ -54,6 +54,8 @@ from oslo_messaging.rpc import dispatcher as rpc_dispatcher  # noqa: E402
 
 VERSION = "1.3"
 PASSWORD_HINT = "coport-s3cret-pw"  # never printed: see _redact()
+# As harness.TIME_SCALE: stretches the windows of the suite's timing checks.
+TIME_SCALE = float(os.environ.get("COPORT_TEST_TIME_SCALE", "1") or "1")
 
 
 def _redact(text):
@@ -311,24 +313,58 @@ def cmd_client_suite(a):
                 s, after[s] - before[s], want - before[s], before, after)
     suite.case("server_specific_target", server_specific)
 
+    def add_counts():
+        return {s: counts(s).get("add", 0) for s in servers}
+
+    def call_markers(client, over):
+        """Calls add on `client`'s path, after a cast on it was seen handled,
+        until every server of `over` has handled one: each consumer of the
+        queue has then taken everything published before them, a duplicate
+        of the cast included."""
+        before = add_counts()
+        for _ in range(10 * len(over)):
+            client.call(ctxt, "add", a=0, b=0)
+            after = add_counts()
+            if all(after[s] > before[s] for s in over):
+                return
+        raise AssertionError("marker calls did not reach every server of %s: %r -> %r" % (
+            ",".join(over), before, after))
+
     def cast_to_server():
         before = counts(a.server).get("echo", 0)
         main.cast(ctxt, "echo", value="cast to %s" % a.server)
-        _poll(lambda: counts(a.server).get("echo", 0) == before + 1, 10,
+        _poll(lambda: counts(a.server).get("echo", 0) >= before + 1, 10,
               "the cast on server %s" % a.server)
+        call_markers(main, [a.server])
+        got = counts(a.server).get("echo", 0)
+        assert got == before + 1, "server %s handled the cast %d times" % (a.server, got - before)
     suite.case("cast_server_specific", cast_to_server)
 
     def cast_to_topic():
         before = sum(echo_counts().values())
         topic_client.cast(ctxt, "echo", value="cast to the topic")
-        _poll(lambda: sum(echo_counts().values()) == before + 1, 10, "the cast on the topic")
+        _poll(lambda: sum(echo_counts().values()) >= before + 1, 10, "the cast on the topic")
+        call_markers(topic_client, servers)
+        got = sum(echo_counts().values())
+        assert got == before + 1, "the cast on the topic was handled %d times" % (got - before)
     suite.case("cast_topic", cast_to_topic)
 
     def fanout():
         before = echo_counts()
-        topic_client.prepare(fanout=True).cast(ctxt, "echo", value="fanout")
-        _poll(lambda: all(c == before[s] + 1 for s, c in echo_counts().items()), 10,
+        fanout_client = topic_client.prepare(fanout=True)
+        fanout_client.cast(ctxt, "echo", value="fanout")
+        _poll(lambda: all(c >= before[s] + 1 for s, c in echo_counts().items()), 10,
               "the fanout cast on every server of %s" % ",".join(servers))
+        # A marker cast on the same fanout path: once every server has
+        # handled it, its queue delivered everything published before it.
+        markers = add_counts()
+        fanout_client.cast(ctxt, "add", a=0, b=0)
+        _poll(lambda: all(c >= markers[s] + 1 for s, c in add_counts().items()), 10,
+              "the marker fanout cast on every server of %s" % ",".join(servers))
+        after = echo_counts()
+        assert all(after[s] == before[s] + 1 for s in servers), \
+            "the fanout cast was not handled exactly once by every server: %r -> %r" % (
+                before, after)
     suite.case("fanout_cast_%d_servers" % len(servers), fanout)
 
     def version_too_high():
@@ -367,14 +403,16 @@ def cmd_client_suite(a):
     suite.case("remote_error", fail)
 
     def timeout():
+        # The reply comes after `ms`; the 1 s timeout must end the call before.
+        ms = int(3000 * TIME_SCALE)
         start = time.monotonic()
         try:
-            topic_client.prepare(timeout=1).call(ctxt, "sleep_ms", ms=3000)
+            topic_client.prepare(timeout=1).call(ctxt, "sleep_ms", ms=ms)
         except oslo_messaging.MessagingTimeout:
             took = time.monotonic() - start
-            assert took < 2.9, "MessagingTimeout only after %.1fs" % took
+            assert took < ms / 1000.0 - 0.1, "MessagingTimeout only after %.1fs" % took
         else:
-            raise AssertionError("sleep_ms(3000) with a 1s timeout returned")
+            raise AssertionError("sleep_ms(%d) with a 1s timeout returned" % ms)
     suite.case("timeout", timeout)
 
     def after_timeout():
@@ -388,9 +426,11 @@ def cmd_client_suite(a):
         errors = []
         results = {}
 
+        ms = int(300 * TIME_SCALE)
+
         def worker(i):
             try:
-                results[i] = topic_client.call(ctxt, "sleep_ms", ms=300)
+                results[i] = topic_client.call(ctxt, "sleep_ms", ms=ms)
             except Exception as e:
                 errors.append(e)
         start = time.monotonic()
@@ -401,9 +441,10 @@ def cmd_client_suite(a):
             t.join()
         took = time.monotonic() - start
         assert not errors, "errors: %r" % errors
-        assert all(v == 300 for v in results.values()) and len(results) == 8, results
-        # Eight 300 ms sleeps in sequence would take 2.4 s.
-        assert took < 2.0, "8 concurrent sleep_ms(300) took %.2fs: not concurrent" % took
+        assert all(v == ms for v in results.values()) and len(results) == 8, results
+        # Eight sleeps in sequence would take 8 * ms (2.4 s unscaled).
+        assert took < 2.0 * TIME_SCALE, "8 concurrent sleep_ms(%d) took %.2fs: not concurrent" % (
+            ms, took)
     suite.case("concurrent_sleeps", concurrent)
 
     transport.cleanup()

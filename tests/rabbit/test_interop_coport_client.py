@@ -4,10 +4,12 @@
 Two oslo.messaging RPC servers (oslo_peer.py server, threading executor)
 serve one topic as p1 and p2; every case runs one coport-example-client:
 calls of echo (string, nested object, unicode) and add; a cast whose
-effect shows in counts(); a fanout cast that reaches both servers; a
-server-specific target; a version too high (exit 1, UnsupportedVersion);
-an unknown method (exit 1, NoSuchMethod); a remote ExampleError (exit 1,
-class and message printed); a timeout (exit 2, well before the reply).
+effect shows in counts(); a fanout cast that reaches both servers; each
+cast handled exactly once (markers sent after it on the same path show
+that no late duplicate follows); a server-specific target; a version too
+high (exit 1, UnsupportedVersion); an unknown method (exit 1,
+NoSuchMethod); a remote ExampleError (exit 1, class and message printed);
+a timeout (exit 2, well before the reply).
 """
 
 import json
@@ -40,6 +42,9 @@ def test(h):
     def echo_counts():
         return {s: counts(s).get("echo", 0) for s in SERVERS}
 
+    def add_counts():
+        return {s: counts(s).get("add", 0) for s in SERVERS}
+
     h.step("calls")
     for label, value in (("string", "hello from coport"),
                          ("nested object", {"a": [1, 2.5, None, True, False],
@@ -57,17 +62,40 @@ def test(h):
     before = echo_counts()
     r = client("cast echo", "cast", "echo", '{"value": "cast"}')
     h.expect(r.rc == 0, "cast echo exits 0", r.describe())
-    h.poll(lambda: sum(echo_counts().values()) == sum(before.values()) + 1, 20,
+    h.poll(lambda: sum(echo_counts().values()) >= sum(before.values()) + 1, 20,
            "the cast handled by one server")
     h.ok("the cast shows in counts()")
+    # Marker calls on the topic, sent once the cast's publish was confirmed,
+    # until both servers have handled one: each has then taken everything
+    # published on the topic before them, a duplicate of the cast included.
+    markers = add_counts()
+    for i in range(10):
+        r = client("marker call %d" % i, "call", "add", '{"a": 0, "b": 0}')
+        h.require(r.rc == 0 and r.json() == 0, "marker call %d on the topic" % i, r.describe())
+        if all(c > markers[s] for s, c in add_counts().items()):
+            break
+    else:
+        h.require(False, "the marker calls reached p1 and p2")
+    after = echo_counts()
+    h.expect(sum(after.values()) == sum(before.values()) + 1,
+             "the cast was handled exactly once", "%r -> %r" % (before, after))
 
     h.step("fanout cast")
     before = echo_counts()
     r = client("fanout cast", "cast", "echo", '{"value": "fanout"}', fanout=True)
     h.expect(r.rc == 0, "fanout cast exits 0", r.describe())
-    after = h.poll(lambda: (lambda c: c if all(c[s] == before[s] + 1 for s in SERVERS)
-                            else None)(echo_counts()), 20, "the fanout cast on p1 and p2")
-    h.ok("the fanout cast reached both servers (%r -> %r)" % (before, after))
+    h.poll(lambda: all(c >= before[s] + 1 for s, c in echo_counts().items()), 20,
+           "the fanout cast on p1 and p2")
+    # A marker cast on the same fanout path: once both servers have handled
+    # it, their fanout queues delivered everything published before it.
+    markers = add_counts()
+    r = client("marker fanout cast", "cast", "add", '{"a": 0, "b": 0}', fanout=True)
+    h.require(r.rc == 0, "the marker fanout cast exits 0", r.describe())
+    h.poll(lambda: all(c >= markers[s] + 1 for s, c in add_counts().items()), 20,
+           "the marker fanout cast on p1 and p2")
+    after = echo_counts()
+    h.expect(all(after[s] == before[s] + 1 for s in SERVERS),
+             "the fanout cast reached both servers exactly once (%r -> %r)" % (before, after))
 
     h.step("server-specific target")
     before = echo_counts()
@@ -93,12 +121,13 @@ def test(h):
              "fail(): exit 1, `ExampleError: <message>` on stdout", r.describe())
 
     h.step("timeout")
+    ms = int(3000 * harness.TIME_SCALE)
     t0 = time.monotonic()
-    r = client("timeout", "call", "sleep_ms", '{"ms": 3000}', timeout=1)
+    r = client("timeout", "call", "sleep_ms", json.dumps({"ms": ms}), timeout=1)
     took = time.monotonic() - t0
-    h.expect(r.rc == 2, "sleep_ms(3000) with --timeout 1: exit 2", r.describe())
-    # The reply would come after 3 s; the stand-ins of --self-test need ~1.5 s to start.
-    limit = 2.9 + (2.0 if h.self_test else 0.0)
+    h.expect(r.rc == 2, "sleep_ms(%d) with --timeout 1: exit 2" % ms, r.describe())
+    # The reply would come after `ms`; the stand-ins of --self-test need ~1.5 s to start.
+    limit = ms / 1000.0 - 0.1 + (2.0 if h.self_test else 0.0)
     h.expect(took < limit, "the timeout ended the client before the reply (%.1fs)" % took)
     r = client("call after timeout", "call", "add", '{"a": 40, "b": 2}')
     h.expect(r.rc == 0 and r.json() == 42, "a call after the timeout succeeds", r.describe())

@@ -8,13 +8,22 @@ casts (server-specific and on the topic, checked through counts()), a
 fanout cast that must reach both servers, a server-specific target,
 a version too high (UnsupportedVersion), an unknown method (NoSuchMethod),
 a remote ExampleError with its message, a timeout, calls after the
-timeout, concurrent calls. Then both servers must stop cleanly on SIGTERM.
+timeout, concurrent calls. Every case of CASES must report once (`ok` or
+`FAIL`), and no other: a case the suite skips, repeats or does not know,
+or a suite that ends early, fails the test. Then both servers must stop
+cleanly on SIGTERM.
 """
 
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness  # noqa: E402
+
+# What oslo_peer.py client-suite runs, in its order (fanout to s1 and s2).
+CASES = ("echo_string", "echo_nested", "echo_unicode", "echo_list", "echo_empty_string", "add",
+         "server_specific_target", "cast_server_specific", "cast_topic", "fanout_cast_2_servers",
+         "version_too_high", "compatible_lower_version", "unknown_method", "remote_error",
+         "timeout", "calls_after_timeout", "concurrent_sleeps")
 
 
 def test(h):
@@ -29,22 +38,46 @@ def test(h):
     suite = h.start("client-suite", h.peer_cmd(
         "client-suite", h.url, topic, "--server", "s1", "--fanout-servers", "s1,s2",
         "--peer", "python" if h.self_test else "coport"))
+    reported = []  # case names, in the order of their `ok` / `FAIL` lines
+    failed = []
+    summary = None
     seen = 0
-    while True:
-        i = suite.wait_line(lambda l: l.startswith(("ok ", "FAIL ", "FAILED", "all cases",
-                                                     "client suite")),
-                            120, "the next case result", start=seen)
+    while summary is None:
+        try:
+            i = suite.wait_line(lambda l: l.startswith(("ok ", "FAIL ", "FAILED", "all cases",
+                                                         "client suite")),
+                                120, "the next case result", start=seen)
+        except harness.TestFailure as e:
+            h.expect(False, "the client suite ran to its summary line", str(e))
+            break
         line = suite.stdout[i]
         seen = i + 1
         if line.startswith("ok "):
+            reported.append(line[3:].split(" ", 1)[0])
             h.ok("suite: " + line[3:])
         elif line.startswith("FAIL "):
+            reported.append(line[5:].split(":", 1)[0])
+            failed.append(reported[-1])
             h.expect(False, "suite: " + line[5:])
         elif line.startswith("client suite"):
             h.log(line)
         else:
             h.log(line)
-            break
+            summary = line
+    missing = [c for c in CASES if c not in reported]
+    repeated = sorted({c for c in reported if reported.count(c) > 1})
+    unknown = [c for c in reported if c not in CASES]
+    h.expect(not missing and not repeated and not unknown,
+             "the suite reported each of its %d cases once (%d reports)"
+             % (len(CASES), len(reported)),
+             "  missing: %s\n  repeated: %s\n  unknown: %s" % (
+                 ", ".join(missing) or "-", ", ".join(repeated) or "-",
+                 ", ".join(unknown) or "-"))
+    if summary is not None:
+        want = ("FAILED %d case(s): %s" % (len(failed), ", ".join(failed)) if failed
+                else "all cases passed")
+        h.expect(summary == want, "the suite's summary matches its cases (%r)" % summary,
+                 "  expected %r" % want)
     rc = suite.wait_exit(30)
     h.expect(rc == 0, "the client suite exited 0 (got %s)" % rc,
              "" if rc == 0 else suite.tail())
