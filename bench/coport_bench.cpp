@@ -15,7 +15,7 @@
 // coport-bench-amqp). --report writes the HTML page.
 //
 // Machines here are shared and noisy, so the figures that matter are ratios
-// of two measurements taken back to back in the same run (DESIGN.md,
+// of two measurements taken back to back in the same run (docs/architecture.md,
 // "Performance is stated as ratios"). The two sides of a ratio are measured
 // one right after the other in every repeat (alternating which goes first),
 // and the ratio reported is the median of the per-repeat ratios; an absolute

@@ -26,3 +26,71 @@ function(coport_warnings target)
     target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
   endif()
 endfunction()
+
+# coport_expect_test(NAME <name> [EXIT <status>] [OUTPUT <regex>...]
+#                    [STDOUT <regex>...] [STDERR <regex>...]
+#                    [NOT_OUTPUT <regex>...] COMMAND <command> [<arg>...])
+# A ctest entry that checks the command's exit status (0 unless EXIT says
+# otherwise) *and* its output, and fails on any sanitizer report: ctest's
+# own PASS_REGULAR_EXPRESSION ignores the exit status
+# (tests/support/expect_run.py does the checking).
+function(coport_expect_test)
+  cmake_parse_arguments(E "" "NAME;EXIT" "OUTPUT;STDOUT;STDERR;NOT_OUTPUT;COMMAND" ${ARGN})
+  if(NOT E_NAME OR NOT E_COMMAND)
+    message(FATAL_ERROR "coport_expect_test needs NAME and COMMAND")
+  endif()
+  if(NOT DEFINED E_EXIT)
+    set(E_EXIT 0)
+  endif()
+  find_package(Python3 COMPONENTS Interpreter REQUIRED)
+  set(checks --exit ${E_EXIT})
+  foreach(kind IN ITEMS OUTPUT STDOUT STDERR NOT_OUTPUT)
+    string(TOLOWER ${kind} flag)
+    string(REPLACE "_" "-" flag ${flag})
+    foreach(re IN LISTS E_${kind})
+      list(APPEND checks --${flag} ${re})
+    endforeach()
+  endforeach()
+  add_test(NAME ${E_NAME}
+    COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/support/expect_run.py ${checks} -- ${E_COMMAND})
+endfunction()
+
+# The RabbitMQ tests run the distribution's Python (which has
+# oslo.messaging), start private rabbitmq-server brokers and drive the
+# example programs. coport_rabbit_tests_missing(<var>) sets <var> to why
+# they cannot run in this tree, or to "" when they can.
+set(COPORT_RABBIT_PYTHON /usr/bin/python3)
+set(COPORT_RABBIT_SERVER /usr/lib/rabbitmq/bin/rabbitmq-server)
+function(coport_rabbit_tests_missing var)
+  set(missing)
+  if(NOT EXISTS ${COPORT_RABBIT_PYTHON})
+    list(APPEND missing "${COPORT_RABBIT_PYTHON}")
+  elseif(NOT EXISTS /usr/lib/python3/dist-packages/oslo_messaging)
+    list(APPEND missing "python3-oslo.messaging")
+  endif()
+  if(NOT EXISTS ${COPORT_RABBIT_SERVER})
+    list(APPEND missing "rabbitmq-server (${COPORT_RABBIT_SERVER})")
+  endif()
+  if(NOT COPORT_BUILD_EXAMPLES)
+    list(APPEND missing "the example programs (COPORT_BUILD_EXAMPLES=ON)")
+  endif()
+  if(missing)
+    list(JOIN missing ", " missing)
+    set(${var} "they need ${missing}; scripts/setup.sh installs the packages" PARENT_SCOPE)
+  else()
+    set(${var} "" PARENT_SCOPE)
+  endif()
+endfunction()
+
+# coport_skipped_test(<name> <reason> [LABELS <labels>]): a ctest entry that
+# shows as skipped with its reason, for a test this tree cannot run. With
+# COPORT_REQUIRE_RABBIT_TESTS (scripts/build.sh sets it: on the README's path
+# every test must run), configuring fails instead.
+function(coport_skipped_test name reason)
+  cmake_parse_arguments(S "" "" "LABELS" ${ARGN})
+  if(COPORT_REQUIRE_RABBIT_TESTS)
+    message(FATAL_ERROR "${name} cannot run: ${reason}")
+  endif()
+  add_test(NAME ${name} COMMAND sh -c "echo \"skipped: $1\" && exit 77" sh "${reason}")
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS "${S_LABELS}")
+endfunction()

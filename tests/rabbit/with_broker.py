@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Runs a command next to a private RabbitMQ broker.
 
-    with_broker.py [--tls] -- CMD ARGS...
+    with_broker.py [--tls] [--private-broker] [--status-is-count] [--keep] -- CMD ARGS...
 
 Starts a broker (broker.py) in a fresh temporary directory, exports
 
@@ -13,11 +13,14 @@ Starts a broker (broker.py) in a fresh temporary directory, exports
     COPORT_TEST_RABBIT_WRONG_CA an unrelated CA
 
 runs CMD, stops the broker (also when interrupted or terminated), removes
-the directory and exits with CMD's status.
+the directory and exits with CMD's status. With --status-is-count, CMD's
+status is a count of failures (a Catch2 program's), so 77 from it exits 1:
+ctest reads 77 as "skipped", which only this script may say.
 
 If COPORT_TEST_RABBIT_URL is already set, that broker is used and none is
 started; tests that need to restart the broker or need TLS then exit with
-77 (skipped) unless the matching variables are set as well.
+77 (skipped) unless the matching variables are set as well; with
+--private-broker this script skips CMD itself (exit 77, with the reason).
 """
 
 import os
@@ -31,6 +34,9 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import broker  # noqa: E402
+
+
+USAGE = "usage: with_broker.py [--tls] [--private-broker] [--status-is-count] [--keep] -- CMD ARGS..."
 
 
 class _Terminated(BaseException):
@@ -60,23 +66,39 @@ def _run(cmd, env):
 def main(argv):
     tls = False
     keep = False
+    private = False
+    status_is_count = False
     while argv and argv[0] != "--":
         opt = argv.pop(0)
         if opt == "--tls":
             tls = True
         elif opt == "--keep":
             keep = True
+        elif opt == "--private-broker":
+            private = True
+        elif opt == "--status-is-count":
+            status_is_count = True
         else:
-            print("usage: with_broker.py [--tls] [--keep] -- CMD ARGS...", file=sys.stderr)
+            print(USAGE, file=sys.stderr)
             return 2
     if not argv or len(argv) < 2:
-        print("usage: with_broker.py [--tls] [--keep] -- CMD ARGS...", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     cmd = argv[1:]
 
+    def status_of(status):
+        if status_is_count and status == 77:
+            print("with_broker: the command failed 77 checks (not a skip)", file=sys.stderr, flush=True)
+            return 1
+        return status
+
     if os.environ.get("COPORT_TEST_RABBIT_URL"):
+        if private:
+            print("skipped: the command needs a private broker (it restarts it or uses its TLS "
+                  "listener), and COPORT_TEST_RABBIT_URL names an existing one", flush=True)
+            return 77
         print("with_broker: using the broker of COPORT_TEST_RABBIT_URL", flush=True)
-        return subprocess.call(cmd)
+        return status_of(subprocess.call(cmd))
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
@@ -105,7 +127,7 @@ def main(argv):
             for k in ("COPORT_TEST_RABBIT_TLS_URL", "COPORT_TEST_RABBIT_CA",
                       "COPORT_TEST_RABBIT_WRONG_CA"):
                 env.pop(k, None)
-        status = _run(cmd, env)
+        status = status_of(_run(cmd, env))
         if status != 0 and status != 77:
             print("with_broker: the command failed (%d); the broker's log:\n%s"
                   % (status, b.log_tail(30)), file=sys.stderr, flush=True)
