@@ -199,7 +199,7 @@ void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& 
   // wake-up already spent.
   if (std::exchange(loop_.woken_, false)) return;
   in_io_ = true;
-  loop_.idle_.store(true, std::memory_order_relaxed);
+  loop_.enter_idle();
   try {
     if (loop_.io.stopped()) {
       loop_.log->warn("loop '{}': its io_context was stopped from outside; restarting it",
@@ -216,7 +216,7 @@ void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& 
   } catch (...) {
     loop_.log->error("loop '{}': unknown exception escaped an Asio handler", loop_.opts.name);
   }
-  loop_.idle_.store(false, std::memory_order_relaxed);
+  loop_.leave_idle();
   loop_.woken_ = false;
   loop_.publish(loop_.tag_asio);
   in_io_ = false;
@@ -430,6 +430,16 @@ void loop::report_violation(violation::kind k, const work_tag* tag, std::string 
   log->error("loop '{}': {}", opts.name, v.message);
 }
 
+void loop::leave_idle() noexcept {
+  idle_.store(false, std::memory_order_seq_cst);
+  if (watchdog_asleep_.load(std::memory_order_seq_cst) && watchdog_asleep_.exchange(false)) {
+    // Taking the mutex orders this notify after the watchdog's wait began
+    // (it checks the flag under the mutex before waiting).
+    { std::lock_guard lk(watchdog_mutex_); }
+    watchdog_cv_.notify_one();
+  }
+}
+
 void loop::watchdog_main() {
   using clock = std::chrono::steady_clock;
   const auto threshold = opts.stall_threshold;
@@ -441,8 +451,16 @@ void loop::watchdog_main() {
   std::unique_lock lk(watchdog_mutex_);
   while (!watchdog_cv_.wait_for(lk, period, [this] { return watchdog_stop_; })) {
     if (idle_.load(std::memory_order_relaxed)) {
+      // Nothing can stall while the loop waits in the kernel: sleep until
+      // it leaves idle (leave_idle) or the loop is joined.
       seen = ~std::uint64_t{0};
       stalled = nullptr;
+      watchdog_asleep_.store(true, std::memory_order_seq_cst);
+      if (idle_.load(std::memory_order_seq_cst)) {
+        watchdog_cv_.wait(lk, [this] { return watchdog_stop_ || !watchdog_asleep_.load(std::memory_order_seq_cst); });
+      }
+      watchdog_asleep_.store(false, std::memory_order_relaxed);
+      if (watchdog_stop_) break;
       continue;
     }
     const auto now = clock::now();

@@ -155,7 +155,17 @@ class loop {
   // Read by the watchdog thread.
   std::atomic<std::uint64_t> progress_{0};
   std::atomic<const work_tag*> current_{nullptr};
+  // The loop waits in the kernel (or runs the one handler that woke it).
+  // While it does, the watchdog sleeps without a timeout, so that an idle
+  // process makes no periodic wake-ups: it raises watchdog_asleep_ and
+  // waits; the loop, leaving idle, wakes it only when the flag is up. Both
+  // sides store their flag and then read the other's, sequentially
+  // consistent: at least one of them sees the other's store, so either the
+  // watchdog does not sleep or the loop wakes it.
   std::atomic<bool> idle_{false};
+  std::atomic<bool> watchdog_asleep_{false};
+  void enter_idle() noexcept { idle_.store(true, std::memory_order_seq_cst); }
+  void leave_idle() noexcept;
 
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_running_;
   std::thread thread_;

@@ -41,9 +41,17 @@ struct violation_log {
   }
 };
 
+// The watchdog measures wall time, so time is the subject of these tests:
+// a hog runs twice the threshold (plus the watchdog's period) and must be
+// reported; short pieces run a hundredth of it each, far below anything a
+// loaded 2-core machine's scheduler could stretch them to, and must not be.
+constexpr auto threshold = 100ms;
+constexpr auto hog = 2 * threshold + threshold / 4;
+constexpr auto short_piece = threshold / 100;
+
 bridge::runtime_options stall_options(violation_log& log) {
   auto o = test_options("stalls");
-  o.stall_threshold = 20ms;
+  o.stall_threshold = threshold;
   o.on_violation = log.handler();
   return o;
 }
@@ -55,31 +63,32 @@ TEST_CASE("a native coroutine that hogs the loop is reported as one stall under 
   violation_log log;
   bridge::runtime rt(stall_options(log));
   get(asio::co_spawn(rt.get_executor("slow.native"), []() -> asio::awaitable<void> {
-    busy_for(200ms);
+    busy_for(hog);
     co_return;
   }, asio::use_future));
   // The watchdog reports once the piece ends at the latest.
   get(in_fiber(rt, [] { return 0; }));
   auto c = rt.registry().counters("slow.native");
   CHECK(c.stalls == 1);
-  CHECK(c.longest_stall >= 20ms);
+  CHECK(c.longest_stall >= threshold);
   CHECK(log.count(bridge::violation::kind::stall) == 1);
 }
 
 TEST_CASE("a fiber that hogs the loop is reported under its work name", "[bridge][diagnostics]") {
   violation_log log;
   bridge::runtime rt(stall_options(log));
-  get(bridge::async_run_in_fiber(rt.get_executor("slow.fiber"), [] { busy_for(200ms); },
+  get(bridge::async_run_in_fiber(rt.get_executor("slow.fiber"), [] { busy_for(hog); },
                                  asio::use_future));
   CHECK(rt.registry().counters("slow.fiber").stalls == 1);
 }
 
-TEST_CASE("many short pieces of work are not stalls", "[bridge][diagnostics]") {
+TEST_CASE("many short pieces of work are not stalls, though together they last longer than the threshold",
+          "[bridge][diagnostics]") {
   violation_log log;
   bridge::runtime rt(stall_options(log));
   get(asio::co_spawn(rt.get_executor("short.pieces"), []() -> asio::awaitable<void> {
-    for (int i = 0; i < 100; ++i) {
-      busy_for(2ms);  // well under the 20 ms threshold each
+    for (int i = 0; i < 300; ++i) {  // three thresholds in all
+      busy_for(short_piece);
       co_await asio::post(asio::use_awaitable);
     }
   }, asio::use_future));
