@@ -12,7 +12,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -113,6 +112,7 @@ std::string to_json_line(const msg::notification& n) {
 int main(int argc, char** argv) {
   config cfg;
   if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
+  ex::block_stop_signals();  // before any thread starts (see stop_signals)
 
   std::shared_ptr<msg::transport> transport;
   try {
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
 
   // Handlers, listener and signals share this one thread.
   asio::io_context io;
-  asio::signal_set signals(io, SIGTERM, SIGINT);
+  ex::stop_signals signals(io.get_executor());
   std::optional<msg::notification_listener> listener;
   std::size_t printed = 0;
   bool stopping = false;
@@ -186,7 +186,5 @@ int main(int argc, char** argv) {
     stop();
   });
   io.run();
-  signals.clear();
-  ex::ignore_stop_signals();
   return ex::exit_ok;
 }

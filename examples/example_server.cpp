@@ -35,7 +35,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -343,6 +342,7 @@ void log_methods(spdlog::logger& log, const msg::endpoint& e, const msg::executo
 int main(int argc, char** argv) {
   config cfg;
   if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
+  ex::block_stop_signals();  // before any thread starts (see stop_signals)
 
   std::shared_ptr<msg::transport> transport;
   try {
@@ -370,7 +370,7 @@ int main(int argc, char** argv) {
   // SIGTERM and SIGINT are waited for on the main thread, whatever the
   // executor runs on.
   asio::io_context main_io;
-  asio::signal_set signals(main_io, SIGTERM, SIGINT);
+  ex::stop_signals signals(main_io.get_executor());
 
   executor_host srv;
   try {
@@ -407,8 +407,6 @@ int main(int argc, char** argv) {
   };
   signals.async_wait(on_signal);
   main_io.run();
-  signals.clear();
-  ex::ignore_stop_signals();
 
   log.info("stopped; calls handled: {}", json::serialize(metrics->counts()));
   metrics->executor = nullptr;

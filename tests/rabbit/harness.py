@@ -22,6 +22,7 @@ a driver can be checked before the coport programs exist.
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,13 @@ def _url_password(url):
     except ValueError:
         return None
 
+
+# The first line of an AddressSanitizer, LeakSanitizer, ThreadSanitizer or
+# UndefinedBehaviorSanitizer report (tests/support/expect_run.py reads the
+# same).
+SANITIZER_REPORT = re.compile(
+    r"^(==\d+==ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|"
+    r"ThreadSanitizer: reported|.*: runtime error: ).*$", re.MULTILINE)
 
 # Passwords no program may print: the private brokers' and that of an
 # external broker given by COPORT_TEST_RABBIT_URL.
@@ -461,6 +469,17 @@ class Harness:
         self.expect(not leaks, "no program printed the broker password (%d outputs checked)"
                     % len(texts), "\n".join("  " + l for l in leaks[:10]))
 
+    def check_sanitizer_reports(self):
+        """In a sanitizer tree a program may print a report and still exit
+        as the test expects (killed on purpose, or its status not the
+        subject): any report in any output fails the test."""
+        texts = [(c.name, c.output()) for c in self.children]
+        texts += [(r.name, r.output()) for r in self.results]
+        found = ["%s: %s" % (name, m.group(0).strip()[:200])
+                 for name, text in texts for m in [SANITIZER_REPORT.search(text)] if m]
+        self.expect(not found, "no program printed a sanitizer report (%d outputs checked)"
+                    % len(texts), "\n".join("  " + l for l in found[:10]))
+
 
 def _on_signal(signum, frame):
     raise _Terminated(signum)
@@ -516,6 +535,7 @@ def main(test, name, description="", argv=None, configure=None):
             signal.signal(sig, signal.SIG_IGN)
         h.cleanup()
     h.check_password()
+    h.check_sanitizer_reports()
     if h.failures:
         h.log("FAILED (%d): %s" % (len(h.failures), "; ".join(h.failures)))
         status = 1
