@@ -399,7 +399,8 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
   asio_loop callers;
   std::atomic<bool> stop_load{false};
   counter load_ok;
-  std::atomic<int> load_failed{0};
+  std::atomic<int> load_failed{0};  // timed out, or the send cut by the reconnection: expected
+  std::atomic<int> load_wrong{0};   // any other error, or a reply that is not the value sent
   std::vector<std::future<void>> load;
   for (int c = 0; c < 4; ++c) {
     load.push_back(asio::co_spawn(
@@ -409,9 +410,17 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
             try {
               auto a = args("value", "load");
               json::value r = co_await client.async_call("echo", a, asio::use_awaitable);
-              if (r == "load") load_ok.add();
-            } catch (const std::exception&) {
+              if (r == "load") {
+                load_ok.add();
+              } else {
+                ++load_wrong;
+              }
+            } catch (const timeout_error&) {
               ++load_failed;
+            } catch (const transport_error&) {
+              ++load_failed;
+            } catch (const std::exception&) {
+              ++load_wrong;
             }
           }
         },
@@ -431,7 +440,9 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
   while (!served && std::chrono::steady_clock::now() < until) {
     try {
       served = call(client, "echo", args("value", "after"), 20s) == "after";
-    } catch (const messaging_error&) {
+    } catch (const timeout_error&) {
+      ++failures;  // made while the driver reconnects
+    } catch (const transport_error&) {
       ++failures;
     }
   }
@@ -441,7 +452,10 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
   stop_load = true;
   for (auto& f : load) wait(std::move(f), 60s);
   CHECK(load_ok.value() > ok_at_restart + 100);
-  WARN("load: " << load_ok.value() << " answered, " << load_failed << " failed or timed out around the restart");
+  // Around the restart a call may time out or fail to go out, and only so.
+  CHECK(load_wrong == 0);
+  INFO("load: " << load_ok.value() << " answered, " << load_failed << " failed or timed out around the restart; "
+                 << failures << " single call(s) before the first answered");
   wait(s.async_stop(asio::use_future));
 
   auto seen = std::make_shared<counter>();
@@ -490,13 +504,15 @@ TEST_CASE("a reply queue deleted under a client: calls end, the queue is declare
   while (!served && std::chrono::steady_clock::now() < until) {
     try {
       served = call(client, "echo", args("value", "after"), 20s) == "after";
-    } catch (const messaging_error&) {
-      ++failures;  // a timeout or a send cut by the reconnection, never a hang
+    } catch (const timeout_error&) {
+      ++failures;  // the reply was on its way to the deleted queue
+    } catch (const transport_error&) {
+      ++failures;  // the send was cut by the reconnection
     }
   }
   CHECK(served);
   for (int i = 0; i < 20; ++i) CHECK(call(client, "add", args("a", i, "b", 1)) == i + 1);
-  WARN("reply queue deleted: " << failures << " call(s) failed or timed out before the next was answered");
+  INFO("reply queue deleted: " << failures << " call(s) failed or timed out before the next was answered");
   wait(s.async_stop(asio::use_future));
   const std::string text = log.text();
   INFO(text);
