@@ -25,7 +25,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -59,18 +59,37 @@ std::string password_of(const std::string& url) {
 }
 
 // Everything the driver logs, kept for inspection (thread-safe sink).
+// Everything the driver logs, kept for inspection: written by the driver's
+// threads and read by the test, both under the sink's own mutex (an
+// ostream_sink's stream read from outside it was a data race, which TSan
+// found).
+class text_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  std::string text() {
+    std::lock_guard lk(mutex_);
+    return text_;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    text_.append(line.data(), line.size());
+  }
+  void flush_() override {}
+
+ private:
+  std::string text_;
+};
+
 struct captured_log {
-  std::ostringstream out;
+  std::shared_ptr<text_sink> sink = std::make_shared<text_sink>();
   std::shared_ptr<spdlog::logger> logger;
   captured_log() {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
     logger = std::make_shared<spdlog::logger>("rabbit-test", sink);
     logger->set_level(spdlog::level::debug);
   }
-  std::string text() {
-    logger->flush();
-    return out.str();
-  }
+  std::string text() { return sink->text(); }
 };
 
 std::shared_ptr<transport> open(const std::string& url, captured_log& log) {
