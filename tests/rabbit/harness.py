@@ -22,7 +22,6 @@ a driver can be checked before the coport programs exist.
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,6 +32,10 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import broker  # noqa: E402
+# The first line of any sanitizer report, as the checker of the other
+# tests reads it.
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from expect_run import SANITIZER_REPORT  # noqa: E402
 
 PYTHON = "/usr/bin/python3"  # the interpreter with oslo.messaging
 OSLO_PEER = os.path.join(HERE, "oslo_peer.py")
@@ -58,13 +61,6 @@ def _url_password(url):
     except ValueError:
         return None
 
-
-# The first line of an AddressSanitizer, LeakSanitizer, ThreadSanitizer or
-# UndefinedBehaviorSanitizer report (tests/support/expect_run.py reads the
-# same).
-SANITIZER_REPORT = re.compile(
-    r"^(==\d+==ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|"
-    r"ThreadSanitizer: reported|.*: runtime error: ).*$", re.MULTILINE)
 
 # Passwords no program may print: the private brokers' and that of an
 # external broker given by COPORT_TEST_RABBIT_URL.
@@ -475,7 +471,7 @@ class Harness:
         subject): any report in any output fails the test."""
         texts = [(c.name, c.output()) for c in self.children]
         texts += [(r.name, r.output()) for r in self.results]
-        found = ["%s: %s" % (name, m.group(0).strip()[:200])
+        found = ["%s: %s" % (name, text[m.start():].splitlines()[0][:200])
                  for name, text in texts for m in [SANITIZER_REPORT.search(text)] if m]
         self.expect(not found, "no program printed a sanitizer report (%d outputs checked)"
                     % len(texts), "\n".join("  " + l for l in found[:10]))
