@@ -118,6 +118,19 @@ target on_topic(std::string topic) {
 
 const std::vector<target> notifications_target{on_topic("notifications")};
 
+// What a listener started now on notifications_target takes first, once it
+// has taken at least one notification; the listener is stopped again.
+std::vector<std::string> taken_by_a_new_listener(const std::shared_ptr<transport>& t, asio_loop& loop) {
+  inbox<std::string> taken;
+  auto ep = std::make_shared<notification_endpoint>("later");
+  ep->on(priority::info, [&](const notification& n) { taken.add(n.event_type); });
+  notification_listener l(t, notifications_target, {ep}, loop.get_executor());
+  l.start();
+  auto seen = taken.wait_for(1);
+  stop(l);
+  return seen;
+}
+
 constexpr priority all_priorities[] = {priority::audit, priority::debug, priority::info,
                                        priority::warn,  priority::error, priority::critical,
                                        priority::sample};
@@ -557,7 +570,6 @@ TEST_CASE("with allow_requeue false a requeue result is acknowledged", "[messagi
     calls.add(n.event_type);
     return notification_result::requeue;
   });
-  inbox<std::string> later;
   asio_loop loop;
   notification_listener l(t, notifications_target, {ep}, loop.get_executor(),
                           {.allow_requeue = false});
@@ -572,13 +584,7 @@ TEST_CASE("with allow_requeue false a requeue result is acknowledged", "[messagi
   // Gone from the queue: a later listener's first message is one sent later
   // (a requeued message would be at the front).
   send(sender, priority::info, "marker");
-  auto ep2 = std::make_shared<notification_endpoint>("later");
-  ep2->on(priority::info, [&](const notification& n) { later.add(n.event_type); });
-  notification_listener l2(t, notifications_target, {ep2}, loop.get_executor());
-  l2.start();
-  const auto seen = later.wait_for(1);
-  stop(l2);
-  CHECK(seen.front() == "marker");
+  CHECK(taken_by_a_new_listener(t, loop).front() == "marker");
   CHECK(calls.items().size() == 1);
 }
 
@@ -805,7 +811,6 @@ TEST_CASE("async_stop waits for the handlers in flight", "[messaging][notify]") 
     entered.open();
     if (!release.wait()) release_timed_out = true;
   });
-  inbox<std::string> later;
   asio_loop loop(2);
   notification_listener l(t, notifications_target, {ep}, loop.get_executor());
   l.start();
@@ -824,12 +829,7 @@ TEST_CASE("async_stop waits for the handlers in flight", "[messaging][notify]") 
 
   // A stopped listener takes nothing more: the next message waits for others.
   send(sender, priority::info, "after-stop");
-  auto ep2 = std::make_shared<notification_endpoint>("later");
-  ep2->on(priority::info, [&](const notification& n) { later.add(n.event_type); });
-  notification_listener l2(t, notifications_target, {ep2}, loop.get_executor());
-  l2.start();
-  CHECK(later.wait_for(1) == std::vector<std::string>{"after-stop"});
-  stop(l2);
+  CHECK(taken_by_a_new_listener(t, loop) == std::vector<std::string>{"after-stop"});
   CHECK(l.handled() == 1);
 }
 
@@ -839,7 +839,6 @@ TEST_CASE("a listener with nothing taken stops, started or not, and takes nothin
   inbox<std::string> stopped_ones;
   auto ep = std::make_shared<notification_endpoint>("e");
   ep->on(priority::info, [&](const notification& n) { stopped_ones.add(n.event_type); });
-  inbox<std::string> later;
   asio_loop loop;
   notification_listener never_started(t, notifications_target, {ep}, loop.get_executor());
   stop(never_started);  // fails the test if the stop never completes
@@ -851,12 +850,7 @@ TEST_CASE("a listener with nothing taken stops, started or not, and takes nothin
   // stopped ones.
   const notifier sender(t, "p");
   send(sender, priority::info, "after-stop");
-  auto ep2 = std::make_shared<notification_endpoint>("later");
-  ep2->on(priority::info, [&](const notification& n) { later.add(n.event_type); });
-  notification_listener l2(t, notifications_target, {ep2}, loop.get_executor());
-  l2.start();
-  CHECK(later.wait_for(1) == std::vector<std::string>{"after-stop"});
-  stop(l2);
+  CHECK(taken_by_a_new_listener(t, loop) == std::vector<std::string>{"after-stop"});
   CHECK(stopped_ones.items().empty());
   CHECK(started.handled() == 0);
 }
