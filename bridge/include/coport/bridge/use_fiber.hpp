@@ -25,8 +25,12 @@ namespace coport::bridge {
 /// Completion token that makes an Asio operation fiber-blocking:
 /// `auto n = sock.async_read_some(buf, bridge::use_fiber);` returns the
 /// result or throws `boost::system::system_error`; the `use_fiber[ec]` form
-/// stores the error in `ec` instead. Operations completing with
+/// stores the error in `ec` instead (and clears `ec` for an operation that
+/// has no error, such as `asio::post`). Operations completing with
 /// `(std::exception_ptr, T)` (co_spawn, run_in_fiber) rethrow the exception.
+/// The call returns nothing, the one value, or a `std::tuple` of the values
+/// that follow the error. Works with every initiation form, including
+/// `acceptor.async_accept(socket, use_fiber)`.
 ///
 /// Legal on any fiber except the loop fiber of a coport runtime (there it
 /// throws `errc::blocking_on_loop`). On a coport fiber, a stop request
@@ -82,34 +86,63 @@ class use_fiber_handler {
   std::shared_ptr<use_fiber_state<Args...>> st_;
 };
 
-template <class Tuple, std::size_t... I>
-auto take_rest(Tuple&& t, std::index_sequence<I...>) {
-  if constexpr (sizeof...(I) == 0) {
+// What a use_fiber call returns for completion values `Vs`: nothing, the
+// one value, or a tuple of them.
+template <class... Vs>
+struct values_result {
+  using type = std::tuple<std::decay_t<Vs>...>;
+};
+template <>
+struct values_result<> {
+  using type = void;
+};
+template <class V>
+struct values_result<V> {
+  using type = std::decay_t<V>;
+};
+
+template <class First>
+inline constexpr bool is_leading_error_v =
+    std::is_same_v<std::decay_t<First>, boost::system::error_code> ||
+    std::is_same_v<std::decay_t<First>, std::exception_ptr>;
+
+// The result type of a use_fiber call for signature `void(Args...)`: a
+// leading error_code or exception_ptr is taken out (thrown, or stored in
+// `ec`), the rest are the values.
+template <class... Args>
+struct use_fiber_value {
+  using type = void;
+};
+template <class First, class... Rest>
+struct use_fiber_value<First, Rest...> {
+  using type = typename std::conditional_t<is_leading_error_v<First>, values_result<Rest...>,
+                                           values_result<First, Rest...>>::type;
+};
+// Named explicitly, never deduced: Asio's completion_token_for check names
+// async_result::initiate's return type for every overload it considers,
+// including ones whose signature holds a type that cannot even be built
+// (async_accept(ex, token) tried with a socket as the executor). A deduced
+// type would instantiate the body there and fail to compile.
+template <class... Args>
+using use_fiber_value_t = typename use_fiber_value<Args...>::type;
+
+template <class R, std::size_t Skip, class Tuple, std::size_t... I>
+R take_values(Tuple&& t, std::index_sequence<I...>) {
+  if constexpr (std::is_void_v<R>) {
     return;
   } else if constexpr (sizeof...(I) == 1) {
-    return std::move(std::get<(I + 1)...>(t));
+    return std::move(std::get<(I + Skip)...>(t));
   } else {
-    return std::make_tuple(std::move(std::get<I + 1>(t))...);
-  }
-}
-
-template <class Tuple, std::size_t... I>
-auto take_all(Tuple&& t, std::index_sequence<I...>) {
-  if constexpr (sizeof...(I) == 1) {
-    return std::move(std::get<0>(t));
-  } else {
-    return std::make_tuple(std::move(std::get<I>(t))...);
+    return R(std::move(std::get<I + Skip>(t))...);
   }
 }
 
 template <class First, class... Rest>
 struct use_fiber_result {
   using tuple = std::tuple<std::decay_t<First>, std::decay_t<Rest>...>;
-  static constexpr bool leading_error =
-      std::is_same_v<std::decay_t<First>, boost::system::error_code> ||
-      std::is_same_v<std::decay_t<First>, std::exception_ptr>;
+  using value = use_fiber_value_t<First, Rest...>;
 
-  static auto unpack(tuple&& t, boost::system::error_code* ec_out) {
+  static value unpack(tuple&& t, boost::system::error_code* ec_out) {
     if constexpr (std::is_same_v<std::decay_t<First>, boost::system::error_code>) {
       const auto ec = std::get<0>(t);
       if (ec_out) {
@@ -117,18 +150,20 @@ struct use_fiber_result {
       } else if (ec) {
         throw boost::system::system_error(ec);
       }
-      return take_rest(std::move(t), std::index_sequence_for<Rest...>{});
+      return take_values<value, 1>(std::move(t), std::index_sequence_for<Rest...>{});
     } else if constexpr (std::is_same_v<std::decay_t<First>, std::exception_ptr>) {
       if (std::get<0>(t)) std::rethrow_exception(std::get<0>(t));
-      return take_rest(std::move(t), std::index_sequence_for<Rest...>{});
+      if (ec_out) ec_out->clear();
+      return take_values<value, 1>(std::move(t), std::index_sequence_for<Rest...>{});
     } else {
-      return take_all(std::move(t), std::index_sequence_for<First, Rest...>{});
+      if (ec_out) ec_out->clear();
+      return take_values<value, 0>(std::move(t), std::index_sequence_for<First, Rest...>{});
     }
   }
 };
 
 template <class... Args, class Initiation, class... InitArgs>
-auto use_fiber_wait(Initiation&& init, use_fiber_t token, InitArgs&&... init_args) {
+use_fiber_value_t<Args...> use_fiber_wait(Initiation&& init, use_fiber_t token, InitArgs&&... init_args) {
   check_can_block("use_fiber");
   auto st = std::make_shared<use_fiber_state<Args...>>();
   loop* l = current_loop();
@@ -147,6 +182,8 @@ auto use_fiber_wait(Initiation&& init, use_fiber_t token, InitArgs&&... init_arg
     st->done.park();
   }
   if constexpr (sizeof...(Args) == 0) {
+    // An operation without an error (asio::post): [ec] reports success.
+    if (token.error_out()) token.error_out()->clear();
     return;
   } else {
     return use_fiber_result<Args...>::unpack(std::move(*st->result), token.error_out());
@@ -162,9 +199,11 @@ namespace boost::asio {
 template <class... Args>
 class async_result<coport::bridge::use_fiber_t, void(Args...)> {
  public:
+  using return_type = coport::bridge::detail::use_fiber_value_t<Args...>;
+
   template <class Initiation, class... InitArgs>
-  static auto initiate(Initiation&& init, coport::bridge::use_fiber_t token,
-                       InitArgs&&... args) {
+  static return_type initiate(Initiation&& init, coport::bridge::use_fiber_t token,
+                              InitArgs&&... args) {
     return coport::bridge::detail::use_fiber_wait<Args...>(
         std::forward<Initiation>(init), token, std::forward<InitArgs>(args)...);
   }
