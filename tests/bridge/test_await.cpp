@@ -5,7 +5,11 @@
 #include "bridge_test_support.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/fiber/operations.hpp>
+
+#include <string>
+#include <utility>
 
 using namespace std::chrono_literals;
 using namespace coport::test;
@@ -35,6 +39,33 @@ asio::awaitable<int> wait_forever(std::promise<boost::system::error_code>& how) 
   how.set_value(ec);
   if (ec) throw boost::system::system_error(ec);
   co_return 0;
+}
+
+// As wait_forever, announcing the wait; once cancelled it takes one more
+// step (a post) before it finishes, and records that it got there.
+asio::awaitable<int> wait_forever_then_clean_up(std::promise<void>& waiting, bool& cleaned_up) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  asio::steady_timer t(co_await asio::this_coro::executor, 1h);
+  waiting.set_value();
+  auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_await asio::post(asio::use_awaitable);
+  cleaned_up = true;
+  throw boost::system::system_error(ec);
+}
+
+// What a fiber's await call ended with: "value N", "timed_out", "aborted",
+// or an exception's what().
+template <class Fn>
+std::string outcome_of(Fn&& fn) {
+  try {
+    return "value " + std::to_string(fn());
+  } catch (const bridge::error& e) {
+    return e.code() == bridge::errc::timed_out ? "timed_out" : e.what();
+  } catch (const boost::system::system_error& e) {
+    return e.code() == asio::error::operation_aborted ? "aborted" : e.what();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
 }
 
 }  // namespace
@@ -179,4 +210,69 @@ TEST_CASE("cancelling a coroutine that waits on a fiber that waits on a coroutin
   CHECK(get(outer) == 1);  // the deadline won
   CHECK(get(innermost.get_future()) == asio::error::operation_aborted);
   CHECK(get(fiber_saw_abort.get_future()));
+}
+
+TEST_CASE("a timeout on a coroutine awaited on an executor cancels it, waits for it and throws timed_out",
+          "[bridge][await][cancel]") {
+  bridge::runtime_pool pool(2, test_options("await-pool"));
+  // On the fiber's own loop and on another loop.
+  const std::size_t where = GENERATE(std::size_t{0}, std::size_t{1});
+  CAPTURE(where);
+  auto ex = pool[where].get_executor();
+  std::promise<void> waiting;
+  bool cleaned_up = false;  // written by the coroutine, read after the await returned
+  auto r = bridge::async_run_in_fiber(
+      pool[0].get_executor(),
+      [&] {
+        const std::string how = outcome_of([&] {
+          return bridge::await(ex, wait_forever_then_clean_up(waiting, cleaned_up), 10ms);
+        });
+        return how + (cleaned_up ? " after the coroutine finished" : " while it still ran");
+      },
+      asio::use_future);
+  get(waiting.get_future());
+  CHECK(get(r) == "timed_out after the coroutine finished");
+}
+
+TEST_CASE("a timed await on an executor returns the value that comes in time", "[bridge][await]") {
+  bridge::runtime_pool pool(2, test_options("await-pool"));
+  auto other_loop = pool[1].get_executor();
+  auto r = bridge::async_run_in_fiber(
+      pool[0].get_executor(), [&] { return bridge::await(other_loop, add_later(2, 3), 1h); },
+      asio::use_future);
+  CHECK(get(r) == 5);
+}
+
+TEST_CASE("an exception thrown before the deadline is rethrown at once, not reported as timed_out",
+          "[bridge][await]") {
+  bridge::runtime rt(test_options("await"));
+  // With a one-hour deadline, waiting for the timer would show as a hang
+  // (get()'s ceiling), and as "timed_out".
+  auto r = in_fiber(rt, [&] {
+    return std::make_pair(outcome_of([&] { return bridge::await(throws_logic_error(), 1h); }),
+                          outcome_of([&] {
+                            return bridge::await(rt.get_executor(), throws_logic_error(), 1h);
+                          }));
+  });
+  CHECK(get(r) == std::make_pair(std::string("raised in a coroutine"), std::string("raised in a coroutine")));
+}
+
+TEST_CASE("a stop of a fiber in a timed await on an executor cancels the coroutine without timed_out",
+          "[bridge][await][cancel]") {
+  bridge::runtime rt(test_options("await"));
+  std::promise<void> waiting;
+  bool cleaned_up = false;
+  asio::cancellation_signal cancel;
+  auto r = bridge::async_run_in_fiber(
+      rt.get_executor(),
+      [&] {
+        const std::string how = outcome_of([&] {
+          return bridge::await(rt.get_executor(), wait_forever_then_clean_up(waiting, cleaned_up), 1h);
+        });
+        return how + (cleaned_up ? " after the coroutine finished" : " while it still ran");
+      },
+      asio::bind_cancellation_slot(cancel.slot(), asio::use_future));
+  get(waiting.get_future());
+  get(emit_on_loop(rt, cancel));
+  CHECK(get(r) == "aborted after the coroutine finished");
 }

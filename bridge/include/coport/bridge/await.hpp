@@ -11,7 +11,8 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -37,16 +38,32 @@ struct await_state {
   bool finished = false;  // written and read on the coroutine's executor only
 };
 
+// Runs `aw` against a timer. Whichever finishes first cancels the other
+// (terminal cancellation), and the group waits for both, so `aw` never
+// outlives this coroutine. The outcome is `aw`'s own, except when the timer
+// went off first and `aw` then ended with an exception: that is timed_out.
+// (`aw || timer` would not do: it waits for the first *success*, so an `aw`
+// failing early would wait for the timer and be reported as timed out.)
 template <class T>
 boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> aw,
                                        std::chrono::steady_clock::duration timeout) {
-  using namespace boost::asio::experimental::awaitable_operators;
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, timeout);
-  auto result = co_await (std::move(aw) || timer.async_wait(boost::asio::use_awaitable));
-  if (result.index() == 1) {
+  namespace asio = boost::asio;
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex, timeout);
+  auto group = asio::experimental::make_parallel_group(
+      asio::co_spawn(ex, std::move(aw), asio::deferred), timer.async_wait(asio::deferred));
+  auto outcome = co_await std::move(group).async_wait(asio::experimental::wait_for_one(),
+                                                      asio::use_awaitable);
+  const auto& order = std::get<0>(outcome);
+  const std::exception_ptr& failure = std::get<1>(outcome);
+  const boost::system::error_code& timer_ec = std::get<std::tuple_size_v<decltype(outcome)> - 1>(outcome);
+  // The timer completes without error only when its time has come; it ends
+  // with operation_aborted when `aw` finished first or the caller cancelled.
+  if (failure && order[0] == 1 && !timer_ec) {
     throw error(errc::timed_out, "bridge::await: the coroutine did not finish in time and was cancelled");
   }
-  if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(result));
+  if (failure) std::rethrow_exception(failure);
+  if constexpr (!std::is_void_v<T>) co_return std::move(std::get<2>(outcome));
 }
 
 inline void throw_if_stop_requested() {
@@ -154,8 +171,10 @@ T await(boost::asio::awaitable<T> aw) {
 }
 
 /// As await(aw), with a deadline: when `timeout` passes, the coroutine is
-/// cancelled; if it then ends with an error, the call throws
+/// cancelled (terminal cancellation) and the fiber waits until it has
+/// finished; if it then ends with an exception, the call throws
 /// `error(errc::timed_out)`; if it still produces a value, that is returned.
+/// An exception before the deadline is rethrown as it is, at once.
 template <class T, class Rep, class Period>
 T await(boost::asio::awaitable<T> aw, std::chrono::duration<Rep, Period> timeout) {
   detail::loop* l = detail::require_runtime_fiber("bridge::await");
@@ -168,6 +187,18 @@ T await(boost::asio::awaitable<T> aw, std::chrono::duration<Rep, Period> timeout
 template <class Executor, class T>
 T await(const Executor& ex, boost::asio::awaitable<T> aw) {
   return detail::await_on(ex, std::move(aw), std::nullopt);
+}
+
+/// As await(ex, aw), with a deadline: when `timeout` passes, the coroutine
+/// is cancelled (terminal cancellation, delivered on `ex`) and the fiber
+/// waits until it has finished; if it then ends with an exception, the call
+/// throws `error(errc::timed_out)`; if it still produces a value, that is
+/// returned. An exception before the deadline is rethrown as it is.
+template <class Executor, class T, class Rep, class Period>
+T await(const Executor& ex, boost::asio::awaitable<T> aw,
+        std::chrono::duration<Rep, Period> timeout) {
+  return detail::await_on(ex, std::move(aw),
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
 }
 
 }  // namespace coport::bridge
