@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/fiber/algo/round_robin.hpp>
 #include <boost/fiber/fiber.hpp>
 #include <boost/fiber/fixedsize_stack.hpp>
 #include <boost/fiber/operations.hpp>
@@ -16,8 +18,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <utility>
 #include <cstdlib>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace coport::bridge::detail {
@@ -77,6 +80,12 @@ struct task_owner {
   task* t;
 };
 
+// Raw fibers abandoned after a stop (loop::abandon_raw_fibers) are never
+// resumed and never freed. They are kept reachable here so that leak checkers
+// do not report memory that is given up on purpose.
+std::mutex abandoned_mutex;
+std::vector<boost::fibers::context*>* abandoned_fibers = nullptr;
+
 }  // namespace
 
 loop* loop_of_thread() noexcept { return tl_loop; }
@@ -86,13 +95,21 @@ loop* loop_of_thread() noexcept { return tl_loop; }
 void loop_algorithm::awakened(boost::fibers::context* ctx) noexcept {
   if (ctx->get_properties() == nullptr && ctx->is_context(boost::fibers::type::worker_context)) {
     // A fiber created with plain Boost.Fiber calls: it inherits the work tag
-    // and stop token of whatever fiber created it.
+    // of whatever fiber created it, and gets a stop source of its own, so
+    // that runtime stop reaches it even when its creator has no stop token
+    // (the loop fiber, a thread's main context) or ended long ago. A stop of
+    // the creator's work is forwarded to it.
     auto* info = new fiber_info(ctx);
+    info->raw = ctx;
+    info->stop = info->raw_stop.get_token();
     if (auto* parent = info_of(tl_running)) {
       info->tag = parent->tag;
-      info->stop = parent->stop;
+      if (parent->stop.stop_possible()) {
+        info->from_creator.emplace(parent->stop, fiber_info::forward_stop{info->raw_stop});
+      }
     }
     ctx->set_properties(info);
+    loop_.raw_started(info);
   }
   if (ctx == tl_running) {
     // Only a switch that bypassed pick_next() (a fiber launched with
@@ -105,6 +122,13 @@ void loop_algorithm::awakened(boost::fibers::context* ctx) noexcept {
 
 boost::fibers::context* loop_algorithm::pick_next() noexcept {
   auto* self = tl_running;
+  if (self->is_context(boost::fibers::type::worker_context) && !self->worker_is_linked()) {
+    // The scheduler asks for the next context as `self` ends: it has just
+    // left the scheduler's list of live fibers. (Its link in the list of
+    // ended ones cannot tell: the last node of that list looks unlinked.)
+    fiber_info* info = info_of(self);
+    if (info && info->raw) loop_.raw_ended(info);
+  }
   if (self->is_context(boost::fibers::type::dispatcher_context)) {
     switches_since_dispatcher_ = 0;
     if (in_io_) {
@@ -179,7 +203,10 @@ void loop_algorithm::poll_io() noexcept {
   loop_.publish(loop_.tag_asio);
   for (int i = 0; i < io_handlers_per_poll; ++i) {
     try {
-      if (loop_.io.poll_one() == 0) break;
+      if (loop_.io.poll_one() == 0) {
+        if (loop_.external_ && loop_.io.stopped()) loop_.note_io_stopped();
+        break;
+      }
     } catch (const std::exception& e) {
       loop_.log->error("loop '{}': exception escaped an Asio handler: {}", loop_.opts.name, e.what());
     } catch (...) {
@@ -202,9 +229,23 @@ void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& 
   loop_.enter_idle();
   try {
     if (loop_.io.stopped()) {
-      loop_.log->warn("loop '{}': its io_context was stopped from outside; restarting it",
-                      loop_.opts.name);
-      loop_.io.restart();
+      if (!loop_.external_) {
+        loop_.log->warn("loop '{}': its io_context was stopped from outside; restarting it",
+                        loop_.opts.name);
+        loop_.io.restart();
+      } else if (!loop_.stopping_) {
+        // The user's io_context was stopped: that ends the loop (the loop
+        // fiber sees it, stops the loop's work and restarts the io_context
+        // for the cancellations). Nothing to wait for here.
+        loop_.note_io_stopped();
+        loop_.leave_idle();
+        in_io_ = false;
+        return;
+      } else {
+        // Stopped again while the loop stops its work: cancelled operations
+        // still have to complete.
+        loop_.io.restart();
+      }
     }
     if (deadline == std::chrono::steady_clock::time_point::max()) {
       loop_.io.run_one();
@@ -241,7 +282,9 @@ void loop_algorithm::notify() noexcept {
 // --------------------------------------------------------------------- loop
 
 loop::loop(runtime_options options)
-    : io(1),
+    : io_holder(std::make_shared<boost::asio::io_context>(1)),
+      io(*io_holder),
+      external_(false),
       opts(std::move(options)),
       registry(opts.registry ? opts.registry : std::make_shared<diagnostics>()),
       log(opts.logger ? opts.logger : default_logger()),
@@ -258,9 +301,106 @@ loop::loop(runtime_options options)
   }
 }
 
+namespace {
+
+std::shared_ptr<boost::asio::io_context> checked_io(std::shared_ptr<boost::asio::io_context> io) {
+  if (!io) throw std::invalid_argument("coport::bridge::runtime: the io_context is null");
+  if (tl_loop) {
+    throw std::logic_error("coport::bridge::runtime: this thread already runs a coport loop");
+  }
+  if (!boost::fibers::context::active()->is_context(boost::fibers::type::main_context)) {
+    throw std::logic_error(
+        "coport::bridge::runtime: a runtime on the calling thread must be made on the thread's "
+        "main context, not inside a fiber");
+  }
+  if (boost::asio::has_service<runtime_service>(*io) &&
+      boost::asio::use_service<runtime_service>(*io).owner) {
+    throw std::logic_error("coport::bridge::runtime: this io_context already runs a coport loop");
+  }
+  return io;
+}
+
+}  // namespace
+
+loop::loop(std::shared_ptr<boost::asio::io_context> user_io, runtime_options options)
+    : io_holder(checked_io(std::move(user_io))),
+      io(*io_holder),
+      external_(true),
+      opts(std::move(options)),
+      registry(opts.registry ? opts.registry : std::make_shared<diagnostics>()),
+      log(opts.logger ? opts.logger : default_logger()),
+      tag_asio(registry->asio_handlers_tag()),
+      tag_loop(registry->loop_tag()),
+      tag_fiber(registry->fiber_tag()),
+      keep_running_(io.get_executor()) {
+  // The service outlives this loop on the user's io_context: a later loop on
+  // the same io_context reuses it.
+  if (boost::asio::has_service<runtime_service>(io)) {
+    boost::asio::use_service<runtime_service>(io).owner = this;
+  } else {
+    boost::asio::make_service<runtime_service>(io, this);
+  }
+  current_.store(tag_loop, std::memory_order_relaxed);
+  thread_id = std::this_thread::get_id();
+  // Fibers created on this thread from now on are scheduled by the loop.
+  become_loop();
+}
+
 loop::~loop() {
   request_stop();
+  if (external_) {
+    if (std::this_thread::get_id() != thread_id) {
+      log->critical("loop '{}': a runtime made on its caller's thread was destroyed on another "
+                    "thread", opts.name);
+      log->flush();
+      std::abort();
+    }
+    // Never run: its fibers still have to be stopped and waited for.
+    if (!ran_) run_here();
+    stop_watchdog();
+    leave_loop();
+  }
   join();
+}
+
+void loop::run_here() {
+  if (!external_ || std::this_thread::get_id() != thread_id) {
+    throw std::logic_error("coport::bridge::runtime::run(): only a runtime made on the calling "
+                           "thread over an io_context runs there, on the thread that made it");
+  }
+  if (std::exchange(ran_, true)) {
+    throw std::logic_error("coport::bridge::runtime::run(): already run");
+  }
+  // The watchdog watches run() only: before and after it the thread does
+  // the caller's own work, which is no stall of the loop.
+  if (opts.stall_threshold.count() > 0) {
+    watchdog_ = std::thread([this] { watchdog_main(); });
+  }
+  run_body();
+  stop_watchdog();
+  // As io_context::run() leaves it when stopped: restart() to reuse it.
+  io.stop();
+}
+
+void loop::become_loop() {
+  tl_loop = this;
+  boost::fibers::use_scheduling_algorithm<loop_algorithm>(*this);
+  // The thread's main context is the loop fiber: it runs native work.
+  loop_ctx_ = boost::fibers::context::active();
+  tl_running = loop_ctx_;
+}
+
+void loop::leave_loop() noexcept {
+  // Boost.Fiber's scheduler lives until the thread exits, longer than this
+  // loop: hand the thread back to a stock algorithm that does not refer to
+  // the loop. No fiber of the loop is left to move to it.
+  boost::fibers::use_scheduling_algorithm<boost::fibers::algo::round_robin>();
+  tl_running = nullptr;
+  tl_loop = nullptr;
+  loop_ctx_ = nullptr;
+  algo_ = nullptr;
+  keep_running_.reset();
+  boost::asio::use_service<runtime_service>(io).owner = nullptr;
 }
 
 void loop::submit(task* t) {
@@ -279,6 +419,8 @@ void loop::request_stop() {
 }
 
 void loop::join() {
+  // A loop on its caller's thread ends when run() returns.
+  if (external_) return;
   if (thread_.joinable()) {
     if (thread_.get_id() == std::this_thread::get_id()) {
       log->critical("loop '{}': join() called from its own thread", opts.name);
@@ -286,6 +428,10 @@ void loop::join() {
     }
     thread_.join();
   }
+  stop_watchdog();
+}
+
+void loop::stop_watchdog() {
   if (watchdog_.joinable()) {
     {
       std::lock_guard lk(watchdog_mutex_);
@@ -297,15 +443,15 @@ void loop::join() {
 }
 
 void loop::thread_main() {
-  tl_loop = this;
   {
     std::string short_name = opts.name.substr(0, 15);  // the kernel's limit
     pthread_setname_np(pthread_self(), short_name.c_str());
   }
-  boost::fibers::use_scheduling_algorithm<loop_algorithm>(*this);
-  // The thread's main context is the loop fiber: it runs native work.
-  loop_ctx_ = boost::fibers::context::active();
-  tl_running = loop_ctx_;
+  become_loop();
+  run_body();
+}
+
+void loop::run_body() {
   {
     // Asio recycles the memory of coroutine frames and handlers through a
     // per-thread cache that it finds only inside io_context::run(). Native
@@ -328,14 +474,20 @@ void loop::thread_main() {
     loop_parked_ = true;
     loop_parker_.park();
   }
-  // Fibers started with raw Boost.Fiber calls are run to their end by the
-  // scheduler's destructor when this thread exits (tl_running stays
-  // maintained through that).
+  if (stop_timer_) stop_timer_->cancel();
 }
 
 void loop::run_loop_fiber() {
   task_queue batch;
   for (;;) {
+    if (io_stopped_ && !stopping_) {
+      // The user stopped the io_context: the loop ends, after stopping its
+      // work. Cancelled operations complete through the io_context, so it
+      // runs again until then; run_here() leaves it stopped.
+      stop_requested_.store(true, std::memory_order_release);
+      io.restart();
+      begin_stop();
+    }
     // Only the tasks queued before this batch run in it: work that keeps
     // re-posting itself must not starve the fibers and the I/O.
     local_.move_to(batch);
@@ -361,7 +513,8 @@ void loop::run_loop_fiber() {
       continue;
     }
     batches_without_yield_ = 0;
-    if (stopping_ && tracked_head_ == nullptr) return;
+    if (stopping_ && tracked_head_ == nullptr && raw_head_ == nullptr) return;
+    if (io_stopped_ && !stopping_) continue;
     loop_parked_ = true;
     loop_parker_.park();
   }
@@ -375,14 +528,20 @@ void loop::begin_stop() {
   // while it is walked.
   std::vector<std::stop_source> sources;
   for (tracked_work* w = tracked_head_; w; w = w->next) sources.push_back(w->stop_source());
+  for (fiber_info* r = raw_head_; r; r = r->raw_next) sources.push_back(r->raw_stop);
   for (auto& s : sources) s.request_stop();
-  if (tracked_head_ == nullptr) {
+  if (tracked_head_ == nullptr && raw_head_ == nullptr) {
     wake_loop_fiber();
     return;
   }
-  auto timer = std::make_shared<boost::asio::steady_timer>(io, opts.stop_report_after);
-  timer->async_wait([this, timer](boost::system::error_code ec) {
-    if (ec || tracked_head_ == nullptr) return;
+  stop_timer_ = std::make_unique<boost::asio::steady_timer>(io, opts.stop_report_after);
+  stop_timer_->async_wait([this](boost::system::error_code ec) {
+    if (!ec) report_stop();
+  });
+}
+
+void loop::report_stop() {
+  if (tracked_head_) {
     std::string names;
     for (tracked_work* w = tracked_head_; w; w = w->next) {
       if (!names.empty()) names += ", ";
@@ -390,7 +549,72 @@ void loop::begin_stop() {
     }
     log->warn("loop '{}': still waiting, after stop, for work that ignores cancellation: {}",
               opts.name, names);
-  });
+  }
+  if (raw_head_) {
+    std::string names;
+    for (fiber_info* r = raw_head_; r; r = r->raw_next) {
+      if (!names.empty()) names += ", ";
+      names += "raw fiber (work '" + (r->tag ? r->tag->name : tag_fiber->name) + "')";
+    }
+    log->warn("loop '{}': {} raw fiber(s) did not end after the stop (blocked where a stop cannot "
+              "reach them, or retrying after operation_aborted): {}; they are abandoned: never "
+              "resumed, their stacks never freed",
+              opts.name, raw_live_, names);
+    abandon_raw_fibers();
+    if (stopping_ && tracked_head_ == nullptr && raw_head_ == nullptr) wake_loop_fiber();
+  }
+}
+
+void loop::raw_started(fiber_info* info) noexcept {
+  info->raw_prev = nullptr;
+  info->raw_next = raw_head_;
+  if (raw_head_) raw_head_->raw_prev = info;
+  raw_head_ = info;
+  ++raw_live_;
+  if (stopping_) info->raw_stop.request_stop();
+}
+
+void loop::raw_ended(fiber_info* info) noexcept {
+  if (info->raw_prev) info->raw_prev->raw_next = info->raw_next; else raw_head_ = info->raw_next;
+  if (info->raw_next) info->raw_next->raw_prev = info->raw_prev;
+  info->raw_prev = info->raw_next = nullptr;
+  info->raw = nullptr;
+  --raw_live_;
+  if (stopping_ && raw_head_ == nullptr && tracked_head_ == nullptr) wake_loop_fiber();
+}
+
+void loop::note_io_stopped() noexcept {
+  if (io_stopped_) return;
+  io_stopped_ = true;
+  wake_loop_fiber();
+}
+
+// A raw fiber that did not end after the stop is taken off the scheduler
+// (Boost.Fiber's scheduler otherwise waits for it when the thread exits, for
+// ever): it leaves the ready and sleep queues and is detached. One woken from
+// another thread at this very moment stays, and is waited for.
+void loop::abandon_raw_fibers() noexcept {
+  std::lock_guard lk(abandoned_mutex);
+  if (!abandoned_fibers) abandoned_fibers = new std::vector<boost::fibers::context*>();
+  fiber_info* r = raw_head_;
+  while (r) {
+    fiber_info* next = r->raw_next;
+    boost::fibers::context* ctx = r->raw;
+    if (!ctx->remote_ready_is_linked()) {
+      if (ctx->ready_is_linked()) {
+        ctx->ready_unlink();
+        --algo_->ready_workers_;
+      }
+      if (ctx->sleep_is_linked()) ctx->sleep_unlink();
+      ctx->detach();
+      try {
+        abandoned_fibers->push_back(ctx);
+      } catch (...) {
+      }
+      raw_ended(r);
+    }
+    r = next;
+  }
 }
 
 void loop::track(tracked_work* w) noexcept {
@@ -702,6 +926,17 @@ void log_exception(loop* l, const work_tag* tag, std::exception_ptr e) {
   const std::string name = tag ? tag->name : std::string("<unnamed>");
   try {
     std::rethrow_exception(e);
+  } catch (const boost::system::system_error& x) {
+    // Cancelled by the runtime's own stop: expected, not an error.
+    if (x.code() == boost::asio::error::operation_aborted && l->stop_requested()) {
+      try {
+        l->log->debug("loop '{}': work '{}' was cancelled by the stop: {}", l->opts.name, name,
+                      x.what());
+      } catch (...) {
+      }
+      return;
+    }
+    log_error(l, "work '" + name + "' ended with an exception: " + x.what());
   } catch (const std::exception& x) {
     log_error(l, "work '" + name + "' ended with an exception: " + x.what());
   } catch (...) {

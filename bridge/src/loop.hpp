@@ -10,6 +10,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/fiber/algo/algorithm.hpp>
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
@@ -19,6 +20,8 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <stop_token>
 #include <thread>
 
 namespace spdlog {
@@ -33,13 +36,26 @@ inline constexpr unsigned batches_before_yield = 16;
 
 /// What coport knows about a fiber, attached as Boost.Fiber properties.
 /// Fibers created with raw Boost.Fiber calls on a loop get one on their first
-/// wake-up, inheriting the tag and stop token of the fiber that created them.
+/// wake-up (loop_algorithm::awakened): they inherit the tag of the fiber that
+/// created them and get a stop source of their own, which runtime stop and a
+/// stop of the creator's work both request.
 struct fiber_info final : boost::fibers::fiber_properties {
   explicit fiber_info(boost::fibers::context* ctx) noexcept : fiber_properties(ctx) {}
   const work_tag* tag = nullptr;
   std::stop_token stop;
   host* hosting = nullptr;  // set while the fiber hosts a coroutine
   bool idle = false;        // parked by coport between two pieces of work
+
+  // ---- raw fibers only ----
+  struct forward_stop {
+    std::stop_source to;
+    void operator()() const noexcept { to.request_stop(); }
+  };
+  boost::fibers::context* raw = nullptr;  // the fiber, until it ends or is abandoned
+  std::stop_source raw_stop;
+  std::optional<std::stop_callback<forward_stop>> from_creator;
+  fiber_info* raw_prev = nullptr;
+  fiber_info* raw_next = nullptr;
 };
 
 inline fiber_info* info_of(boost::fibers::context* ctx) noexcept {
@@ -77,7 +93,12 @@ class loop_algorithm;
 
 class loop {
  public:
+  /// Starts a loop thread with an io_context of its own.
   explicit loop(runtime_options options);
+  /// Makes the calling thread (its main context) a loop over `io`; run()
+  /// then runs it there. Throws std::invalid_argument / std::logic_error for
+  /// a null io_context or a thread that cannot become a loop.
+  loop(std::shared_ptr<boost::asio::io_context> io, runtime_options options);
   ~loop();
   loop(const loop&) = delete;
   loop& operator=(const loop&) = delete;
@@ -88,9 +109,17 @@ class loop {
   void join();
   bool stop_requested() const noexcept { return stop_requested_.load(std::memory_order_acquire); }
 
+  /// Runs a loop made by the second constructor on its thread until its
+  /// io_context is stopped or stop() is requested, then stops its work and
+  /// waits for it (see runtime::run()). Once.
+  void run_here();
+
   // Declared first: destroyed last, after queued tasks that may own
-  // coroutine frames using its services.
-  boost::asio::io_context io;
+  // coroutine frames using its services. Shared with the user when the
+  // loop runs on the user's io_context (external_).
+  std::shared_ptr<boost::asio::io_context> io_holder;
+  boost::asio::io_context& io;
+  const bool external_;
   runtime_options opts;
   std::shared_ptr<diagnostics> registry;
   std::shared_ptr<spdlog::logger> log;
@@ -126,6 +155,11 @@ class loop {
     progress_.store(progress_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   void on_fiber_exit();
+  /// A raw fiber was seen for the first time / has ended.
+  void raw_started(fiber_info* info) noexcept;
+  void raw_ended(fiber_info* info) noexcept;
+  /// Notes that the user's io_context was stopped (external loops).
+  void note_io_stopped() noexcept;
   void report_violation(violation::kind k, const work_tag* tag, std::string message);
 
   fiber_pool pool{*this};
@@ -136,8 +170,14 @@ class loop {
  private:
   friend class loop_algorithm;
   void thread_main();
+  void become_loop();
+  void run_body();
+  void leave_loop() noexcept;
+  void stop_watchdog();
   void run_loop_fiber();
   void begin_stop();
+  void report_stop();
+  void abandon_raw_fibers() noexcept;
   void watchdog_main();
 
   task_queue local_;
@@ -147,6 +187,11 @@ class loop {
   bool stopping_ = false;
   bool draining_fibers_ = false;
   tracked_work* tracked_head_ = nullptr;
+  fiber_info* raw_head_ = nullptr;
+  std::size_t raw_live_ = 0;
+  bool io_stopped_ = false;  // the user stopped an external io_context
+  bool ran_ = false;         // run_here() was called
+  std::unique_ptr<boost::asio::steady_timer> stop_timer_;
 
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> wake_pending_{false};
@@ -199,6 +244,7 @@ class loop_algorithm final : public boost::fibers::algo::algorithm {
   unsigned switches_since_dispatcher_ = 0;
   unsigned ready_workers_ = 0;
   bool in_io_ = false;
+  friend class loop;
 };
 
 loop* loop_of_thread() noexcept;

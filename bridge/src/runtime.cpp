@@ -6,6 +6,13 @@ runtime::runtime(runtime_options options) : loop_(std::make_unique<detail::loop>
   loop_->owner = this;
 }
 
+runtime::runtime(std::shared_ptr<boost::asio::io_context> io, runtime_options options)
+    : loop_(std::make_unique<detail::loop>(std::move(io), std::move(options))) {
+  loop_->owner = this;
+}
+
+void runtime::run() { loop_->run_here(); }
+
 runtime::~runtime() {
   stop();
   join();

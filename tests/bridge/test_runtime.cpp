@@ -5,6 +5,8 @@
 #include "bridge_test_support.hpp"
 #include "wakeups.hpp"
 
+#include <boost/asio/local/connect_pair.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/fiber/all.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
@@ -12,6 +14,7 @@
 
 #include <atomic>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -20,6 +23,30 @@ using namespace std::chrono_literals;
 using namespace coport::test;
 
 namespace {
+
+// Runs `fn` on a thread of its own and waits for it: a runtime on the
+// caller's thread takes over that thread's Boost.Fiber scheduler, and the
+// thread's exit proves that no fiber was left for the scheduler to wait for.
+template <class Fn>
+void on_new_thread(Fn fn) {
+  std::thread t(std::move(fn));
+  t.join();
+}
+
+// A logger that keeps its last lines, at every level.
+std::pair<std::shared_ptr<spdlog::logger>, std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt>>
+capturing_logger(const std::string& name) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(32);
+  auto logger = std::make_shared<spdlog::logger>(name, sink);
+  logger->set_level(spdlog::level::trace);
+  return {logger, sink};
+}
+
+bool contains(const std::vector<std::string>& lines, std::string_view text) {
+  for (const auto& l : lines)
+    if (l.find(text) != std::string::npos) return true;
+  return false;
+}
 
 }  // namespace
 
@@ -242,4 +269,207 @@ TEST_CASE("a loop executor is an Asio executor that any_io_executor accepts", "[
     co_return rt.get_executor().running_in_this_thread();
   });
   CHECK(get(on_loop));
+}
+
+TEST_CASE("a runtime on the caller's thread runs raw fibers over the caller's io_context until a fiber stops it",
+          "[bridge][runtime][caller]") {
+  boost::system::error_code timer_ec;
+  bool event_seen = false;
+  bool blocked_fiber_aborted = false;
+  int in_pooled_fiber = 0;
+  bool same_thread = false;
+  bool io_left_stopped = false;
+  on_new_thread([&] {
+    auto io = std::make_shared<asio::io_context>();
+    bridge::runtime rt(io, test_options("caller"));
+    bridge::event ready(rt.get_executor());
+    // Blocked when the io_context is stopped: run() stops it before returning.
+    boost::fibers::fiber([&] {
+      asio::steady_timer forever(*io, 1h);
+      try {
+        forever.async_wait(bridge::use_fiber);
+      } catch (const boost::system::system_error& e) {
+        blocked_fiber_aborted = e.code() == asio::error::operation_aborted;
+      }
+    }).detach();
+    boost::fibers::fiber([&] {
+      asio::steady_timer t(*io, 1ms);
+      t.async_wait(bridge::use_fiber[timer_ec]);
+      ready.set();
+    }).detach();
+    boost::fibers::fiber([&] {
+      ready.wait();
+      event_seen = true;
+      // The rest of the runtime works as on a loop thread of its own.
+      in_pooled_fiber =
+          bridge::async_run_in_fiber(rt.get_executor("caller.job"), [] { return 7; }, bridge::use_fiber);
+      same_thread = rt.thread_id() == std::this_thread::get_id();
+      io->stop();
+    }).detach();
+    rt.run();
+    io_left_stopped = io->stopped();
+  });
+  CHECK_FALSE(timer_ec);
+  CHECK(event_seen);
+  CHECK(in_pooled_fiber == 7);
+  CHECK(same_thread);
+  CHECK(blocked_fiber_aborted);
+  CHECK(io_left_stopped);
+}
+
+TEST_CASE("stop ends a raw-fiber server cleanly: its I/O, mutex and event waits end as cancelled operations",
+          "[bridge][runtime][caller]") {
+  auto [logger, sink] = capturing_logger("raw-stop");
+  boost::system::error_code read_ec;
+  boost::system::error_code lock_error;
+  boost::system::error_code wait_error;
+  std::promise<void> all_waiting;
+  std::thread stopper;
+  on_new_thread([&] {
+    auto io = std::make_shared<asio::io_context>();
+    auto opts = test_options("raw-server");
+    opts.logger = logger;
+    bridge::runtime rt(io, opts);
+    asio::local::stream_protocol::socket a(*io), b(*io);
+    asio::local::connect_pair(a, b);
+    bridge::mutex held(rt.get_executor());
+    REQUIRE(held.try_lock());
+    bridge::event never(rt.get_executor());
+    int waiting = 0;
+    auto about_to_wait = [&] {
+      if (++waiting == 3) all_waiting.set_value();
+    };
+    boost::fibers::fiber([&] {
+      char buf[16];
+      about_to_wait();
+      a.async_read_some(asio::buffer(buf), bridge::use_fiber[read_ec]);
+    }).detach();
+    boost::fibers::fiber([&] {
+      try {
+        about_to_wait();
+        held.lock();
+      } catch (const boost::system::system_error& e) {
+        lock_error = e.code();
+      }
+    }).detach();
+    boost::fibers::fiber([&] {
+      try {
+        about_to_wait();
+        never.wait();
+      } catch (const boost::system::system_error& e) {
+        wait_error = e.code();
+      }
+    }).detach();
+    // As a signal handler would, from outside the loop.
+    stopper = std::thread([&rt, f = all_waiting.get_future()]() mutable {
+      f.wait();
+      rt.stop();
+    });
+    rt.run();
+    held.unlock();
+  });
+  stopper.join();
+  CHECK(read_ec == asio::error::operation_aborted);
+  CHECK(lock_error == asio::error::operation_aborted);
+  CHECK(wait_error == asio::error::operation_aborted);
+  CHECK(sink->last_formatted().empty());  // nothing to report: everything ended
+}
+
+TEST_CASE("a raw fiber that a stop cannot reach is named in the stop report and abandoned, and run() returns",
+          "[bridge][runtime][caller]") {
+  auto [logger, sink] = capturing_logger("raw-abandon");
+  // Waited on for ever by the abandoned fiber, so never destroyed.
+  static auto* cv = new boost::fibers::condition_variable_any();
+  static auto* m = new boost::fibers::mutex();
+  on_new_thread([&] {
+    auto io = std::make_shared<asio::io_context>();
+    auto opts = test_options("raw-abandon");
+    opts.logger = logger;
+    opts.stop_report_after = 10ms;
+    bridge::runtime rt(io, opts);
+    boost::fibers::fiber([] {
+      std::unique_lock lk(*m);
+      cv->wait(lk);  // stock Boost.Fiber: no stop reaches it
+    }).detach();
+    boost::fibers::fiber([&] { io->stop(); }).detach();
+    rt.run();
+  });
+  auto lines = sink->last_formatted();
+  CHECK(contains(lines, "1 raw fiber(s) did not end after the stop"));
+  CHECK(contains(lines, "raw fiber (work '<fiber>')"));
+  CHECK(contains(lines, "abandoned"));
+}
+
+TEST_CASE("a runtime on the caller's thread refuses what it cannot be made from or run on",
+          "[bridge][runtime][caller]") {
+  on_new_thread([] {
+    CHECK_THROWS_AS(bridge::runtime(std::shared_ptr<asio::io_context>(), test_options("null")),
+                    std::invalid_argument);
+  });
+  on_new_thread([] {
+    auto io = std::make_shared<asio::io_context>();
+    bridge::runtime rt(io, test_options("first"));
+    CHECK_THROWS_AS(bridge::runtime(std::make_shared<asio::io_context>(), test_options("second")),
+                    std::logic_error);
+    bool threw_in_fiber = false;
+    boost::fibers::fiber([&] {
+      try {
+        bridge::runtime nested(std::make_shared<asio::io_context>(), test_options("nested"));
+      } catch (const std::logic_error&) {
+        threw_in_fiber = true;
+      }
+      io->stop();
+    }).detach();
+    rt.run();
+    CHECK(threw_in_fiber);
+    CHECK_THROWS_AS(rt.run(), std::logic_error);  // once
+  });
+  bridge::runtime own_thread(test_options("own"));
+  CHECK_THROWS_AS(own_thread.run(), std::logic_error);
+  on_new_thread([] {
+    // The io_context is free again once its runtime is gone.
+    auto io = std::make_shared<asio::io_context>();
+    { bridge::runtime first(io, test_options("again-1")); }
+    io->restart();
+    bridge::runtime second(io, test_options("again-2"));
+    boost::fibers::fiber([&] { io->stop(); }).detach();
+    second.run();
+  });
+}
+
+TEST_CASE("a coroutine cancelled by the stop is logged at debug, other exceptions at error",
+          "[bridge][runtime]") {
+  auto [logger, sink] = capturing_logger("stop-log");
+  auto opts = test_options("stop-log");
+  opts.logger = logger;
+  bridge::runtime rt(opts);
+  std::promise<void> waiting;
+  bridge::spawn(rt.get_executor("waits.long"), [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 1h);
+    waiting.set_value();
+    co_await t.async_wait(asio::use_awaitable);  // throws operation_aborted on stop
+  });
+  std::promise<void> throwing;
+  bridge::spawn(rt.get_executor("throws"), [&]() -> asio::awaitable<void> {
+    throwing.set_value();
+    throw std::runtime_error("boom in a coroutine");
+    co_return;
+  });
+  get(waiting.get_future());
+  get(throwing.get_future());
+  rt.stop();
+  rt.join();
+  int errors = 0, debugs = 0;
+  for (const auto& msg : sink->last_raw()) {
+    const std::string text(msg.payload.data(), msg.payload.size());
+    if (msg.level == spdlog::level::err) {
+      ++errors;
+      CHECK(text.find("boom in a coroutine") != std::string::npos);
+    } else if (msg.level == spdlog::level::debug) {
+      ++debugs;
+      CHECK(text.find("'waits.long' was cancelled by the stop") != std::string::npos);
+    }
+  }
+  CHECK(errors == 1);
+  CHECK(debugs == 1);
 }

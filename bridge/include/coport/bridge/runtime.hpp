@@ -61,13 +61,59 @@ struct runtime_options {
 /// have finished; join() waits for the thread. Work posted after stop() is
 /// discarded. Work started on the io_context directly (plain `co_spawn`,
 /// I/O objects) is not tracked: pending handlers are destroyed, not run,
-/// when the runtime is destroyed. Fibers created with raw Boost.Fiber calls
-/// must end by themselves: the thread cannot exit while they run.
+/// when the runtime is destroyed.
+///
+/// A runtime can also run on the caller's thread, over the caller's
+/// io_context (`runtime(io, options)`, then `run()`): the form of a program
+/// written for Boost.Fiber's Asio scheduler, which makes an io_context,
+/// installs a scheduler on its main thread, creates fibers and runs the
+/// io_context there until a fiber or handler calls `io->stop()`.
+///
+/// Raw fibers (created with plain `boost::fibers::fiber` on a loop thread)
+/// are asked to stop too, when the runtime stops: each has a stop source of
+/// its own, which runtime stop and a stop of the creator's work request. A
+/// bridge wait in a raw fiber then ends the way a cancelled Asio operation
+/// does, so Boost-style error handling deals with it: `use_fiber[ec]` reports
+/// `asio::error::operation_aborted`, the throwing forms (`use_fiber`,
+/// `bridge::mutex`/`event`/`channel` waits, `this_fiber::sleep_*`) throw
+/// `boost::system::system_error` carrying it. Stop waits for raw fibers as
+/// for tracked work. A raw fiber still running `stop_report_after` after the
+/// stop (blocked on a stock Boost.Fiber primitive nobody signals, or
+/// retrying after operation_aborted) is named in the stop report and
+/// abandoned: never resumed again, its stack never freed, so that the
+/// thread can end; waking it afterwards (notifying the stock primitive it
+/// waits on) is undefined behaviour.
 class runtime {
  public:
+  /// Starts a loop thread with an io_context of its own.
   explicit runtime(runtime_options options = {});
-  /// Stops and joins.
+  /// Makes the calling thread a coport loop over `io`: from now on, fibers
+  /// created on this thread (raw Boost.Fiber ones included) are scheduled by
+  /// the loop; they start running when run() is called. Must be made on a
+  /// thread's main context (not in a fiber), on a thread that runs no other
+  /// loop, with an io_context that no other runtime uses; otherwise throws
+  /// std::logic_error (std::invalid_argument for a null `io`). The runtime
+  /// must be destroyed on the same thread; after that the thread is a plain
+  /// Boost.Fiber thread again (round robin), and `io` may be destroyed or
+  /// restarted, but not run with handlers of this loop still queued in it:
+  /// destroy it rather than run it if work was posted to the loop after it
+  /// stopped.
+  runtime(std::shared_ptr<boost::asio::io_context> io, runtime_options options = {});
+  /// Stops and joins. A runtime on the caller's thread that was never run
+  /// is stopped and run until its work has ended.
   ~runtime();
+
+  /// For a runtime made on the calling thread over an io_context: runs the
+  /// loop here until the io_context is stopped (`io->stop()` from any
+  /// fiber, handler or thread) or stop() is called. Then it stops the loop's
+  /// work (tracked work and raw fibers, see the class comment) and keeps
+  /// running, with the io_context restarted if it was stopped, until that
+  /// work has ended, and returns with the io_context stopped (restart() it to
+  /// reuse it). Callable once, on the thread that made the runtime; otherwise
+  /// throws std::logic_error. Everything else (executors, work tags,
+  /// run_in_fiber, spawn, the stall watchdog, which watches run() only)
+  /// works as on a loop thread.
+  void run();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
@@ -86,7 +132,8 @@ class runtime {
 
   /// Requests shutdown; returns at once; thread-safe and idempotent.
   void stop();
-  /// Waits for the loop thread to finish (after stop()).
+  /// Waits for the loop thread to finish (after stop()); nothing for a
+  /// runtime on the caller's thread, whose run() returns when it has ended.
   void join();
   /// True once stop() has been called.
   [[nodiscard]] bool stopping() const noexcept;
