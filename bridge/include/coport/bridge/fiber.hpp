@@ -18,6 +18,7 @@
 #include <optional>
 #include <stop_token>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -104,6 +105,26 @@ class run_job final : public fiber_job {
   loop_executor fallback_;
 };
 
+// `fn(args...)` over copies it owns, for run_in_fiber(fn, args...). A class
+// with a constructor of its own, built in a plain function: g++ 12's
+// coroutine lowering destroys a capturing lambda temporary written in a
+// co_await expression twice, and this is how owning state reaches the fiber
+// without such a temporary.
+template <class Fn, class... Args>
+class bound_call {
+ public:
+  template <class F, class... A>
+  explicit bound_call(F&& fn, A&&... args)
+      : fn_(std::forward<F>(fn)), args_(std::forward<A>(args)...) {}
+
+  // Called once, in the fiber: the arguments are handed over as rvalues.
+  decltype(auto) operator()() { return std::apply(std::move(fn_), std::move(args_)); }
+
+ private:
+  Fn fn_;
+  std::tuple<Args...> args_;
+};
+
 struct initiate_run_in_fiber {
   template <class Handler, class Fn, class Executor>
   void operator()(Handler&& handler, Fn&& fn, const Executor& ex) const {
@@ -143,6 +164,23 @@ template <class Fn>
 boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(Fn fn) {
   auto ex = co_await boost::asio::this_coro::executor;
   co_return co_await async_run_in_fiber(ex, std::move(fn), boost::asio::use_awaitable);
+}
+
+/// `co_await run_in_fiber(fn, args...)`: as run_in_fiber(fn), calling
+/// `fn(std::move(copies)...)` on copies of `args` that the operation owns.
+/// This is the form to write inline in a co_await expression when the
+/// fiber needs owning state: g++ 12 destroys a capturing lambda temporary
+/// in a co_await expression twice (a double free), whatever the callee does
+/// with it, while a capture-less lambda and arguments are safe:
+/// `co_await run_in_fiber([](std::string s, std::shared_ptr<db> d) {...}, name, conn)`.
+template <class Fn, class... Args>
+  requires(sizeof...(Args) > 0) &&
+          std::is_invocable_v<std::decay_t<Fn>, std::decay_t<Args>...>
+[[nodiscard]] auto run_in_fiber(Fn&& fn, Args&&... args) {
+  // No coroutine here and no co_await: the bound call is a temporary of
+  // this plain function, destroyed as the language says.
+  return run_in_fiber(detail::bound_call<std::decay_t<Fn>, std::decay_t<Args>...>(
+      std::forward<Fn>(fn), std::forward<Args>(args)...));
 }
 
 /// Starts `fn()` in a fiber of `ex`'s loop and returns at once; an exception
