@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/fiber/buffered_channel.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -688,4 +689,168 @@ TEST_CASE("ten thousand fibers and ten thousand coroutines share one channel wit
   CHECK(std::count(seen.begin(), seen.end(), 0) == 0);
   CHECK(std::count(seen.begin(), seen.end(), 1) == total);
   CHECK(ch.size() == 0);
+}
+
+namespace {
+
+std::string name_of(bridge::channel_op_status s) {
+  switch (s) {
+    case bridge::channel_op_status::success: return "success";
+    case bridge::channel_op_status::empty: return "empty";
+    case bridge::channel_op_status::full: return "full";
+    case bridge::channel_op_status::closed: return "closed";
+    case bridge::channel_op_status::timeout: return "timeout";
+  }
+  return "?";
+}
+
+}  // namespace
+
+TEST_CASE("a status_channel reports success, full, empty, timeout and closed instead of throwing",
+          "[bridge][channel][status]") {
+  bridge::runtime rt(test_options("channel"));
+  bridge::channel<std::string> ch(rt.get_executor(), 1);
+  auto steps = in_fiber(rt, [&] {
+    bridge::status_channel<std::string> st = ch;
+    std::vector<std::string> log;
+    auto note = [&](const char* what, bridge::channel_op_status s) {
+      log.push_back(std::string(what) + ": " + name_of(s));
+    };
+    std::string v;
+    note("try_push", st.try_push("a"));
+    const std::string b = "b";
+    note("try_push when full", st.try_push(b));
+    note("push_wait_for when full", st.push_wait_for("c", 1ms));
+    note("try_pop", st.try_pop(v));
+    log.push_back(v);
+    note("try_pop when empty", st.try_pop(v));
+    note("pop_wait_for when empty", st.pop_wait_for(v, 1ms));
+    note("pop_wait_until when empty", st.pop_wait_until(v, std::chrono::system_clock::now() + 1ms));
+    note("push", st.push(b));
+    st.close();
+    log.push_back(st.is_closed() ? "closed" : "open");
+    note("push after close", st.push("d"));
+    note("try_push after close", st.try_push("d"));
+    note("push_wait_until after close", st.push_wait_until("d", std::chrono::steady_clock::now() + 1h));
+    note("pop drains", st.pop(v));
+    log.push_back(v);
+    note("pop", st.pop(v));
+    note("try_pop", st.try_pop(v));
+    note("pop_wait_for", st.pop_wait_for(v, 1h));
+    try {
+      (void)st.value_pop();
+      log.push_back("value_pop returned");
+    } catch (const boost::fibers::fiber_error& e) {
+      log.push_back(e.code() == std::errc::operation_not_permitted ? "value_pop threw" : "other error");
+    }
+    return log;
+  });
+  CHECK(get(steps) == std::vector<std::string>{"try_push: success",
+                                               "try_push when full: full",
+                                               "push_wait_for when full: timeout",
+                                               "try_pop: success",
+                                               "a",
+                                               "try_pop when empty: empty",
+                                               "pop_wait_for when empty: timeout",
+                                               "pop_wait_until when empty: timeout",
+                                               "push: success",
+                                               "closed",
+                                               "push after close: closed",
+                                               "try_push after close: closed",
+                                               "push_wait_until after close: closed",
+                                               "pop drains: success",
+                                               "b",
+                                               "pop: closed",
+                                               "try_pop: closed",
+                                               "pop_wait_for: closed",
+                                               "value_pop threw"});
+  CHECK(ch.closed());
+}
+
+TEST_CASE("a status_channel's blocked push and pop take values from coroutines and fibers, "
+          "and end with closed when the channel closes",
+          "[bridge][channel][status]") {
+  bridge::runtime rt(test_options("channel"));
+  bridge::channel<int> ch(rt.get_executor(), 0);
+  // A function written for buffered_channel: its parameter type changes,
+  // its body and its callers do not.
+  auto drain = [](bridge::status_channel<int> in) {
+    std::vector<int> got;
+    int v = 0;
+    while (in.pop(v) == bridge::channel_op_status::success) got.push_back(v);
+    return got;
+  };
+  std::promise<void> popping;
+  auto consumer = in_fiber(rt, [&] {
+    popping.set_value();
+    return drain(ch);
+  });
+  get(popping.get_future());
+  get(in_coro(rt, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) co_await ch.async_push(i, asio::use_awaitable);
+  }));
+  auto pusher = in_fiber(rt, [&] {
+    bridge::status_channel<int> out = ch;
+    const auto first = out.push(3);
+    const auto second = out.push(4);
+    return name_of(first) + "/" + name_of(second);
+  });
+  CHECK(get(pusher) == "success/success");
+
+  // A push blocked on a full channel.
+  bridge::channel<int> full(rt.get_executor(), 1);
+  REQUIRE(full.try_push(*std::make_unique<int>(0)));
+  std::promise<void> pushing;
+  auto blocked = in_fiber(rt, [&] {
+    bridge::status_channel<int> out = full;
+    pushing.set_value();
+    return name_of(out.push(1));
+  });
+  get(pushing.get_future());
+  settle(rt);  // the consumer is back in pop(), the pusher waits for room
+
+  get(on_loop(rt, [&] {
+    ch.close();
+    full.close();
+  }));
+  CHECK(get(consumer) == std::vector<int>{0, 1, 2, 3, 4});
+  CHECK(get(blocked) == "closed");
+}
+
+TEST_CASE("a status_channel still throws operation_aborted when its fiber is asked to stop",
+          "[bridge][channel][status][cancel]") {
+  bridge::runtime rt(test_options("channel"));
+  bridge::channel<int> ch(rt.get_executor(), 0);
+  asio::cancellation_signal cancel;
+  std::promise<void> popping;
+  auto popped = bridge::async_run_in_fiber(
+      rt.get_executor(),
+      [&] {
+        bridge::status_channel<int> in = ch;
+        int v = 0;
+        popping.set_value();
+        return failure_of([&] { (void)in.pop(v); });
+      },
+      asio::bind_cancellation_slot(cancel.slot(), asio::use_future));
+  get(popping.get_future());
+  settle(rt);
+  get(emit_on_loop(rt, cancel));
+  CHECK(get(popped) == asio::error::operation_aborted);
+}
+
+TEST_CASE("bridge::channel(ex, N - 1) buffers as many values as buffered_channel(N)",
+          "[bridge][channel][status]") {
+  bridge::runtime rt(test_options("channel"));
+  const std::size_t n = GENERATE(std::size_t{2}, std::size_t{4}, std::size_t{64});
+  CAPTURE(n);
+  // try_push never waits, so neither channel needs a fiber here.
+  boost::fibers::buffered_channel<int> fibers_channel(n);
+  bridge::channel<int> ch(rt.get_executor(), n - 1);
+  bridge::status_channel<int> st = ch;
+  std::size_t fiber_held = 0, bridge_held = 0;
+  while (fibers_channel.try_push(1) == boost::fibers::channel_op_status::success) ++fiber_held;
+  while (st.try_push(1) == bridge::channel_op_status::success) ++bridge_held;
+  CHECK(fiber_held == n - 1);
+  CHECK(bridge_held == fiber_held);
+  CHECK_THROWS_AS(boost::fibers::buffered_channel<int>(3), boost::fibers::fiber_error);
 }
