@@ -22,10 +22,6 @@ request_context request_context::of(const rpc_request& request) {
   return c;
 }
 
-std::string_view to_string(method_kind k) noexcept {
-  return k == method_kind::fiber ? "fiber" : "coroutine";
-}
-
 namespace detail {
 
 std::string_view describe(const boost::json::value& v) noexcept {

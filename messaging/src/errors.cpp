@@ -20,7 +20,6 @@ class category_impl final : public boost::system::error_category {
       case errc::transport_error: return "transport error";
       case errc::invalid_url: return "invalid transport URL";
       case errc::encode_error: return "message cannot be encoded as JSON";
-      case errc::invalid_policy: return "invalid migration policy";
       case errc::strict_violation: return "strict mode violation";
       case errc::admin_denied: return "admin call refused";
     }

@@ -82,7 +82,7 @@ TEST_CASE("policies parse from their text form and print back", "[messaging][mig
     policy::parse("canary:300");
     FAIL("accepted canary:300");
   } catch (const msg::invalid_policy& e) {
-    CHECK(e.code() == msg::errc::invalid_policy);
+    CHECK(e.code() == coport::migration::errc::invalid_policy);
     CHECK_THAT(e.what(), Catch::Contains("0..100"));
   }
 }

@@ -9,6 +9,7 @@
 #include <coport/messaging/errors.hpp>
 #include <coport/messaging/message.hpp>
 #include <coport/messaging/target.hpp>
+#include <coport/migration/policy.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value_from.hpp>
@@ -40,12 +41,11 @@ struct request_context {
   static request_context of(const rpc_request& request);
 };
 
-enum class method_kind {
-  fiber,     ///< plain function: runs to its end in a fiber (or thread)
-  coroutine  ///< returns an awaitable
-};
-
-std::string_view to_string(method_kind k) noexcept;
+/// A method's form: `fiber` (a plain function, runs to its end in a fiber
+/// or thread) or `coroutine` (returns an awaitable); the two forms of every
+/// migration point.
+using method_kind = migration::form_kind;
+using migration::to_string;
 
 /// One implementation of a method. Exactly one of `call` / `co_call` is set,
 /// by `kind`. Both take the context and the call's arguments (which they may

@@ -25,7 +25,6 @@ enum class errc {
   transport_error,      ///< the transport failed or is closed
   invalid_url,          ///< a transport URL that cannot be used
   encode_error,         ///< a message that cannot be written as JSON (NaN, infinity)
-  invalid_policy,       ///< a migration policy that cannot be used (migration.hpp)
   strict_violation,     ///< strict mode: a coroutine form blocked fibers or stalled its loop
   admin_denied,         ///< an admin call without the configured token
 };

@@ -8,6 +8,7 @@
 
 #include <coport/messaging/endpoint.hpp>
 #include <coport/messaging/migration.hpp>
+#include <coport/migration/metrics.hpp>
 #include <coport/messaging/target.hpp>
 #include <coport/messaging/transport.hpp>
 
@@ -55,30 +56,10 @@ struct executor_options {
   std::optional<admin_options> admin;
 };
 
-/// Latencies in a fixed set of logarithmic buckets (four per power of two,
-/// from 1 µs to about 9 hours); thread-safe, lock-free.
-class latency_histogram {
- public:
-  void record(std::chrono::nanoseconds d) noexcept;
-  /// The latency below which a fraction `q` (0..1) of the records fall,
-  /// to within a bucket (at most 19% above the true value); zero if empty.
-  [[nodiscard]] std::chrono::nanoseconds percentile(double q) const noexcept;
-  [[nodiscard]] std::uint64_t count() const noexcept;
-
-  static constexpr std::size_t bucket_count = 4 * 45;
-
- private:
-  std::array<std::atomic<std::uint64_t>, bucket_count> buckets_{};
-};
-
+/// Latency records and per-form counters are the migration layer's.
+using latency_histogram = migration::latency_histogram;
 /// Counters of one form of one method, as an executor serves it.
-struct method_metrics {
-  std::atomic<std::uint64_t> calls{0};   ///< requests finished (replied or cast done)
-  std::atomic<std::uint64_t> errors{0};  ///< of which ended in an exception
-  std::atomic<std::uint64_t> cancelled{0};  ///< of which were cancelled (deadline, stop)
-  std::atomic<std::int64_t> in_flight{0};
-  latency_histogram latency;
-};
+using method_metrics = migration::form_metrics;
 
 /// A copy of one method's metrics.
 struct method_report {

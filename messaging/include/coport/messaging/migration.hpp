@@ -1,14 +1,18 @@
 #ifndef COPORT_MESSAGING_MIGRATION_HPP
 #define COPORT_MESSAGING_MIGRATION_HPP
 
-// Migration controls: which form of a method registered in both forms serves
-// each call (legacy, ported, canary, shadow), changed at run time with
-// instant rollback; shadow mismatches; the migration report and its
-// readiness verdict; strict mode; the reserved admin endpoint that serves
-// the report and policy changes to a running service.
+// Migration controls of an RPC service: which form of a method registered in
+// both forms serves each call (legacy, ported, canary, shadow), changed at
+// run time with instant rollback; shadow mismatches; the migration report
+// and its readiness verdict; strict mode; the reserved admin endpoint that
+// serves the report and policy changes to a running service. Each method is
+// a point of a migration::registry, which holds policies and shadow records
+// for RPC methods and any other migration point alike.
 
 #include <coport/messaging/endpoint.hpp>
 #include <coport/messaging/errors.hpp>
+#include <coport/migration/points.hpp>
+#include <coport/migration/report.hpp>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -28,37 +32,11 @@ namespace coport::messaging {
 
 struct method_report;
 
-/// Which form serves the calls of a method registered in both forms.
-struct policy {
-  enum class kind {
-    legacy,  ///< the fiber form
-    ported,  ///< the coroutine form
-    canary,  ///< `percent` % of calls (chosen per call) to the ported form, the rest legacy
-    shadow   ///< both run; the caller gets the legacy result; differences are recorded
-  };
-  kind what = kind::ported;
-  /// canary: share of calls sent to the ported form, 0..100.
-  unsigned percent = 0;
-
-  static policy legacy() noexcept { return {kind::legacy, 0}; }
-  static policy ported() noexcept { return {kind::ported, 0}; }
-  static policy canary(unsigned percent);  ///< throws invalid_policy above 100
-  static policy shadow() noexcept { return {kind::shadow, 0}; }
-
-  /// Parses "legacy", "ported", "canary:N" (or "canary:N%"), "shadow".
-  /// Throws invalid_policy naming what is wrong.
-  static policy parse(std::string_view text);
-  /// The form parse() reads ("canary:10").
-  [[nodiscard]] std::string to_string() const;
-  bool operator==(const policy&) const = default;
-};
-
-/// A policy that cannot be used: unparsable, or naming a method that does
-/// not exist or lacks the form the policy needs.
-class invalid_policy : public messaging_error {
- public:
-  explicit invalid_policy(const std::string& what) : messaging_error(errc::invalid_policy, what) {}
-};
+// The policy, its errors and the shadow records are the migration layer's
+// (coport/migration/): an RPC method is one kind of migration point.
+using migration::invalid_policy;
+using migration::policy;
+using migration::shadow_mismatch;
 
 /// A coroutine form ran under strict mode and blocked fibers (implicit
 /// yield) or stalled its loop; the call fails with this instead of its
@@ -72,18 +50,6 @@ class strict_mode_violation : public messaging_error {
 class admin_denied : public messaging_error {
  public:
   explicit admin_denied(const std::string& what) : messaging_error(errc::admin_denied, what) {}
-};
-
-/// One difference a shadow call found between the two forms.
-struct shadow_mismatch {
-  std::string endpoint;
-  std::string method;
-  /// The call's arguments, as received.
-  boost::json::object args;
-  /// Each form's outcome: the JSON result, or "error: <class>: <message>".
-  std::string legacy;
-  std::string ported;
-  std::chrono::system_clock::time_point when;
 };
 
 /// Settings of the migration controls (configuration at start).
@@ -156,61 +122,34 @@ class migration_controls {
   [[nodiscard]] const migration_options& options() const noexcept { return options_; }
   [[nodiscard]] const dispatcher& served() const noexcept { return *dispatcher_; }
 
+ /// The registry holding one point per method ("endpoint.method"); a
+  /// service's other migration points may be declared in it too, so that
+  /// one report and one set_policy serve both.
+  [[nodiscard]] migration::registry& points() noexcept { return registry_; }
+  [[nodiscard]] const migration::registry& points() const noexcept { return registry_; }
+
  private:
-  struct state;
-  state& state_of(const endpoint& e, const method& m) const;
-  const method& find_method(std::string_view name, const endpoint** e) const;
+  struct state {
+    migration::point_record* point = nullptr;
+    const method* m = nullptr;
+    bool strict = false;
+  };
+  const state& state_of(const endpoint& e, const method& m) const;
 
   std::shared_ptr<const dispatcher> dispatcher_;
   migration_options options_;
-  std::map<const method*, std::unique_ptr<state>> states_;  // fixed at construction
-  std::atomic<std::uint64_t> draws_{0};
-  mutable std::mutex mismatch_mutex_;
-  std::vector<shadow_mismatch> kept_;
+  migration::registry registry_;
+  std::map<const method*, state> states_;  // fixed at construction
 };
 
-/// The migration report: every method of every endpoint with its forms,
-/// policy, per-form metrics and diagnostics, shadow results, and whether the
-/// service can move to coro_executor.
-struct migration_report {
-  struct form_row {
-    method_kind kind = method_kind::fiber;
-    /// How the executor ran it: "fiber", "hosted", "native", "thread pool",
-    /// "unused" or "refused" (method_report::mode).
-    std::string mode;
-    std::uint64_t calls = 0;
-    std::uint64_t errors = 0;
-    std::uint64_t cancelled = 0;
-    std::chrono::nanoseconds p50{};
-    std::chrono::nanoseconds p99{};
-    /// Times the form blocked fibers from a hosted coroutine (unported code).
-    std::uint64_t implicit_yields = 0;
-    /// Times it kept its loop from Asio past the stall threshold.
-    std::uint64_t stalls = 0;
-  };
-  struct method_row {
-    std::string endpoint;
-    std::string method;
-    /// "fiber", "coroutine" or "both".
-    std::string kinds;
-    std::string policy;
-    std::vector<form_row> forms;  ///< legacy first
-    std::uint64_t shadow_calls = 0;
-    std::uint64_t shadow_mismatches = 0;
-  };
-  /// The executor the figures come from ("fiber_executor", "coro_executor").
-  std::string executor;
-  std::vector<method_row> methods;
-  std::vector<shadow_mismatch> mismatches;
-  /// Empty: ready for coro_executor. Otherwise one line per reason.
-  std::vector<std::string> not_ready;
-
-  [[nodiscard]] bool ready() const noexcept { return not_ready.empty(); }
-  /// "ready for coro_executor" or "not ready for coro_executor: N reason(s)".
-  [[nodiscard]] std::string verdict() const;
-  /// A table for people, then the mismatches and the verdict with reasons.
-  [[nodiscard]] std::string to_text() const;
-  [[nodiscard]] boost::json::object to_json() const;
+/// The migration report of an RPC service: every method of every endpoint
+/// with its forms, policy, per-form metrics and diagnostics, shadow
+/// results, and whether the service can move to coro_executor. The rows,
+/// text, JSON and verdict are migration::report's, shared with every other
+/// migration point.
+struct migration_report : migration::report {
+  migration_report() = default;
+  explicit migration_report(migration::report r) : migration::report(std::move(r)) {}
   /// Reads what to_json() wrote (a report fetched from a running service);
   /// throws decode_error naming the field that is wrong.
   static migration_report from_json(const boost::json::value& v);

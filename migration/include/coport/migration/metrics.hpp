@@ -1,0 +1,51 @@
+#ifndef COPORT_MIGRATION_METRICS_HPP
+#define COPORT_MIGRATION_METRICS_HPP
+
+// The records kept for each form of a migration point or RPC method:
+// calls, errors, cancellations, latency. Lock-free, so hot paths record
+// without contention.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace coport::migration {
+
+/// Latencies in a fixed set of logarithmic buckets (four per power of two,
+/// from 1 µs to about 9 hours); thread-safe, lock-free.
+class latency_histogram {
+ public:
+  void record(std::chrono::nanoseconds d) noexcept;
+  /// The latency below which a fraction `q` (0..1) of the records fall,
+  /// to within a bucket (at most 19% above the true value); zero if empty.
+  [[nodiscard]] std::chrono::nanoseconds percentile(double q) const noexcept;
+  [[nodiscard]] std::uint64_t count() const noexcept;
+
+  static constexpr std::size_t bucket_count = 4 * 45;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, bucket_count> buckets_{};
+};
+
+/// Counters of one form of one point (or RPC method).
+struct form_metrics {
+  std::atomic<std::uint64_t> calls{0};      ///< calls finished
+  std::atomic<std::uint64_t> errors{0};     ///< of which ended in an exception
+  std::atomic<std::uint64_t> cancelled{0};  ///< of which were cancelled (deadline, stop)
+  std::atomic<std::int64_t> in_flight{0};
+  latency_histogram latency;
+
+  /// Records one finished call.
+  void record(std::chrono::nanoseconds took, bool failed, bool was_cancelled) noexcept {
+    latency.record(took);
+    if (failed) errors.fetch_add(1, std::memory_order_relaxed);
+    if (was_cancelled) cancelled.fetch_add(1, std::memory_order_relaxed);
+    calls.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+}  // namespace coport::migration
+
+#endif
