@@ -18,6 +18,9 @@ packages=(
   rabbitmq-server python3-oslo.messaging python3-eventlet librabbitmq-dev openssl
   # scripts/boost-source.sh (sanitizer trees) unpacks Boost's .orig.tar.xz
   xz-utils
+  # Boost.Fiber's own Asio examples (tests/boost_examples builds them stock
+  # and moved onto coport; without them those tests are skipped)
+  libboost1.81-doc
 )
 # Packages a script needs beyond these (scripts/fuzz.sh: clang and libFuzzer).
 read -r -a extra <<<"${COPORT_SETUP_EXTRA:-}"
