@@ -35,6 +35,7 @@
 #include <coport/fiber_executor/fiber_executor.hpp>
 #include <coport/messaging/client.hpp>
 #include <coport/messaging/server.hpp>
+#include <coport/migration/point.hpp>
 
 #include "report_html.hpp"
 
@@ -92,6 +93,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace bridge = coport::bridge;
+namespace migration = coport::migration;
 namespace json = boost::json;
 
 using clock_type = std::chrono::steady_clock;
@@ -418,6 +420,92 @@ timing floor_co_spawn(std::uint64_t n) {
   const auto elapsed = since(t0);
   keep(sum);
   return {elapsed, n};
+}
+
+// ------------------------------------------------------ migration points
+
+/// About a microsecond of arithmetic: the unit of work the migration-point
+/// benchmarks wrap, so that their ratio shows the point's own cost beside
+/// a small but real form.
+std::uint64_t busy_microsecond(std::uint64_t x) {
+  for (int i = 0; i < 700; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    keep(x);
+  }
+  return x;
+}
+
+asio::awaitable<std::uint64_t> busy_microsecond_co(std::uint64_t x) { co_return busy_microsecond(x); }
+
+/// A point in `policy` with both forms the busy microsecond.
+struct bench_point {
+  migration::registry reg;
+  migration::point<std::uint64_t(std::uint64_t)> p;
+  bench_point(bridge::runtime& rt, migration::policy policy)
+      : reg("bench", {.default_policy = policy}),
+        p(reg, "work", {.legacy = busy_microsecond, .ported = busy_microsecond_co}, rt) {}
+};
+
+/// From a native coroutine on a coport loop, `n` times `co_await make(i)`.
+template <class Make>
+timing coroutine_loop(std::uint64_t n, Make make) {
+  bridge::runtime rt(bench_options());
+  auto f = asio::co_spawn(
+      rt.get_executor(),
+      [&]() -> asio::awaitable<elapsed_time> {
+        std::uint64_t sum = 0;
+        for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += co_await make(rt, i);
+        const reading t0 = read_clocks();
+        for (std::uint64_t i = 0; i < n; ++i) sum += co_await make(rt, i);
+        const auto elapsed = since(t0);
+        keep(sum);
+        co_return elapsed;
+      },
+      asio::use_future);
+  return {f.get(), n};
+}
+
+/// From a fiber of a coport loop, `n` times `call(i)`.
+template <class Call>
+timing fiber_loop(std::uint64_t n, Call call) {
+  bridge::runtime rt(bench_options());
+  auto f = bridge::async_run_in_fiber(
+      rt.get_executor(),
+      [&] {
+        std::uint64_t sum = 0;
+        for (std::uint64_t i = 0, w = warmup_of(n); i < w; ++i) sum += call(rt, i);
+        const reading t0 = read_clocks();
+        for (std::uint64_t i = 0; i < n; ++i) sum += call(rt, i);
+        const auto elapsed = since(t0);
+        keep(sum);
+        return elapsed;
+      },
+      asio::use_future);
+  return {f.get(), n};
+}
+
+timing direct_ported(std::uint64_t n) {
+  return coroutine_loop(n, [](bridge::runtime&, std::uint64_t i) { return busy_microsecond_co(i); });
+}
+
+timing point_ported(std::uint64_t n) {
+  std::optional<bench_point> bp;
+  return coroutine_loop(n, [&](bridge::runtime& rt, std::uint64_t i) {
+    if (!bp) bp.emplace(rt, migration::policy::ported());
+    return bp->p.async_call(i);
+  });
+}
+
+timing direct_legacy(std::uint64_t n) {
+  return fiber_loop(n, [](bridge::runtime&, std::uint64_t i) { return busy_microsecond(i); });
+}
+
+timing point_legacy(std::uint64_t n) {
+  std::optional<bench_point> bp;
+  return fiber_loop(n, [&](bridge::runtime& rt, std::uint64_t i) {
+    if (!bp) bp.emplace(rt, migration::policy::legacy());
+    return bp->p.call(i);
+  });
 }
 
 // ------------------------------------------------------------- messaging
@@ -1184,6 +1272,10 @@ const std::vector<benchmark>& benchmarks() {
        bridge_native_resume},
       {"bridge.hosted_resume", "co_await asio::post(use_awaitable), hosted coroutine",
        bridge_hosted_resume},
+      {"direct.ported", "co_await of a 1 us coroutine from a native coroutine on a coport loop", direct_ported},
+      {"point.ported", "the same through a migration point on policy ported (co_await p.async_call)", point_ported},
+      {"direct.legacy", "call of a 1 us function from a fiber on a coport loop", direct_legacy},
+      {"point.legacy", "the same through a migration point on policy legacy (p.call)", point_legacy},
       {"exec.coro", "call round trip over memory://, coroutine method on coro_executor (1 thread)", exec_coro},
       {"exec.fiber_hosted", "the same, hosted coroutine method on fiber_executor (1 loop)", exec_fiber_hosted},
       {"exec.fiber_native", "the same, native coroutine method on fiber_executor (1 loop)", exec_fiber_native},
@@ -1232,6 +1324,8 @@ const std::vector<ratio_spec>& ratios() {
       {"bridge.native_resume", "floor.awaitable_post", std::nullopt},
       {"messaging.call_memory", "floor.asio_post", 15.0},
       {"bridge.hosted_resume", "bridge.native_resume", std::nullopt},
+      {"point.ported", "direct.ported", 1.2},
+      {"point.legacy", "direct.legacy", 1.2},
       {"exec.fiber_hosted", "exec.coro", 1.3},
       {"exec.fiber_native", "exec.coro", std::nullopt},
       {"exec.fiber_method", "exec.coro", std::nullopt},
