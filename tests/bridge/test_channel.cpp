@@ -1,4 +1,5 @@
 #include <coport/bridge/channel.hpp>
+#include <coport/bridge/status_channel.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -15,6 +15,7 @@
 #include <coport/bridge/mutex.hpp>
 #include <coport/bridge/runtime.hpp>
 #include <coport/bridge/spawn.hpp>
+#include <coport/bridge/status_channel.hpp>
 #include <coport/bridge/use_fiber.hpp>
 
 #endif
