@@ -58,9 +58,9 @@ foreach(_lib coport_boost_context coport_boost_fiber)
   target_link_libraries(${_lib} PUBLIC Boost::headers Threads::Threads)
   target_compile_features(${_lib} PUBLIC cxx_std_11)
   set_target_properties(${_lib} PROPERTIES POSITION_INDEPENDENT_CODE ON)
-  # In the export set only so that coport's own exported targets, which
-  # link them, still generate; a tree built this way is for tests.
-  install(TARGETS ${_lib} EXPORT coportTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  # In the bridge's export set only so that coport's own exported targets,
+  # which link them, still generate; a tree built this way is for tests.
+  install(TARGETS ${_lib} EXPORT coport_bridge_targets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endforeach()
 add_library(Boost::context ALIAS coport_boost_context)
 add_library(Boost::fiber ALIAS coport_boost_fiber)

@@ -1,6 +1,7 @@
 # coport_library(<folder> <sources...>): library target coport_<folder> with
 # alias coport::<folder>, public headers in <folder>/include, installed and
-# exported.
+# exported as the package component <folder> (its own export set,
+# coport_<folder>_targets; coport_install_package writes the rest).
 function(coport_library folder)
   set(target coport_${folder})
   add_library(${target} ${ARGN})
@@ -12,10 +13,132 @@ function(coport_library folder)
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/${folder}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   coport_warnings(${target})
-  install(TARGETS ${target} EXPORT coportTargets
+  set_property(GLOBAL APPEND PROPERTY COPORT_COMPONENTS ${folder})
+  install(TARGETS ${target} EXPORT coport_${folder}_targets
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${folder}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()
+
+# coport_install_package([NOT_BUILT <component> <option>...]): installs the
+# package config behind find_package(coport [COMPONENTS <component>...]).
+# Every coport_library is a component with its own targets file; the config
+# (cmake/coportConfig.cmake.in) loads an asked-for component, the
+# components it needs and the packages their targets link, and nothing
+# else. What each component needs is read here from what its target links
+# (PRIVATE links too: the libraries are static, so those reach a consumer's
+# link), so the package cannot drift from the build; a link to a package
+# this function does not know stops the configure. NOT_BUILT names the
+# components this tree leaves out and the option that did, for the config's
+# message to a consumer who asks for one. Call it once all libraries exist.
+function(coport_install_package)
+  cmake_parse_arguments(P "" "" "NOT_BUILT" ${ARGN})
+  get_property(components GLOBAL PROPERTY COPORT_COMPONENTS)
+  set(destination ${CMAKE_INSTALL_LIBDIR}/cmake/coport)
+  foreach(c IN LISTS components)
+    set(needs_${c})
+    set(boost_${c})
+    set(packages_${c})
+    get_target_property(links coport_${c} LINK_LIBRARIES)
+    get_target_property(interface_links coport_${c} INTERFACE_LINK_LIBRARIES)
+    foreach(lib IN LISTS links interface_links)
+      if(NOT lib)
+        continue()
+      endif()
+      if(lib MATCHES "^\\$<LINK_ONLY:(.+)>$")
+        set(lib "${CMAKE_MATCH_1}")
+      endif()
+      if(NOT TARGET "${lib}")
+        message(FATAL_ERROR "coport_${c} links '${lib}', which is not a target: the package config "
+          "could not find it for a consumer (link an imported target instead)")
+      endif()
+      get_target_property(real "${lib}" ALIASED_TARGET)
+      if(NOT real)
+        set(real "${lib}")
+      endif()
+      get_target_property(imported "${real}" IMPORTED)
+      if(NOT imported)
+        # Built here: another component, or a helper exported with this one
+        # (Boost.Fiber built from source).
+        if(real MATCHES "^coport_(.+)$" AND CMAKE_MATCH_1 IN_LIST components)
+          list(APPEND needs_${c} ${CMAKE_MATCH_1})
+        endif()
+      elseif(lib MATCHES "^Boost::(.+)$")
+        list(APPEND boost_${c} ${CMAKE_MATCH_1})
+      elseif(lib MATCHES "^Threads::")
+        list(APPEND packages_${c} Threads)
+      elseif(lib MATCHES "^spdlog::")
+        list(APPEND packages_${c} spdlog)
+      elseif(lib MATCHES "^rabbitmq::")
+        list(APPEND packages_${c} rabbitmq-c)
+      else()
+        message(FATAL_ERROR "coport_${c} links ${lib}: say in coport_install_package "
+          "(cmake/CoportTargets.cmake) which package provides it")
+      endif()
+    endforeach()
+    foreach(list IN ITEMS needs boost packages)
+      if(${list}_${c})
+        list(REMOVE_DUPLICATES ${list}_${c})
+      endif()
+    endforeach()
+  endforeach()
+
+  # Dependency order, each component after the ones it needs (their targets
+  # files must be loaded first), and what each needs, directly or not.
+  set(ordered)
+  set(left ${components})
+  while(left)
+    set(progress FALSE)
+    foreach(c IN LISTS left)
+      set(ready TRUE)
+      foreach(d IN LISTS needs_${c})
+        if(NOT d IN_LIST ordered)
+          set(ready FALSE)
+        endif()
+      endforeach()
+      if(ready)
+        set(all_${c} ${needs_${c}})
+        foreach(d IN LISTS needs_${c})
+          list(APPEND all_${c} ${all_${d}})
+        endforeach()
+        list(APPEND ordered ${c})
+        list(REMOVE_ITEM left ${c})
+        set(progress TRUE)
+      endif()
+    endforeach()
+    if(NOT progress)
+      message(FATAL_ERROR "coport's components need each other in a cycle: ${left}")
+    endif()
+  endwhile()
+
+  set(table "set(_coport_installed ${ordered})\n")
+  foreach(c IN LISTS ordered)
+    # In dependency order, so that the config can load them in its order.
+    set(needs)
+    foreach(d IN LISTS ordered)
+      if(d IN_LIST all_${c})
+        list(APPEND needs ${d})
+      endif()
+    endforeach()
+    string(APPEND table "set(_coport_needs_${c} ${needs})\n"
+                        "set(_coport_packages_${c} ${packages_${c}})\n"
+                        "set(_coport_boost_${c} ${boost_${c}})\n")
+    install(EXPORT coport_${c}_targets FILE coport-${c}-targets.cmake NAMESPACE coport::
+            DESTINATION ${destination})
+  endforeach()
+  while(P_NOT_BUILT)
+    list(POP_FRONT P_NOT_BUILT c option)
+    string(APPEND table "set(_coport_not_built_${c} \"${option}\")\n")
+  endwhile()
+
+  set(COPORT_PACKAGE_TABLE "${table}")
+  configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/coportConfig.cmake.in
+    "${PROJECT_BINARY_DIR}/coportConfig.cmake"
+    INSTALL_DESTINATION ${destination})
+  write_basic_package_version_file("${PROJECT_BINARY_DIR}/coportConfigVersion.cmake"
+    COMPATIBILITY SameMinorVersion)
+  install(FILES "${PROJECT_BINARY_DIR}/coportConfig.cmake" "${PROJECT_BINARY_DIR}/coportConfigVersion.cmake"
+    DESTINATION ${destination})
 endfunction()
 
 # Warnings (and fuzzing coverage, when asked for) on coport's own targets

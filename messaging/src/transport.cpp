@@ -3,9 +3,6 @@
 
 #include "log.hpp"
 #include "memory_driver.hpp"
-#if COPORT_WITH_RABBIT
-#include "rabbit_driver.hpp"
-#endif
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -82,6 +79,20 @@ std::map<std::string, driver_factory, std::less<>>& registry() {
   return r;
 }
 
+// Why transport::create refuses `url`. The schemes of coport's own driver
+// libraries (coport::<scheme>) name the library the program must link.
+std::string no_driver_message(const std::string& scheme, std::string_view url) {
+  static constexpr std::string_view driver_libraries[] = {"rabbit"};
+  for (const auto library : driver_libraries) {
+    if (scheme == library) {
+      return scheme + ":// needs coport::" + scheme + ", which this program does not link ('" + mask_password(url) +
+             "'): link coport::" + scheme + " (find_package(coport COMPONENTS " + scheme + "))";
+    }
+  }
+  return "no transport driver for scheme '" + scheme + "' in '" + mask_password(url) +
+         "' (link the driver's library; memory:// is built in)";
+}
+
 }  // namespace
 
 void register_driver(std::string scheme, driver_factory factory) {
@@ -133,10 +144,6 @@ std::shared_ptr<transport> transport::create(std::string_view url, transport_opt
   std::unique_ptr<driver> d;
   if (scheme == "memory") {
     d = make_memory_driver(url, options);
-#if COPORT_WITH_RABBIT
-  } else if (scheme == "rabbit") {
-    d = make_rabbit_driver(url, options);
-#endif
   } else {
     driver_factory factory;
     {
@@ -144,10 +151,7 @@ std::shared_ptr<transport> transport::create(std::string_view url, transport_opt
       auto it = registry().find(scheme);
       if (it != registry().end()) factory = it->second;
     }
-    if (!factory) {
-      throw invalid_url("no transport driver for scheme '" + scheme + "' in '" + mask_password(url) +
-                        "' (link the driver's library; memory:// is built in)");
-    }
+    if (!factory) throw invalid_url(no_driver_message(scheme, url));
     d = factory(url, options);
   }
   return std::shared_ptr<transport>(new transport(std::move(d), std::move(options)));

@@ -4,7 +4,13 @@
 #    loaded: none may be libboost_fiber or libboost_context;
 #  - Ninja's record of the headers each object included (`ninja -t deps`):
 #    none may be under boost/fiber/ or boost/context/.
-foreach(var BUILD_DIR NINJA MIN_PROGRAMS)
+# And rabbitmq-c only where rabbit:// is: a program whose linker loaded
+# librabbitmq must have linked coport::rabbit (libcoport_rabbit.a), every
+# program that linked coport::rabbit must hold its driver object (the one
+# that registers rabbit://), and programs on coport::messaging alone load
+# neither. With RABBIT (COPORT_WITH_RABBIT), at least one program has the
+# driver.
+foreach(var BUILD_DIR NINJA MIN_PROGRAMS RABBIT)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "check_closure.cmake: ${var} is not set")
   endif()
@@ -16,20 +22,47 @@ if(count LESS MIN_PROGRAMS)
   message(FATAL_ERROR "found ${count} linker maps under ${BUILD_DIR}, expected at least ${MIN_PROGRAMS}")
 endif()
 set(programs "")
+set(rabbit_programs "")
+set(rabbit_free_programs "")
 foreach(map IN LISTS maps)
   file(STRINGS "${map}" loaded REGEX "^LOAD ")
   if(NOT loaded)
     message(FATAL_ERROR "${map} lists no loaded file: not a linker map?")
   endif()
+  get_filename_component(name "${map}" NAME_WE)
+  set(loads_rabbitmq FALSE)
+  set(loads_coport_rabbit FALSE)
   foreach(line IN LISTS loaded)
     if(line MATCHES "boost_fiber|boost_context")
       message(FATAL_ERROR "${map}: the linker loaded ${line}")
+    elseif(line MATCHES "librabbitmq")
+      set(loads_rabbitmq TRUE)
+    elseif(line MATCHES "libcoport_rabbit[.]a")
+      set(loads_coport_rabbit TRUE)
     endif()
   endforeach()
-  get_filename_component(name "${map}" NAME_WE)
+  if(loads_coport_rabbit)
+    # The archive members the linker took are listed with the archive's name.
+    file(STRINGS "${map}" driver REGEX "libcoport_rabbit[.]a[(]rabbit_driver[.]cpp[.]o[)]" LIMIT_COUNT 1)
+    if(NOT driver)
+      message(FATAL_ERROR "${map}: ${name} links coport::rabbit but not its driver object: rabbit:// would be unknown")
+    endif()
+    list(APPEND rabbit_programs ${name})
+  elseif(loads_rabbitmq)
+    message(FATAL_ERROR "${map}: ${name} loads librabbitmq without linking coport::rabbit")
+  else()
+    list(APPEND rabbit_free_programs ${name})
+  endif()
   list(APPEND programs ${name})
 endforeach()
 message(STATUS "${count} programs link no Boost.Fiber or Boost.Context: ${programs}")
+if(NOT rabbit_free_programs)
+  message(FATAL_ERROR "every program loads rabbitmq-c: none shows that coport::messaging alone does not")
+endif()
+if(RABBIT AND NOT rabbit_programs)
+  message(FATAL_ERROR "no program links coport::rabbit and its driver, though the tree builds it")
+endif()
+message(STATUS "rabbitmq-c and the rabbit driver only in: ${rabbit_programs}; in neither: ${rabbit_free_programs}")
 
 execute_process(COMMAND "${NINJA}" -C "${BUILD_DIR}" -t deps
   RESULT_VARIABLE rc OUTPUT_VARIABLE deps ERROR_VARIABLE err)

@@ -30,13 +30,14 @@
 // list, re-declares everything and publishes what waited; messages written
 // but not confirmed fail (their fate is unknown) rather than being sent twice.
 
+#include <coport/rabbit/driver.hpp>
+
 #include <coport/messaging/errors.hpp>
 #include <coport/messaging/rabbit.hpp>
 #include <coport/messaging/transport.hpp>
 
 #include "handoff.hpp"
 #include "log.hpp"
-#include "rabbit_driver.hpp"
 
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
@@ -1199,8 +1200,32 @@ class rabbit_driver final : public driver {
 
 }  // namespace
 
-std::unique_ptr<driver> make_rabbit_driver(std::string_view url, const transport_options& options) {
-  return std::make_unique<rabbit_driver>(url, options);
+}  // namespace coport::messaging
+
+namespace coport::rabbit {
+
+std::unique_ptr<messaging::driver> make_driver(std::string_view url, const messaging::transport_options& options) {
+  return std::make_unique<messaging::rabbit_driver>(url, options);
 }
 
-}  // namespace coport::messaging
+}  // namespace coport::rabbit
+
+// Registration. Nothing in a program calls into this library: it only
+// registers rabbit:// with transport::create. A linker takes an object out
+// of a static library only to define a symbol something needs, so a
+// self-registering object alone would be dropped without a word and
+// rabbit:// would be unknown at run time. coport::rabbit's link interface
+// therefore says --require-defined=coport_rabbit_driver_anchor
+// (rabbit/CMakeLists.txt): every program linking the library needs the
+// anchor, which only this object defines, so the linker takes the object
+// and the registration with it, or fails the link if it cannot.
+namespace {
+
+[[maybe_unused]] const bool registered = [] {
+  coport::messaging::register_driver("rabbit", &coport::rabbit::make_driver);
+  return true;
+}();
+
+}  // namespace
+
+extern "C" [[gnu::used]] void coport_rabbit_driver_anchor() {}
