@@ -148,9 +148,16 @@ class point<R(Args...)> {
       const form_kind k = route.primary;
       const auto start = clock::now();
       try {
-        R r = k == form_kind::coroutine ? co_await forms_.ported(args...) : co_await run_legacy(args...);
+        // Not `cond ? co_await a : co_await b`: g++ 12 destroys a class-type
+        // result of such a conditional once too often.
+        std::optional<R> r;
+        if (k == form_kind::coroutine) {
+          r.emplace(co_await forms_.ported(args...));
+        } else {
+          r.emplace(co_await run_legacy(args...));
+        }
         record_.metrics(k).record(clock::now() - start, false, false);
-        co_return r;
+        co_return std::move(*r);
       } catch (...) {
         record_.metrics(k).record(clock::now() - start, true, false);
         throw;
