@@ -111,11 +111,12 @@ class point<R(Args...)> {
   };
 
   /// Declares the point `name` in `reg` (throws as registry::declare) and
-  /// has `reg`'s report read its counters from `rt`.
+  /// has `reg`'s report read its counters from `rt` (the points of one
+  /// registry are meant to share one runtime, or one runtime_pool's
+  /// counter registry: the last point made sets the source).
   point(registry& reg, std::string_view name, forms f, bridge::runtime& rt)
       : forms_(std::move(f)),
         record_(reg.declare(name, static_cast<bool>(forms_.legacy), static_cast<bool>(forms_.ported))),
-        rt_(rt),
         ported_work_(rt.get_executor(record_.full_name())),
         legacy_work_(rt.get_executor(record_.full_name() + " [legacy]")) {
     record_.mode_legacy = "fiber";
@@ -139,7 +140,8 @@ class point<R(Args...)> {
   }
 
   /// Calls the point from a coroutine: `co_await p.async_call(args...)`.
-  /// The legacy form runs in a pooled fiber of the caller's loop.
+  /// The legacy form runs in a pooled fiber of the point's runtime, the
+  /// ported form in the calling coroutine.
   boost::asio::awaitable<R> async_call(Args... args) {
     const point_record::route route = record_.choose();
     if (!route.shadow) {
@@ -247,7 +249,6 @@ class point<R(Args...)> {
 
   forms forms_;
   point_record& record_;
-  bridge::runtime& rt_;
   bridge::loop_executor ported_work_;
   bridge::loop_executor legacy_work_;
 };
