@@ -114,9 +114,15 @@ async def main():
     tasks = [asyncio.create_task(client(port, n, totals, acked_sets, seen, under_load)) for n in range(CLIENTS)]
     if under_load:
         while len(seen) < CLIENTS or min(seen.values()) < 20:
+            if any(t.done() for t in tasks):
+                break  # a client failed before the stop: gather() below reports it
             await asyncio.sleep(0.01)  # polling the clients' own progress, not timing the program
         proc.send_signal(signal.SIGTERM)
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.gather(*tasks)
+        except AssertionError as e:
+            await proc.wait()
+            fail(str(e), "".join(output))
     else:
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), 120)
