@@ -204,7 +204,9 @@ int main(int argc, char** argv) {
     }
     const int signal_fd = kv::stop_signal_fd();
     auto io = std::make_shared<asio::io_context>();
-    bridge::runtime rt(io, {.name = "kv"});
+    bridge::runtime_options runtime_opts;
+    runtime_opts.name = "kv";
+    bridge::runtime rt(io, runtime_opts);
     store s(rt.get_executor());
     migration::registry points("kv", opts);
     migration::point<long long(std::string, long long)> incr(

@@ -94,13 +94,22 @@ async def main():
     program = args[args.index("--") + 1:]
     proc = await asyncio.create_subprocess_exec(*program, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
-    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    m = re.match(r"listening on (\d+)", first)
-    if not m:
-        rest = (await proc.stdout.read()).decode()
-        fail("no 'listening on PORT' line", first + rest)
-    port = int(m.group(1))
-    output = [first]
+    # Lines before "listening on" are kept for the output's checks (a
+    # sanitizer's start-up warning comes first, for one).
+    output = []
+    port = None
+    while port is None:
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        except asyncio.TimeoutError:
+            line = ""
+        if not line:
+            proc.kill()
+            fail("no 'listening on PORT' line", "".join(output))
+        output.append(line)
+        m = re.match(r"listening on (\d+)", line)
+        if m:
+            port = int(m.group(1))
 
     async def drain():
         while True:
