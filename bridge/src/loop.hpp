@@ -1,20 +1,27 @@
 #ifndef COPORT_BRIDGE_SRC_LOOP_HPP
 #define COPORT_BRIDGE_SRC_LOOP_HPP
 
-// Internal: the loop thread, its scheduling algorithm, the fiber pool and
-// coroutine hosts. Nothing here is installed.
+// Internal: the loop thread and, with fibers, its scheduling algorithm, the
+// fiber pool and coroutine hosts. Nothing here is installed.
 
-#include <coport/bridge/detail/host.hpp>
-#include <coport/bridge/detail/parker.hpp>
 #include <coport/bridge/runtime.hpp>
 
+#include <boost/asio/detail/call_stack.hpp>
+#include <boost/asio/detail/thread_context.hpp>
+#include <boost/asio/detail/thread_info_base.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#if COPORT_BRIDGE_FIBERS
+#include <coport/bridge/detail/host.hpp>
+#include <coport/bridge/detail/parker.hpp>
+
 #include <boost/fiber/algo/algorithm.hpp>
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
 #include <boost/fiber/scheduler.hpp>
+#endif
 
 #include <atomic>
 #include <condition_variable>
@@ -31,8 +38,38 @@ class logger;
 namespace coport::bridge::detail {
 
 /// Batches of queued work the loop fiber (or a host) runs back to back while
-/// no other fiber waits for the CPU, before it lets the dispatcher run.
+/// no other fiber waits for the CPU, before it lets the dispatcher run;
+/// without fibers, before it polls Asio's handlers.
 inline constexpr unsigned batches_before_yield = 16;
+
+class loop;
+
+/// The loop whose thread is the calling thread (set by loop::become_loop).
+extern constinit thread_local loop* tl_loop;
+
+/// Marks a loop's io_context, so that loop_of_context finds the loop behind
+/// any executor of it.
+class runtime_service final : public boost::asio::execution_context::service {
+ public:
+  using key_type = runtime_service;
+  static inline boost::asio::execution_context::id id;
+  explicit runtime_service(boost::asio::execution_context& ctx, loop* l = nullptr)
+      : service(ctx), owner(l) {}
+  void shutdown() override {}
+  loop* owner;
+};
+
+/// Identifies the loop's entry in Asio's per-thread call stack, which gives
+/// native work (run outside io_context::run()) Asio's per-thread memory
+/// cache; it matches no io_context, so Asio never mistakes native work for
+/// a thread running one.
+struct asio_thread_key : boost::asio::detail::thread_context {};
+
+/// Throws std::logic_error if the calling thread cannot become a loop over
+/// a user's io_context (with fibers: when called inside a fiber).
+void check_thread_can_become_loop();
+
+#if COPORT_BRIDGE_FIBERS
 
 /// What coport knows about a fiber, attached as Boost.Fiber properties.
 /// Fibers created with raw Boost.Fiber calls on a loop get one on their first
@@ -90,6 +127,7 @@ class fiber_pool {
 };
 
 class loop_algorithm;
+#endif
 
 class loop {
  public:
@@ -133,15 +171,33 @@ class loop {
   // ---- loop thread only ----
   void submit_local(task* t) {
     local_.push(t);
-    wake_loop_fiber();
+    wake_loop();
   }
-  void wake_loop_fiber() {
+  /// Lets the loop look at its queue and its stop again: with fibers the
+  /// loop fiber may be parked; without, the loop looks after every task and
+  /// handler anyway.
+  void wake_loop() {
+#if COPORT_BRIDGE_FIBERS
     if (loop_parked_) {
       loop_parked_ = false;
       loop_parker_.unpark();
     }
+#endif
   }
+  /// True while native work runs: on the loop fiber, or without fibers in
+  /// a queued task (not in an Asio handler the io_context runs).
+#if COPORT_BRIDGE_FIBERS
   bool on_loop_fiber() const noexcept { return tl_running == loop_ctx_; }
+#else
+  bool on_loop_fiber() const noexcept { return in_microtask_; }
+#endif
+  /// Work the loop still waits for before a stop ends.
+  bool work_left() const noexcept {
+#if COPORT_BRIDGE_FIBERS
+    if (raw_head_ != nullptr) return true;
+#endif
+    return tracked_head_ != nullptr;
+  }
   void track(tracked_work* w) noexcept;
   void untrack(tracked_work* w) noexcept;
   bool stopping() const noexcept { return stopping_; }
@@ -154,48 +210,69 @@ class loop {
     current_.store(t, std::memory_order_release);
     progress_.store(progress_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  /// Notes that the user's io_context was stopped (external loops).
+  void note_io_stopped() noexcept;
+  void report_violation(violation::kind k, const work_tag* tag, std::string message);
+  /// Runs one queued native task, under its tag.
+  void run_task(task* t);
+
+  bool in_microtask_ = false;
+#if COPORT_BRIDGE_FIBERS
   void on_fiber_exit();
   /// A raw fiber was seen for the first time / has ended.
   void raw_started(fiber_info* info) noexcept;
   void raw_ended(fiber_info* info) noexcept;
-  /// Notes that the user's io_context was stopped (external loops).
-  void note_io_stopped() noexcept;
-  void report_violation(violation::kind k, const work_tag* tag, std::string message);
 
   fiber_pool pool{*this};
   loop_algorithm* algo_ = nullptr;
   boost::fibers::context* loop_ctx_ = nullptr;
-  bool in_microtask_ = false;
+#endif
 
  private:
-  friend class loop_algorithm;
+  loop(std::shared_ptr<boost::asio::io_context> io, bool external, runtime_options options);
   void thread_main();
   void become_loop();
   void run_body();
   void leave_loop() noexcept;
   void stop_watchdog();
-  void run_loop_fiber();
   void begin_stop();
   void report_stop();
-  void abandon_raw_fibers() noexcept;
   void watchdog_main();
+  /// Runs queued native work and Asio handlers until a stop has ended the
+  /// loop's work (fiber_loop.cpp: on the loop fiber; native_loop.cpp: on
+  /// the thread itself).
+  void run_native_work();
+  /// Starts a stop if the user stopped the io_context, then runs the tasks
+  /// queued so far (not those they queue).
+  void run_batch();
 
   task_queue local_;
-  parker loop_parker_;
-  bool loop_parked_ = false;
   unsigned batches_without_yield_ = 0;
   bool stopping_ = false;
-  bool draining_fibers_ = false;
   tracked_work* tracked_head_ = nullptr;
-  fiber_info* raw_head_ = nullptr;
-  std::size_t raw_live_ = 0;
   bool io_stopped_ = false;  // the user stopped an external io_context
   bool ran_ = false;         // run_here() was called
   std::unique_ptr<boost::asio::steady_timer> stop_timer_;
 
   std::atomic<bool> stop_requested_{false};
+#if COPORT_BRIDGE_FIBERS
+  friend class loop_algorithm;
+  void abandon_raw_fibers() noexcept;
+  void drain_fiber_pool();
+
+  parker loop_parker_;
+  bool loop_parked_ = false;
+  bool draining_fibers_ = false;
+  fiber_info* raw_head_ = nullptr;
+  std::size_t raw_live_ = 0;
   std::atomic<bool> wake_pending_{false};
   bool woken_ = false;  // a wake-up handler ran (loop thread only)
+#else
+  /// Without fibers: runs up to io_handlers_per_poll ready handlers.
+  void poll_io() noexcept;
+  /// Without fibers: waits in the kernel for one handler and runs it.
+  void wait_io() noexcept;
+#endif
 
   // Read by the watchdog thread.
   std::atomic<std::uint64_t> progress_{0};
@@ -220,6 +297,7 @@ class loop {
   bool watchdog_stop_ = false;
 };
 
+#if COPORT_BRIDGE_FIBERS
 /// The Boost.Fiber scheduling algorithm of a loop: round robin over ready
 /// fibers, with the io_context polled by the scheduler's dispatcher between
 /// rounds and waited on (in the kernel) when nothing is ready.
@@ -246,6 +324,7 @@ class loop_algorithm final : public boost::fibers::algo::algorithm {
   bool in_io_ = false;
   friend class loop;
 };
+#endif
 
 loop* loop_of_thread() noexcept;
 

@@ -10,9 +10,11 @@ namespace coport::bridge {
 
 namespace {
 
+#if COPORT_BRIDGE_FIBERS
 void throw_if(boost::system::error_code ec, const char* what) {
   if (ec) throw boost::system::system_error(ec, what);
 }
+#endif
 
 // Completes every waiter of `list` with `ec`; `lk` guards the list and is
 // released before any completion runs.
@@ -50,6 +52,7 @@ bool event::is_set() const {
 }
 
 
+#if COPORT_BRIDGE_FIBERS
 bool event::wait_impl(std::optional<std::chrono::steady_clock::time_point> deadline) {
   detail::check_can_block("event::wait");
   throw_if(detail::current_stop_token().stop_requested() ? boost::asio::error::operation_aborted
@@ -72,6 +75,7 @@ void event::wait() { (void)wait_impl(std::nullopt); }
 bool event::wait_until(std::chrono::steady_clock::time_point deadline) {
   return wait_impl(deadline);
 }
+#endif
 
 // -------------------------------------------------------------------- mutex
 
@@ -80,6 +84,7 @@ mutex::~mutex() {
   complete_all(waiters_, lk, boost::asio::error::operation_aborted);
 }
 
+#if COPORT_BRIDGE_FIBERS
 void mutex::lock() {
   detail::check_can_block("mutex::lock");
   throw_if(detail::current_stop_token().stop_requested() ? boost::asio::error::operation_aborted
@@ -96,6 +101,7 @@ void mutex::lock() {
   }
   throw_if(w.wait(mutex_, waiters_, std::nullopt), "mutex::lock");
 }
+#endif
 
 bool mutex::try_lock() {
   std::lock_guard lk(mutex_);

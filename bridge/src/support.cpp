@@ -4,12 +4,15 @@
 #include "log.hpp"
 
 #include <coport/bridge/detail/loop_api.hpp>
-#include <coport/bridge/detail/parker.hpp>
 #include <coport/bridge/detail/task.hpp>
 #include <coport/bridge/diagnostics.hpp>
 #include <coport/bridge/error.hpp>
 
+#if COPORT_BRIDGE_FIBERS
+#include <coport/bridge/detail/parker.hpp>
+
 #include <boost/fiber/context.hpp>
+#endif
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -159,6 +162,7 @@ void deallocate_task_block(void* p, std::size_t size) noexcept {
   ++cache.count[c];
 }
 
+#if COPORT_BRIDGE_FIBERS
 // ------------------------------------------------------------------ parker
 
 void parker::park() noexcept {
@@ -206,5 +210,6 @@ void parker::unpark() noexcept {
   // parker's last use: the woken fiber may destroy it right after.
   waker_.wake();
 }
+#endif
 
 }  // namespace coport::bridge::detail

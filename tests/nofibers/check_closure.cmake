@@ -3,7 +3,9 @@
 #  - every program's linker map (COPORT_LINK_MAPS) lists the files the linker
 #    loaded: none may be libboost_fiber or libboost_context;
 #  - Ninja's record of the headers each object included (`ninja -t deps`):
-#    none may be under boost/fiber/ or boost/context/.
+#    none may be under boost/fiber/ or boost/context/;
+#  - the fiber-free bridge (coport::bridge, native_loop.cpp) is among them:
+#    at least one program links it.
 # And rabbitmq-c only where rabbit:// is: a program whose linker loaded
 # librabbitmq must have linked coport::rabbit (libcoport_rabbit.a), every
 # program that linked coport::rabbit must hold its driver object (the one
@@ -22,6 +24,7 @@ if(count LESS MIN_PROGRAMS)
   message(FATAL_ERROR "found ${count} linker maps under ${BUILD_DIR}, expected at least ${MIN_PROGRAMS}")
 endif()
 set(programs "")
+set(bridge_programs "")
 set(rabbit_programs "")
 set(rabbit_free_programs "")
 foreach(map IN LISTS maps)
@@ -32,6 +35,7 @@ foreach(map IN LISTS maps)
   get_filename_component(name "${map}" NAME_WE)
   set(loads_rabbitmq FALSE)
   set(loads_coport_rabbit FALSE)
+  set(loads_bridge FALSE)
   foreach(line IN LISTS loaded)
     if(line MATCHES "boost_fiber|boost_context")
       message(FATAL_ERROR "${map}: the linker loaded ${line}")
@@ -39,6 +43,8 @@ foreach(map IN LISTS maps)
       set(loads_rabbitmq TRUE)
     elseif(line MATCHES "libcoport_rabbit[.]a")
       set(loads_coport_rabbit TRUE)
+    elseif(line MATCHES "libcoport_bridge[.]a")
+      set(loads_bridge TRUE)
     endif()
   endforeach()
   if(loads_coport_rabbit)
@@ -54,7 +60,16 @@ foreach(map IN LISTS maps)
     list(APPEND rabbit_free_programs ${name})
   endif()
   list(APPEND programs ${name})
+  if(loads_bridge)
+    list(APPEND bridge_programs ${name})
+  endif()
 endforeach()
+# The fiber-free bridge is one of the libraries checked: its programs are
+# among those above.
+if(NOT bridge_programs)
+  message(FATAL_ERROR "no program links coport::bridge: the fiber-free bridge is not checked")
+endif()
+message(STATUS "programs on the fiber-free bridge: ${bridge_programs}")
 message(STATUS "${count} programs link no Boost.Fiber or Boost.Context: ${programs}")
 if(NOT rabbit_free_programs)
   message(FATAL_ERROR "every program loads rabbitmq-c: none shows that coport::messaging alone does not")
@@ -79,8 +94,10 @@ list(LENGTH objects object_count)
 if(object_count LESS 5)
   message(FATAL_ERROR "ninja records the headers of only ${object_count} objects: build first")
 endif()
-string(FIND "${deps}" "coro_executor.cpp.o" has_coro)
-if(has_coro EQUAL -1)
-  message(FATAL_ERROR "ninja has no record of coro_executor's object")
-endif()
+foreach(object IN ITEMS coro_executor.cpp.o native_loop.cpp.o)
+  string(FIND "${deps}" "${object}" found)
+  if(found EQUAL -1)
+    message(FATAL_ERROR "ninja has no record of the object ${object}")
+  endif()
+endforeach()
 message(STATUS "${object_count} objects include no Boost.Fiber or Boost.Context header")

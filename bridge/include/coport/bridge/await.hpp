@@ -1,6 +1,13 @@
 #ifndef COPORT_BRIDGE_AWAIT_HPP
 #define COPORT_BRIDGE_AWAIT_HPP
 
+#include <coport/bridge/detail/config.hpp>
+
+#if !COPORT_BRIDGE_FIBERS
+// Fiber-free build: the calls of this header fail to compile, naming themselves.
+#include <coport/bridge/detail/removed.hpp>
+#else
+
 // Fiber -> coroutine: a fiber waits for an awaitable; only that fiber blocks.
 
 #include <coport/bridge/detail/parker.hpp>
@@ -202,5 +209,7 @@ T await(const Executor& ex, boost::asio::awaitable<T> aw,
 }
 
 }  // namespace coport::bridge
+
+#endif  // COPORT_BRIDGE_FIBERS
 
 #endif

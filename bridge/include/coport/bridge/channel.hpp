@@ -36,9 +36,13 @@ namespace coport::bridge {
 /// Fiber code written against buffered_channel's status results
 /// (`channel_op_status`, no exception on close) uses the channel through a
 /// `status_channel<T>` (<coport/bridge/status_channel.hpp>, fiber side
-/// only) instead of the throwing push()/pop().
+/// only) instead of the throwing push()/pop(). Without fibers
+/// (COPORT_WITH_FIBERS=OFF) the channel has its coroutine side and its
+/// non-blocking calls only.
+#if COPORT_BRIDGE_FIBERS
 template <class T>
 class status_channel;
+#endif
 
 template <class T>
 class channel {
@@ -50,6 +54,7 @@ class channel {
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
 
+#if COPORT_BRIDGE_FIBERS
   /// Blocks the calling fiber until `value` is accepted.
   void push(T value) {
     rethrow(push_until(value, std::nullopt, "channel::push"), "channel::push");
@@ -61,6 +66,19 @@ class channel {
     rethrow(pop_until(out, std::nullopt, "channel::pop"), "channel::pop");
     return std::move(*out);
   }
+#else
+  template <class... Never>
+  void push(Never&&...) {
+    static_assert(detail::fiber_side_removed<Never...>,
+                  COPORT_BRIDGE_REMOVED("channel::push()", "co_await ch.async_push(v, token)"));
+  }
+  template <class Never = void>
+  T pop() {
+    static_assert(detail::fiber_side_removed<Never>,
+                  COPORT_BRIDGE_REMOVED("channel::pop()", "co_await ch.async_pop(token)"));
+    return T{};
+  }
+#endif
 
   /// Accepts `value` if that needs no wait; false (value untouched) otherwise.
   [[nodiscard]] bool try_push(T& value) {
@@ -116,7 +134,9 @@ class channel {
   [[nodiscard]] executor_type get_executor() const noexcept { return ex_; }
 
  private:
+#if COPORT_BRIDGE_FIBERS
   friend class status_channel<T>;
+#endif
 
   struct send_slot : detail::waiter {
     std::optional<T> value;
@@ -212,6 +232,7 @@ class channel {
     return out;
   }
 
+#if COPORT_BRIDGE_FIBERS
   // The fiber side of push: waits until `value` is accepted, the channel is
   // closed, the fiber is asked to stop or `deadline` passes, and says which
   // (success, channel_closed, operation_aborted, timed_out). `value` is
@@ -265,6 +286,7 @@ class channel {
       throw boost::system::system_error(boost::asio::error::operation_aborted, what);
     }
   }
+#endif
 
   executor_type ex_;
   const std::size_t capacity_;

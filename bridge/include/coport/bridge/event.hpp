@@ -36,6 +36,7 @@ class event {
   void reset();
   [[nodiscard]] bool is_set() const;
 
+#if COPORT_BRIDGE_FIBERS
   /// Blocks the calling fiber until the event is set.
   void wait();
   /// Blocks until set or until `deadline`; false on timeout.
@@ -45,6 +46,25 @@ class event {
     return wait_until(std::chrono::steady_clock::now() +
                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
   }
+#else
+  template <class... Never>
+  void wait(Never&&...) {
+    static_assert(detail::fiber_side_removed<Never...>,
+                  COPORT_BRIDGE_REMOVED("event::wait()", "co_await ev.async_wait(token)"));
+  }
+  template <class... Never>
+  bool wait_until(Never&&...) {
+    static_assert(detail::fiber_side_removed<Never...>,
+                  COPORT_BRIDGE_REMOVED("event::wait_until()", "co_await ev.async_wait(token), with a timer"));
+    return false;
+  }
+  template <class... Never>
+  bool wait_for(Never&&...) {
+    static_assert(detail::fiber_side_removed<Never...>,
+                  COPORT_BRIDGE_REMOVED("event::wait_for()", "co_await ev.async_wait(token), with a timer"));
+    return false;
+  }
+#endif
 
   /// Waits without blocking a fiber; completes with `void(error_code)`.
   template <class CompletionToken>
@@ -73,7 +93,9 @@ class event {
       w->complete({});
     }
   };
+#if COPORT_BRIDGE_FIBERS
   bool wait_impl(std::optional<std::chrono::steady_clock::time_point> deadline);
+#endif
 
   executor_type ex_;
   mutable std::mutex mutex_;

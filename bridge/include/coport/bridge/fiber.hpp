@@ -1,6 +1,13 @@
 #ifndef COPORT_BRIDGE_FIBER_HPP
 #define COPORT_BRIDGE_FIBER_HPP
 
+#include <coport/bridge/detail/config.hpp>
+
+#if !COPORT_BRIDGE_FIBERS
+// Fiber-free build: the calls of this header fail to compile, naming themselves.
+#include <coport/bridge/detail/removed.hpp>
+#else
+
 // Coroutine -> fiber: run legacy, fiber-blocking code in a pooled fiber and
 // get its result back on the caller's executor. Plus the calling fiber's
 // own controls (stop token, interruption point, interruptible sleep).
@@ -195,5 +202,7 @@ void spawn_fiber(const Executor& ex, Fn&& fn) {
 }
 
 }  // namespace coport::bridge
+
+#endif  // COPORT_BRIDGE_FIBERS
 
 #endif

@@ -1,7 +1,15 @@
 #ifndef COPORT_BRIDGE_HOSTED_HPP
 #define COPORT_BRIDGE_HOSTED_HPP
 
+#include <coport/bridge/detail/config.hpp>
+
+#if !COPORT_BRIDGE_FIBERS
+// Fiber-free build: the calls of this header fail to compile, naming themselves.
+#include <coport/bridge/detail/removed.hpp>
+#else
+
 #include <coport/bridge/detail/host.hpp>
+#include <coport/bridge/detail/invoke_owned.hpp>
 #include <coport/bridge/runtime.hpp>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -153,16 +161,6 @@ struct initiate_hosted {
   }
 };
 
-/// Calls `f` inside a coroutine frame that owns it, so that a lambda's
-/// captures outlive every step of the coroutine it returns.
-template <class T, class F>
-boost::asio::awaitable<T> invoke_owned(F f) {
-  co_return co_await f();
-}
-
-template <class F>
-using awaitable_value_t = typename std::invoke_result_t<F&>::value_type;
-
 template <class T>
 struct spawn_signature {
   using type = void(std::exception_ptr, T);
@@ -202,5 +200,7 @@ auto co_spawn_hosted(const Executor& ex, F f, CompletionToken&& token) {
 }
 
 }  // namespace coport::bridge
+
+#endif  // COPORT_BRIDGE_FIBERS
 
 #endif

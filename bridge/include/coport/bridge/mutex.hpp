@@ -17,7 +17,9 @@ namespace coport::bridge {
 /// so a coroutine may hold it across `co_await` and unlock it on any
 /// executor (which a Boost.Fiber mutex forbids). On unlock the lock passes
 /// directly to the longest waiter. Satisfies Lockable for fibers
-/// (`std::unique_lock<bridge::mutex>`).
+/// (`std::unique_lock<bridge::mutex>`). Without fibers (COPORT_WITH_FIBERS=OFF)
+/// lock() is gone: `std::lock_guard` and `unique_lock::lock()` on it do not
+/// compile, the scoped_lock() lock does.
 class mutex {
  public:
   using executor_type = boost::asio::any_io_executor;
@@ -27,8 +29,16 @@ class mutex {
   mutex(const mutex&) = delete;
   mutex& operator=(const mutex&) = delete;
 
+#if COPORT_BRIDGE_FIBERS
   /// Blocks the calling fiber until it owns the mutex.
   void lock();
+#else
+  template <class Never = void>
+  void lock() {
+    static_assert(detail::fiber_side_removed<Never>,
+                  COPORT_BRIDGE_REMOVED("mutex::lock()", "auto lk = co_await m.scoped_lock();"));
+  }
+#endif
   [[nodiscard]] bool try_lock();
   /// Releases the mutex (or hands it to the next waiter).
   void unlock();

@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_SPAWN_HPP
 #define COPORT_BRIDGE_SPAWN_HPP
 
+#include <coport/bridge/detail/invoke_owned.hpp>
 #include <coport/bridge/hosted.hpp>
 #include <coport/bridge/runtime.hpp>
 
@@ -80,6 +81,7 @@ void spawn(const Executor& ex, F f) {
   spawn(ex, detail::invoke_owned<detail::awaitable_value_t<F>>(std::move(f)));
 }
 
+#if COPORT_BRIDGE_FIBERS
 /// As spawn(), but the coroutine is hosted (see co_spawn_hosted).
 template <class Executor, class T>
 void spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw) {
@@ -98,6 +100,7 @@ template <class Executor, class F>
 void spawn_hosted(const Executor& ex, F f) {
   spawn_hosted(ex, detail::invoke_owned<detail::awaitable_value_t<F>>(std::move(f)));
 }
+#endif
 
 }  // namespace coport::bridge
 

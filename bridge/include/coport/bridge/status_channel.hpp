@@ -1,6 +1,13 @@
 #ifndef COPORT_BRIDGE_STATUS_CHANNEL_HPP
 #define COPORT_BRIDGE_STATUS_CHANNEL_HPP
 
+#include <coport/bridge/detail/config.hpp>
+
+#if !COPORT_BRIDGE_FIBERS
+// Fiber-free build: the calls of this header fail to compile, naming themselves.
+#include <coport/bridge/detail/removed.hpp>
+#else
+
 // Boost.Fiber's buffered_channel interface over a bridge::channel. A header
 // of its own because it names Boost.Fiber types: channel.hpp, whose
 // coroutine half (async_push, async_pop) builds without Boost.Fiber, must
@@ -167,5 +174,7 @@ class status_channel {
 };
 
 }  // namespace coport::bridge
+
+#endif  // COPORT_BRIDGE_FIBERS
 
 #endif

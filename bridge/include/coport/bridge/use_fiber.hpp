@@ -1,6 +1,13 @@
 #ifndef COPORT_BRIDGE_USE_FIBER_HPP
 #define COPORT_BRIDGE_USE_FIBER_HPP
 
+#include <coport/bridge/detail/config.hpp>
+
+#if !COPORT_BRIDGE_FIBERS
+// Fiber-free build: the calls of this header fail to compile, naming themselves.
+#include <coport/bridge/detail/removed.hpp>
+#else
+
 // The `use_fiber` completion token: any Asio asynchronous operation started
 // from a fiber blocks that fiber (only it) until the operation completes.
 
@@ -210,5 +217,7 @@ class async_result<coport::bridge::use_fiber_t, void(Args...)> {
 };
 
 }  // namespace boost::asio
+
+#endif  // COPORT_BRIDGE_FIBERS
 
 #endif

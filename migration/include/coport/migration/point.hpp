@@ -9,9 +9,11 @@
 
 #include <coport/migration/points.hpp>
 
+#include <coport/bridge/runtime.hpp>
+#if COPORT_BRIDGE_FIBERS
 #include <coport/bridge/await.hpp>
 #include <coport/bridge/fiber.hpp>
-#include <coport/bridge/runtime.hpp>
+#endif
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -24,6 +26,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
@@ -69,6 +72,22 @@ bool same_outcome(const outcome<R>& a, const outcome<R>& b, const std::function<
   }
 }
 
+#if !COPORT_BRIDGE_FIBERS
+/// A point's legacy form in a fiber-free build: always empty; giving one
+/// does not compile.
+template <class Signature>
+struct no_legacy_form {
+  no_legacy_form() = default;
+  template <class F>
+  no_legacy_form(F&&) {  // NOLINT(google-explicit-constructor): names the error
+    static_assert(bridge::detail::fiber_side_removed<F>,
+                  "coport::migration::point: a legacy form runs fiber code, which this coport does not have "
+                  "(built with COPORT_WITH_FIBERS=OFF): the point keeps its ported form only");
+  }
+  explicit operator bool() const noexcept { return false; }
+};
+#endif
+
 }  // namespace detail
 
 template <class Signature>
@@ -88,6 +107,10 @@ class point;
 /// (bridge::run_in_fiber). The report's implicit yields and stalls are those
 /// work names' counters.
 ///
+/// In a fiber-free build (COPORT_WITH_FIBERS=OFF) a point has its ported
+/// form only: async_call() runs it, the policy stays `ported`, and giving a
+/// legacy form or calling call() does not compile.
+///
 /// Shadow: the legacy form answers; then the ported form runs on a copy of
 /// the arguments, in the caller's turn (the call takes both forms' time),
 /// and the two outcomes are compared with `same` (default: operator==;
@@ -101,7 +124,11 @@ class point<R(Args...)> {
   /// The forms of a point, and how to compare and describe them.
   struct forms {
     /// The legacy form: may block fibers. Empty when it is gone.
+#if COPORT_BRIDGE_FIBERS
     std::function<R(Args...)> legacy = {};
+#else
+    detail::no_legacy_form<R(Args...)> legacy = {};
+#endif
     /// The ported form. Empty while not written yet.
     std::function<boost::asio::awaitable<R>(Args...)> ported = {};
     /// Shadow comparison of two results; empty: operator==.
@@ -127,6 +154,7 @@ class point<R(Args...)> {
     });
   }
 
+#if COPORT_BRIDGE_FIBERS
   /// Calls the point from a fiber of a coport runtime; blocks only that
   /// fiber. Rethrows the answering form's exception.
   R call(Args... args) {
@@ -138,6 +166,14 @@ class point<R(Args...)> {
     compare(legacy, ported, args...);
     return finish(std::move(legacy));
   }
+#else
+  template <class... Never>
+  R call(Never&&...) {
+    static_assert(bridge::detail::fiber_side_removed<Never...>,
+                  "coport::migration::point::call() blocks a fiber, which this coport does not have "
+                  "(built with COPORT_WITH_FIBERS=OFF): co_await p.async_call(...)");
+  }
+#endif
 
   /// Calls the point from a coroutine: `co_await p.async_call(args...)`.
   /// The legacy form runs in a pooled fiber of the point's runtime, the
@@ -177,6 +213,7 @@ class point<R(Args...)> {
  private:
   using clock = std::chrono::steady_clock;
 
+#if COPORT_BRIDGE_FIBERS
   R run_ported(Args&... args) { return bridge::await(ported_work_, forms_.ported(args...)); }
 
   boost::asio::awaitable<R> run_legacy(Args&... args) {
@@ -186,6 +223,12 @@ class point<R(Args...)> {
     co_return co_await bridge::async_run_in_fiber(
         legacy_work_, [this, args...]() mutable { return forms_.legacy(args...); }, boost::asio::use_awaitable);
   }
+#else
+  // Never called: without a legacy form the policy cannot choose it.
+  boost::asio::awaitable<R> run_legacy(Args&...) {
+    throw std::logic_error("coport::migration::point: no legacy form in a fiber-free build");
+  }
+#endif
 
   template <class F>
   R timed(form_kind k, F&& f) {

@@ -4,6 +4,7 @@
 // The narrow interface between the bridge's templates and the loop, whose
 // state machine lives in bridge/src (the loop is not a template).
 
+#include <coport/bridge/detail/config.hpp>
 #include <coport/bridge/detail/task.hpp>
 
 #include <boost/asio/execution_context.hpp>
@@ -18,15 +19,18 @@ struct work_tag;
 class diagnostics;
 }  // namespace coport::bridge
 
+#if COPORT_BRIDGE_FIBERS
 namespace boost::fibers {
 class context;
 }
+#endif
 
 namespace coport::bridge::detail {
 
 class loop;
 class host;
 
+#if COPORT_BRIDGE_FIBERS
 /// The running fiber context on a coport loop thread, kept by the loop's
 /// scheduler at every switch (null on other threads). Boost.Fiber's own
 /// context::active() lives in a shared library and costs two dynamic TLS
@@ -35,6 +39,7 @@ extern constinit thread_local boost::fibers::context* tl_running;
 
 /// The running fiber context (any thread).
 boost::fibers::context* running_context() noexcept;
+#endif
 
 /// The loop whose thread is the calling thread, or nullptr.
 loop* current_loop() noexcept;
@@ -48,6 +53,7 @@ diagnostics& diagnostics_of(loop* l) noexcept;
 /// The coport loop that owns `ctx`, or nullptr for a foreign execution context.
 loop* loop_of_context(boost::asio::execution_context& ctx) noexcept;
 
+#if COPORT_BRIDGE_FIBERS
 /// Throws `error` if the calling context must not block on a fiber
 /// primitive: the loop fiber or scheduler of a coport loop (always), or a
 /// hosted coroutine's host fiber in strict mode. `what` names the call.
@@ -62,6 +68,7 @@ void count_implicit_yield_if_hosted() noexcept;
 
 /// Stop token of the calling fiber's current work (empty if none).
 std::stop_token current_stop_token() noexcept;
+#endif
 /// Tag of the calling fiber's or coroutine's current work (never null).
 const work_tag* current_tag() noexcept;
 
@@ -84,6 +91,7 @@ class tracked_work {
   std::stop_source stop_;
 };
 
+#if COPORT_BRIDGE_FIBERS
 /// Work that runs in a pooled fiber; the pool owns it and deletes it after
 /// run() returns.
 class fiber_job : public tracked_work {
@@ -99,6 +107,8 @@ class fiber_job : public tracked_work {
   }
 };
 
+#endif
+
 /// Registers / unregisters tracked work; loop thread only.
 void track(loop* l, tracked_work* w) noexcept;
 void untrack(loop* l, tracked_work* w) noexcept;
@@ -107,9 +117,11 @@ void log_error(loop* l, const std::string& message) noexcept;
 /// Logs an exception that ended detached work named by `tag`.
 void log_exception(loop* l, const work_tag* tag, std::exception_ptr e);
 
+#if COPORT_BRIDGE_FIBERS
 /// Hands `job` to a pooled fiber of `l` (from any thread). If the loop is
 /// stopping the job is still run, with its stop already requested.
 void submit_job(loop* l, fiber_job* job);
+#endif
 
 }  // namespace coport::bridge::detail
 

@@ -7,7 +7,9 @@
 // std::mutex guards the lists; waiters are completed after it is released.
 
 #include <coport/bridge/detail/loop_api.hpp>
+#if COPORT_BRIDGE_FIBERS
 #include <coport/bridge/detail/parker.hpp>
+#endif
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -94,6 +96,7 @@ struct withdraw_on_cancel {
   }
 };
 
+#if COPORT_BRIDGE_FIBERS
 /// Base of a waiting fiber's record (lives on the fiber's stack).
 template <class Base = waiter>
 class fiber_waiter : public Base {
@@ -126,6 +129,8 @@ class fiber_waiter : public Base {
   parker done_;
   boost::system::error_code ec_;
 };
+
+#endif
 
 /// A waiting coroutine's record: owns its completion handler (signature
 /// `void(error_code, Args...)`) and delivers it on the handler's executor.
