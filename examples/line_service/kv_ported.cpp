@@ -36,6 +36,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <array>
 #include <csignal>
 #include <iostream>
 #include <istream>
@@ -200,7 +201,20 @@ asio::awaitable<void> session(service& svc, std::shared_ptr<tcp::socket> sock) {
     }
     reply += '\n';
     auto [wec, written] = co_await asio::async_write(*sock, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
-    if (wec || last) break;
+    if (wec) break;
+    if (last) {
+      // Closing with the rest of the line unread would reset the
+      // connection, and the peer could lose the reply: end our side, then
+      // discard what the peer sends until it closes (or the stop does).
+      boost::system::error_code ignored;
+      sock->shutdown(tcp::socket::shutdown_send, ignored);
+      std::array<char, 4096> discard;
+      for (;;) {
+        auto [rec, got] = co_await sock->async_read_some(asio::buffer(discard), asio::as_tuple(asio::use_awaitable));
+        if (rec) break;
+      }
+      break;
+    }
   }
   boost::system::error_code ignored;
   sock->close(ignored);
