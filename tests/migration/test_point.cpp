@@ -96,6 +96,29 @@ TEST_CASE("a canary point splits its calls, and a rollback to legacy takes effec
   CHECK(odd_answers() == 0);
 }
 
+TEST_CASE("arguments that own memory reach the legacy form from a coroutine, in every policy", "[migration]") {
+  bridge::runtime rt(test_options("points"));
+  mig::registry reg("text");
+  mig::point<std::string(std::string, std::string)> join(
+      reg, "join",
+      {.legacy = [](std::string a, std::string b) { return a + "+" + b; },
+       .ported = [](std::string a, std::string b) -> asio::awaitable<std::string> { co_return a + "+" + b; }},
+      rt);
+  const std::string a(64, 'a');
+  const std::string b(64, 'b');
+  for (const policy p : {policy::legacy(), policy::shadow(), policy::canary(50), policy::ported()}) {
+    reg.set_policy("join", p);
+    for (int i = 0; i < 20; ++i) {
+      CHECK(get(in_coro(rt, [&]() -> asio::awaitable<std::string> {
+              co_return co_await join.async_call(a, b);
+            })) == a + "+" + b);
+    }
+  }
+  const mig::report r = reg.make_report();
+  CHECK(r.methods[0].forms[0].calls >= 40);  // legacy, shadow and part of the canary
+  CHECK(r.methods[0].shadow_mismatches == 0);
+}
+
 TEST_CASE("a point with only its ported form left reports ready, with the loop's counters", "[migration]") {
   bridge::runtime rt(test_options("points"));
   mig::registry reg("calc");

@@ -220,8 +220,11 @@ class point<R(Args...)> {
     // The legacy form and copies of the arguments travel into the fiber,
     // which may outlive this frame only if the call is abandoned, and then
     // the operation still owns them.
-    co_return co_await bridge::async_run_in_fiber(
-        legacy_work_, [this, args...]() mutable { return forms_.legacy(args...); }, boost::asio::use_awaitable);
+    // Named, not a temporary of the co_await expression: g++ 12 destroys a
+    // capturing lambda temporary there twice (a double free once the
+    // captured arguments own memory).
+    auto legacy = [this, args...]() mutable { return forms_.legacy(args...); };
+    co_return co_await bridge::async_run_in_fiber(legacy_work_, std::move(legacy), boost::asio::use_awaitable);
   }
 #else
   // Never called: without a legacy form the policy cannot choose it.
