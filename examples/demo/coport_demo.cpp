@@ -2,25 +2,32 @@
 // Boost.Fiber to C++20 coroutines, under load, and what coport says about it.
 //
 //   coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]
+//               [--http-port N]
 //   coport-demo --help | --version
 //
 // The service (metering.hpp) stores usage samples and answers queries on
 // them. Its release 2 is half-ported: one method has no ported form yet,
 // one is ported, one runs its ported form for a share of the calls
 // (canary), one runs both forms and compares them (shadow), and one is
-// ported in shape but still calls the legacy storage client. The program
-// serves it on fiber_executor, sends it thousands of calls and usage
-// notifications from coroutine and fiber clients (traffic.hpp), checks every
-// answer, and prints the migration report: per method and form, calls,
-// latency, implicit yields, stalls, shadow mismatches, and whether the
-// service can move to coro_executor.
+// ported in shape but still calls the legacy storage client. It also
+// answers the same queries over a REST API on Boost.Beast (rest.hpp), whose
+// routes are migration points in the same stages (legacy only, ported,
+// shadow, canary), and stores usage notifications through a migration
+// point. The program serves it on fiber_executor, sends it thousands of
+// calls and usage notifications from coroutine and fiber clients, and REST
+// queries from coroutines (traffic.hpp), checks every answer, and prints
+// the migration report: per method, route and form, calls, latency,
+// implicit yields, stalls, shadow mismatches, and whether the service can
+// move to coro_executor.
 //
 // --phases walks the whole port in one run, one report per phase:
 //   1. release 1, every method legacy, on fiber_executor;
 //   2. release 2, mixed (the default run);
 //   3. release 3, every method in both forms, coroutines native, started
 //      with the same canary and shadow, then switched to ported at run time;
-//   4. release 3 on coro_executor over a plain io_context: no fibers.
+//   4. release 3 on coro_executor over a plain io_context: no fibers, and
+//      no migration points (they run on a coport runtime): no REST API,
+//      notifications stored by the ported client.
 //
 // Each phase serves a fresh store and gets the same traffic. Exit status: 0
 // when every answer and the report's counts are as expected, 1 otherwise
@@ -28,6 +35,7 @@
 // 64 for a command line it cannot use.
 #include "../example_common.hpp"
 #include "metering.hpp"
+#include "rest.hpp"
 #include "traffic.hpp"
 
 #include <coport/bridge/runtime.hpp>
@@ -37,6 +45,7 @@
 #include <coport/messaging/migration.hpp>
 #include <coport/messaging/notify.hpp>
 #include <coport/messaging/rabbit.hpp>
+#include <coport/migration/points.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -61,6 +70,7 @@ namespace asio = boost::asio;
 namespace bridge = coport::bridge;
 namespace json = boost::json;
 namespace msg = coport::messaging;
+namespace mig = coport::migration;
 namespace ex = coport_example;
 namespace cli = coport_example::cli;
 
@@ -73,6 +83,7 @@ struct config {
   bool phases = false;
   bool json = false;
   bool verbose = false;
+  unsigned http_port = 0;  // 0: an ephemeral port
 };
 
 // Reads the command line into `c`: std::nullopt when the demo is to run,
@@ -100,6 +111,11 @@ std::optional<int> parse_command_line(int argc, char** argv, config& c) {
   app.add_flag("--verbose", c.verbose,
                "show the library's log on stderr (start-up, the\n"
                "first shadow mismatches)");
+  app.add_option("--http-port", c.http_port,
+                 "port of the REST API on 127.0.0.1 (default 0: one\n"
+                 "the system chooses, printed)")
+      ->type_name("N")
+      ->check(CLI::Range(0u, 65535u).description(""));
   return cli::parse(app, argc, argv);
 }
 
@@ -113,6 +129,9 @@ struct phase {
   std::string summary{};   // one line: what is registered and how it is served
   metering::release release = metering::release::legacy;
   msg::migration_options migration{};
+  /// The policies of the service's other migration points (the REST
+  /// routes, notifications), on fiber_executor.
+  mig::registry_options points{};
   coport::fiber_executor_options fiber{};
   /// set_all(ported) half-way through the queries.
   bool to_ported_midway = false;
@@ -132,6 +151,17 @@ msg::migration_options mixed_policies() {
   return o;
 }
 
+// The same for the REST routes and notifications (rest.hpp): the other
+// stages of a port, on the routes that have both forms.
+mig::registry_options mixed_point_policies() {
+  mig::registry_options o;
+  o.policies.emplace("rest.statistics", msg::policy::shadow());
+  o.policies.emplace("rest.usage", msg::policy::canary(50));
+  o.seed = canary_seed;
+  o.mismatches_kept = 2;
+  return o;
+}
+
 phase legacy_phase() {
   phase p{.name = "all legacy",
           .executor = "fiber_executor",
@@ -139,6 +169,7 @@ phase legacy_phase() {
                      "(fiber) form only",
           .release = metering::release::legacy};
   p.migration.seed = canary_seed;
+  p.points.seed = canary_seed;
   return p;
 }
 
@@ -148,7 +179,8 @@ phase mixed_phase() {
           .summary = "release 2: resources legacy only; record canary:25, total ported, stats shadow "
                      "(native); usage ported but hosted, still on the legacy storage client",
           .release = metering::release::mixed,
-          .migration = mixed_policies()};
+          .migration = mixed_policies(),
+          .points = mixed_point_policies()};
   // Coroutine forms that only co_await run natively on the loop; `usage`
   // keeps the default, hosted, because it still blocks on the legacy client.
   p.fiber.default_mode = coport::coroutine_mode::hosted;
@@ -165,6 +197,7 @@ phase ported_phase() {
                      "canary and shadow, then set_all(ported) half-way through the queries",
           .release = metering::release::ported,
           .migration = mixed_policies(),
+          .points = mixed_point_policies(),
           .to_ported_midway = true};
   p.fiber.default_mode = coport::coroutine_mode::native;
   return p;
@@ -173,7 +206,8 @@ phase ported_phase() {
 phase coro_phase() {
   phase p{.name = "no fibers",
           .executor = "coro_executor",
-          .summary = "release 3 on coro_executor over a plain asio::io_context: ported forms only, no fibers",
+          .summary = "release 3 on coro_executor over a plain asio::io_context: ported forms only, no fibers "
+                     "(and no REST API: its routes are migration points, which run on a coport runtime)",
           .release = metering::release::ported};
   p.migration.seed = canary_seed;
   return p;
@@ -184,6 +218,14 @@ struct outcome {
   msg::migration_report report;
   std::vector<std::string> problems;  // empty: every check passed
   std::string interim;                // phase 3: the verdict before set_all(ported)
+  std::size_t rest_queries = 0;       // REST queries sent (none on coro_executor)
+};
+
+/// What was sent through the service's migration points, for their rows.
+struct point_traffic {
+  std::map<std::string, std::uint64_t> calls;  // by point
+  std::uint64_t shadowed = 0;                  // rest.statistics calls sent under shadow
+  std::uint64_t canaried = 0;                  // rest.usage calls sent under canary
 };
 
 /// The checks of the report against what was sent: every call served once
@@ -221,6 +263,44 @@ void check_report(const msg::migration_report& r, const demo::traffic& plan, std
   }
 }
 
+/// The checks of the points' rows: every call served once by a form, none
+/// failed, shadow compared every shadowed call and found no difference (the
+/// REST routes' ported forms are right), a canary used both forms.
+void check_points(const msg::migration_report& r, const point_traffic& sent, std::vector<std::string>& problems) {
+  for (const auto& [name, n] : sent.calls) {
+    const msg::migration_report::method_row* row = nullptr;
+    for (const auto& m : r.methods) {
+      if (m.unit == "point" && (m.endpoint.empty() ? m.method : m.endpoint + "." + m.method) == name) row = &m;
+    }
+    if (!row) {
+      problems.push_back("the report has no row for the point " + name);
+      continue;
+    }
+    std::uint64_t calls = 0, errors = 0;
+    for (const auto& f : row->forms) {
+      calls += f.calls;
+      errors += f.errors;
+    }
+    const std::uint64_t expected = n + (name == "rest.statistics" ? sent.shadowed : 0);
+    if (calls != expected) {
+      problems.push_back(name + ": the report counts " + std::to_string(calls) + " calls served, expected " +
+                         std::to_string(expected));
+    }
+    if (errors != 0) problems.push_back(name + ": " + std::to_string(errors) + " calls failed");
+    if (name == "rest.statistics" && (row->shadow_calls != sent.shadowed || row->shadow_mismatches != 0)) {
+      problems.push_back("rest.statistics: shadow compared " + std::to_string(row->shadow_calls) +
+                         " calls and found " + std::to_string(row->shadow_mismatches) + " mismatches, expected " +
+                         std::to_string(sent.shadowed) + " and 0");
+    }
+    // A share of 50 % of 20 calls or more: both forms are drawn.
+    if (name == "rest.usage" && sent.canaried >= 20) {
+      for (const auto& f : row->forms) {
+        if (f.calls == 0) problems.push_back("rest.usage: canary sent no call to its " + std::string(mig::to_string(f.kind)) + " form");
+      }
+    }
+  }
+}
+
 std::string reasons_text(const msg::migration_report& r) {
   std::string text = r.verdict() + "\n";
   for (const auto& reason : r.not_ready) text += "  - " + reason + "\n";
@@ -254,9 +334,10 @@ struct service_loop {
   }
 };
 
-/// Serves `p` on `transport`, sends `plan` through `drv`, checks everything.
+/// Serves `p` on `transport` (and its REST API on `http_port`, announced on
+/// `text`), sends `plan` through `drv`, checks everything.
 outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transport, const demo::traffic& plan,
-                  demo::driver& drv, std::string label) {
+                  demo::driver& drv, std::string label, std::uint16_t http_port, FILE* text) {
   const bool on_fibers = p.executor == "fiber_executor";
 
   service_loop loops;
@@ -273,9 +354,15 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
     listener_ex = loops.io.get_executor();
   }
 
+  // The service's migration points other than its methods (storing a
+  // notification, the REST routes) need a coport runtime.
+  std::optional<mig::registry> points;
+  if (on_fibers) points.emplace(std::string(), p.points);
+
   // The service: its endpoint, the controls that choose a form per call,
-  // the executor, and the listener of usage notifications.
-  metering::service svc(p.release, service_ex);
+  // the executor, the listener of usage notifications and the REST API.
+  metering::service svc(p.release, service_ex,
+                        on_fibers ? metering::point_host{&*points, &*loops.loop} : metering::point_host{});
   auto dispatcher = std::make_shared<msg::dispatcher>();
   dispatcher->add(svc.rpc_endpoint());
   auto controls = std::make_shared<msg::migration_controls>(dispatcher, p.migration);
@@ -291,14 +378,34 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
   }
   msg::notification_listener listener(transport, {msg::target{.topic = "notifications"}}, {svc.listener_endpoint()},
                                       listener_ex);
+  std::optional<metering::rest_api> api;
+  if (on_fibers) {
+    metering::rest_options o;
+    o.port = http_port;
+    api.emplace(svc, *points, *loops.loop, std::move(o));
+    api->start();
+    std::fprintf(text, "rest api: http://127.0.0.1:%u/v2/meters/<meter>/{statistics,total,resources,resources/<id>}\n",
+                 static_cast<unsigned>(api->port()));
+    std::fflush(text);
+  }
   executor->start();
   listener.start();
+  // The report: the service's methods, then its other points.
+  auto full_report = [&] {
+    msg::migration_report r = executor->report();
+    if (points) r.add(points->make_report());
+    return r;
+  };
 
   // The traffic: writes first, then queries (whose answers depend on every
   // write having landed).
   outcome out;
   const auto stored = [&svc] { return svc.notifications_stored(); };
-  drv.begin(std::move(label), plan.call_count(), plan.notifications().size());
+  const std::span<const demo::call> rest = api ? std::span<const demo::call>(plan.rest_queries())
+                                               : std::span<const demo::call>();
+  out.rest_queries = rest.size();
+  drv.begin(std::move(label), plan.call_count(), plan.notifications().size(), rest.size(),
+            api ? api->port() : 0);
   drv.send(plan.records(), plan.notifications(), stored);
   const std::span<const demo::call> queries = plan.queries();
   std::uint64_t shadowed = 0, expected_mismatches = 0;
@@ -311,22 +418,43 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
   };
   const bool stats_shadowed = controls->policy_of(*svc.rpc_endpoint(), *svc.rpc_endpoint()->find("stats")) ==
                               msg::policy::shadow();
+  // The points' calls: REST queries by route, each notification stored once.
+  point_traffic through_points;
+  if (points) through_points.calls["notifications.usage"] = plan.notifications().size();
+  auto count_rest = [&](std::span<const demo::call> sent) {
+    if (!points) return;
+    const bool shadow = points->find("rest.statistics")->current() == msg::policy::shadow();
+    const bool canary = points->find("rest.usage")->current().what == mig::policy::kind::canary;
+    for (const auto& c : sent) {
+      ++through_points.calls[std::string(demo::rest_point_of(c.what))];
+      if (c.what == demo::op::stats && shadow) ++through_points.shadowed;
+      if (c.what == demo::op::usage && canary) ++through_points.canaried;
+    }
+  };
   if (p.to_ported_midway) {
-    const std::size_t half = queries.size() / 2;
-    drv.send(queries.first(half), {}, stored);
+    const std::size_t half = queries.size() / 2, rest_half = rest.size() / 2;
+    count_rest(rest.first(rest_half));
+    drv.send(queries.first(half), {}, stored, rest.first(rest_half));
     if (stats_shadowed) count_shadowed(queries.first(half));
-    out.interim = reasons_text(executor->report());
+    out.interim = reasons_text(full_report());
     controls->set_all(msg::policy::ported());
-    drv.send(queries.subspan(half), {}, stored);
+    if (points) points->set_all(msg::policy::ported());
+    count_rest(rest.subspan(rest_half));
+    drv.send(queries.subspan(half), {}, stored, rest.subspan(rest_half));
   } else {
-    drv.send(queries, {}, stored);
+    count_rest(rest);
+    drv.send(queries, {}, stored, rest);
     if (stats_shadowed) count_shadowed(queries);
   }
+  // Bad input: the API refuses it and goes on serving.
+  const bool refusals_as_expected = !api || drv.send_bad_requests();
 
-  // Graceful stop: every request in flight replies first.
+  // Graceful stop: every request in flight replies first; then the REST
+  // API closes its acceptor and connections and waits for their code.
   executor->async_stop(asio::use_future).get();
   listener.async_stop(asio::use_future).get();
-  out.report = executor->report();
+  if (api) api->stop();
+  out.report = full_report();
 
   if (drv.answered() != plan.call_count()) {
     out.problems.push_back(std::to_string(drv.answered()) + " of " + std::to_string(plan.call_count()) +
@@ -345,12 +473,20 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
     out.problems.push_back(std::to_string(executor->rejected()) + " requests rejected by the dispatcher");
   }
   check_report(out.report, plan, shadowed, expected_mismatches, out.problems);
+  if (drv.rest_answered() != rest.size()) {
+    out.problems.push_back(std::to_string(drv.rest_answered()) + " of " + std::to_string(rest.size()) +
+                           " REST queries answered");
+  }
+  if (api && refusals_as_expected && api->refused() != 2) {
+    out.problems.push_back("the REST API refused " + std::to_string(api->refused()) + " requests, expected 2");
+  }
+  if (points) check_points(out.report, through_points, out.problems);
 
   loops.finish();
   return out;
 }
 
-std::string traffic_line(const demo::traffic& plan, std::size_t callers) {
+std::string traffic_line(const demo::traffic& plan, std::size_t callers, bool rest) {
   std::string line = "traffic: " + std::to_string(plan.call_count()) + " calls (";
   const char* sep = "";
   for (const auto& [method, n] : plan.calls_by_method()) {
@@ -358,7 +494,10 @@ std::string traffic_line(const demo::traffic& plan, std::size_t callers) {
     sep = ", ";
   }
   return line + ") from " + std::to_string(callers) + " coroutine and " + std::to_string(callers) +
-         " fiber callers, " + std::to_string(plan.notifications().size()) + " usage notifications";
+         " fiber callers, " + std::to_string(plan.notifications().size()) + " usage notifications" +
+         (rest ? ", " + std::to_string(plan.rest_queries().size()) + " REST queries from " +
+                       std::to_string(demo::driver::rest_clients) + " coroutine clients"
+              : "");
 }
 
 }  // namespace
@@ -413,13 +552,13 @@ int main(int argc, char** argv) {
       label = "coport-demo";
     }
     std::fprintf(text, "%s%s\n%s\n%s\n", i == 0 ? "" : "\n", header.c_str(), p.summary.c_str(),
-                 traffic_line(plan, callers).c_str());
+                 traffic_line(plan, callers, p.executor == "fiber_executor").c_str());
     std::fflush(text);
 
     const auto started = std::chrono::steady_clock::now();
     outcome out;
     try {
-      out = run_phase(p, transport, plan, drv, label);
+      out = run_phase(p, transport, plan, drv, label, static_cast<std::uint16_t>(cfg.http_port), text);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "coport-demo: %s: %s\n", p.name.c_str(), e.what());
       return ex::exit_failure;
@@ -432,9 +571,15 @@ int main(int argc, char** argv) {
                    out.interim.c_str());
     }
     if (out.problems.empty()) {
+      std::string rest;
+      if (out.rest_queries > 0) {
+        rest = "; " + std::to_string(out.rest_queries) +
+               " REST queries answered as expected, a malformed request refused with 400, an unknown route "
+               "with 404";
+      }
       std::fprintf(text, "checked: %zu calls answered as expected (totals equal the volumes sent, %.2f in all); "
-                         "%zu notifications stored\n",
-                   plan.call_count(), plan.volume_sent(), plan.notifications().size());
+                         "%zu notifications stored%s\n",
+                   plan.call_count(), plan.volume_sent(), plan.notifications().size(), rest.c_str());
     } else {
       ok = false;
       std::fprintf(stderr, "coport-demo: %s: FAILED\n", p.name.c_str());

@@ -1,6 +1,7 @@
 #include "metering.hpp"
 
 #include <coport/bridge/fiber.hpp>
+#include <coport/migration/point.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -112,7 +113,7 @@ meter_stats stats_skipping_idle(const std::vector<sample>& samples) {
 
 // ---------------------------------------------------------------- service
 
-service::service(release r, asio::any_io_executor store_executor)
+service::service(release r, asio::any_io_executor store_executor, point_host points)
     : release_(r),
       store_(std::make_unique<sample_store>(std::move(store_executor))),
       legacy_(*store_),
@@ -120,8 +121,11 @@ service::service(release r, asio::any_io_executor store_executor)
       rpc_(std::make_shared<msg::endpoint>("metering", msg::endpoint_target{std::nullopt, "1.0"})) {
   add_legacy_forms();
   if (release_ != release::legacy) add_ported_forms();
+  if (points.registry && points.runtime) add_notification_point(points);
   add_listener();
 }
+
+service::~service() = default;
 
 // What the service was written as: plain functions on the legacy client.
 // Each blocks its fiber on the client's round trip and lock.
@@ -175,10 +179,28 @@ void service::add_ported_forms() {
             });
 }
 
+// Storing a notification's sample, as a migration point: release 1 has the
+// legacy form only, later releases both (the registry's policy chooses;
+// its default is ported). The sample is passed by pointer: point::async_call
+// hands its legacy form to a fiber in a capturing lambda written inside a
+// co_await, which g++ 12 destroys twice; a copied usage (two std::string)
+// would be freed twice, a pointer has nothing to free.
+void service::add_notification_point(const point_host& points) {
+  coport::migration::point<std::uint64_t(const usage*)>::forms forms;
+  forms.legacy = [this](const usage* u) { return legacy_.add(*u); };
+  if (release_ != release::legacy) {
+    forms.ported = [this](const usage* u) -> asio::awaitable<std::uint64_t> { co_return co_await ported_.add(*u); };
+  }
+  store_note_ = std::make_unique<coport::migration::point<std::uint64_t(const usage*)>>(
+      *points.registry, "notifications.usage", std::move(forms), *points.runtime);
+}
+
 // Usage notifications. A listener runs plain handlers inline on its
 // executor, where nothing may block, so even release 1 handles them in a
-// coroutine: it hands the legacy client's call to a pooled fiber
-// (run_in_fiber); later releases co_await the ported client.
+// coroutine: through the point, whose legacy form (the legacy client's
+// call) runs in a pooled fiber (run_in_fiber) and whose ported form
+// co_awaits the ported client. Without a point the handler does the same
+// itself.
 void service::add_listener() {
   msg::notification_filter only_usage;
   only_usage.event_type = "compute\\.instance\\.usage$";
@@ -195,7 +217,9 @@ void service::add_listener() {
       ++refused_;
       co_return;
     }
-    if (release_ == release::legacy) {
+    if (store_note_) {
+      co_await store_note_->async_call(&u);
+    } else if (release_ == release::legacy) {
       auto store = [this, u] { return legacy_.add(u); };
       co_await bridge::run_in_fiber(std::move(store));
     } else {

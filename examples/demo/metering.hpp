@@ -13,7 +13,10 @@
 //
 // Each release registers the forms of the methods it has (see release):
 // a plain function is the legacy (fiber) form, one returning
-// asio::awaitable<T> the ported (coroutine) form.
+// asio::awaitable<T> the ported (coroutine) form. Storing a usage
+// notification is a migration point of its own ("notifications.usage"),
+// and so is each route of the service's REST API (rest.hpp): the report
+// shows the three sources of work side by side.
 #ifndef COPORT_EXAMPLES_DEMO_METERING_HPP
 #define COPORT_EXAMPLES_DEMO_METERING_HPP
 
@@ -32,6 +35,15 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace coport::bridge {
+class runtime;
+}
+namespace coport::migration {
+class registry;
+template <class Signature>
+class point;
+}  // namespace coport::migration
 
 namespace metering {
 
@@ -129,13 +141,34 @@ enum class release {
   ported = 3,
 };
 
+/// Where the service declares its migration points other than RPC
+/// methods. Both null (a service on coro_executor, without a coport
+/// runtime): usage notifications are stored by the ported client directly,
+/// and the report has no row for them.
+struct point_host {
+  /// The registry of the points (one for the service's non-RPC points).
+  coport::migration::registry* registry = nullptr;
+  /// The runtime the points' forms run on (the service's loop).
+  coport::bridge::runtime* runtime = nullptr;
+};
+
 /// The metering service of one release over a store of its own.
 class service {
  public:
   /// `store_executor`: the service's loop or io_context (see sample_store).
-  service(release r, boost::asio::any_io_executor store_executor);
+  /// With `points`, storing a usage notification is the migration point
+  /// "notifications.usage" of `points.registry`: legacy only in release 1,
+  /// both forms later (its policy is the registry's to set).
+  service(release r, boost::asio::any_io_executor store_executor, point_host points = {});
+  ~service();
   service(const service&) = delete;
   service& operator=(const service&) = delete;
+
+  [[nodiscard]] release current_release() const noexcept { return release_; }
+  /// The service's two storage clients, for its other front ends (the REST
+  /// API); they outlive every call made through them while the service lives.
+  [[nodiscard]] legacy_storage& legacy_client() noexcept { return legacy_; }
+  [[nodiscard]] ported_storage& ported_client() noexcept { return ported_; }
 
   /// The RPC endpoint "metering" (version 1.0).
   [[nodiscard]] std::shared_ptr<coport::messaging::endpoint> rpc_endpoint() const { return rpc_; }
@@ -152,6 +185,7 @@ class service {
   void add_legacy_forms();
   void add_ported_forms();
   void add_listener();
+  void add_notification_point(const point_host& points);
 
   release release_;
   std::unique_ptr<sample_store> store_;
@@ -159,6 +193,9 @@ class service {
   ported_storage ported_;
   std::shared_ptr<coport::messaging::endpoint> rpc_;
   std::shared_ptr<coport::messaging::notification_endpoint> notifications_;
+  // Stores one notification's sample (held by the caller for the call;
+  // see add_notification_point); null without a point_host.
+  std::unique_ptr<coport::migration::point<std::uint64_t(const usage*)>> store_note_;
   std::atomic<std::uint64_t> stored_{0};
   std::atomic<std::uint64_t> refused_{0};
 };

@@ -1,11 +1,14 @@
 #include "traffic.hpp"
 
+#include "rest.hpp"
+
 #include <coport/bridge/fiber.hpp>
 #include <coport/bridge/use_fiber.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_from.hpp>
 #include <boost/json/value_to.hpp>
@@ -15,6 +18,7 @@
 #include <cstdlib>
 #include <exception>
 #include <future>
+#include <map>
 #include <random>
 #include <utility>
 
@@ -33,6 +37,29 @@ std::string_view method_of(op o) noexcept {
     case op::stats: return "stats";
     case op::resources: return "resources";
     case op::usage: return "usage";
+  }
+  return "?";
+}
+
+std::string rest_target(const call& c) {
+  const std::string meter = "/v2/meters/" + c.sample.meter;
+  switch (c.what) {
+    case op::stats: return meter + "/statistics";
+    case op::total: return meter + "/total";
+    case op::resources: return meter + "/resources";
+    case op::usage: return meter + "/resources/" + c.sample.resource;
+    case op::record: break;
+  }
+  return meter;  // no route writes
+}
+
+std::string_view rest_point_of(op o) noexcept {
+  switch (o) {
+    case op::stats: return "rest.statistics";
+    case op::total: return "rest.total";
+    case op::resources: return "rest.resources";
+    case op::usage: return "rest.usage";
+    case op::record: break;
   }
   return "?";
 }
@@ -122,6 +149,15 @@ traffic::traffic(std::size_t calls, std::size_t notifications) {
     if (c.what == op::usage) c.sample.resource = resource_name(rng() % resource_count);
     queries_.push_back(std::move(c));
   }
+  // REST queries: the same turns, a fifth as many, drawn after everything
+  // else so that the RPC traffic stays what it was.
+  for (std::size_t i = 0; i < queries / 5; ++i) {
+    call c;
+    c.what = query_ops[i % std::size(query_ops)];
+    c.sample.meter = meters[(i / std::size(query_ops)) % meter_count].name;
+    if (c.what == op::usage) c.sample.resource = resource_name(rng() % resource_count);
+    rest_.push_back(std::move(c));
+  }
 }
 
 void traffic::expect(const metering::usage& u) {
@@ -138,6 +174,12 @@ std::map<std::string, std::uint64_t> traffic::calls_by_method() const {
   for (op o : all_ops) n[std::string(method_of(o))] = 0;
   for (const auto& c : records_) ++n[std::string(method_of(c.what))];
   for (const auto& c : queries_) ++n[std::string(method_of(c.what))];
+  return n;
+}
+
+std::map<std::string, std::uint64_t> traffic::rest_by_point() const {
+  std::map<std::string, std::uint64_t> n;
+  for (const auto& c : rest_) ++n[std::string(rest_point_of(c.what))];
   return n;
 }
 
@@ -208,15 +250,20 @@ driver::driver(std::shared_ptr<msg::transport> t, bridge::runtime& rt, const tra
       plan_(&plan),
       callers_(callers) {}
 
-void driver::begin(std::string label, std::size_t calls, std::size_t notifications) {
+void driver::begin(std::string label, std::size_t calls, std::size_t notifications, std::size_t rest,
+                   std::uint16_t rest_port) {
   label_ = std::move(label);
   phase_calls_ = calls;
   phase_notes_ = notifications;
+  phase_rest_ = rest;
+  rest_port_ = rest_port;
   answered_ = 0;
+  rest_answered_ = 0;
   notes_sent_ = 0;
   notes_failed_ = 0;
   calls_target_ = 0;
   notes_target_ = 0;
+  rest_target_ = 0;
   last_tenth_ = 0;
   last_line_ = std::chrono::steady_clock::now();
   std::lock_guard lk(mutex_);
@@ -225,9 +272,10 @@ void driver::begin(std::string label, std::size_t calls, std::size_t notificatio
 }
 
 void driver::send(std::span<const call> calls, std::span<const metering::usage> notifications,
-                  const std::function<std::uint64_t()>& stored) {
+                  const std::function<std::uint64_t()>& stored, std::span<const call> rest) {
   calls_target_ += calls.size();
   notes_target_ += notifications.size();
+  rest_target_ += rest.size();
   // Callers take the calls in turn: caller k sends calls k, k + 2n, ...;
   // even callers are coroutines, odd ones fibers.
   std::vector<std::future<void>> running;
@@ -245,6 +293,12 @@ void driver::send(std::span<const call> calls, std::span<const metering::usage> 
   running.push_back(bridge::async_run_in_fiber(
       rt_->get_executor("driver.fibers"), [this, notifications] { fiber_notifier(notifications); },
       asio::use_future));
+  if (!rest.empty()) {
+    for (std::size_t k = 0; k < rest_clients; ++k) {
+      running.push_back(
+          asio::co_spawn(rt_->get_executor("driver.rest"), rest_client(rest, k), asio::use_future));
+    }
+  }
   wait(stored);
   for (auto& r : running) r.get();  // callers handle their calls' errors; this rethrows anything else
 }
@@ -315,6 +369,97 @@ void driver::fiber_notifier(std::span<const metering::usage> notes) {
   }
 }
 
+// REST queries, from coroutines: client k sends queries k, k + n, ...,
+// each route's on a keep-alive connection of its own.
+asio::awaitable<void> driver::rest_client(std::span<const call> queries, std::size_t first) {
+  const auto ex = co_await asio::this_coro::executor;
+  std::map<op, std::unique_ptr<metering::http_connection>> connections;
+  for (std::size_t i = first; i < queries.size(); i += rest_clients) {
+    const call& c = queries[i];
+    const std::string target = rest_target(c);
+    auto& conn = connections[c.what];
+    metering::http_reply reply;
+    std::string error;
+    try {
+      if (!conn || !conn->is_open()) {
+        conn = std::make_unique<metering::http_connection>(ex);
+        co_await conn->connect(rest_port_);
+      }
+      reply = co_await conn->get(target);
+      if (reply.closed) conn->close();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty()) {
+      conn.reset();
+      fail("GET " + target + " failed: " + error);
+    } else if (reply.status != 200) {
+      fail("GET " + target + " answered HTTP " + std::to_string(reply.status) + ": " + reply.body);
+    } else {
+      boost::system::error_code ec;
+      const json::value result = json::parse(reply.body, ec);
+      if (ec) fail("GET " + target + " answered " + reply.body + ", which is not JSON");
+      else if (std::string wrong = plan_->check(c, result); !wrong.empty()) fail("GET " + target + ": " + wrong);
+    }
+    ++rest_answered_;
+    moved_.notify_all();
+  }
+  for (auto& [o, conn] : connections) {
+    if (conn) conn->close();
+  }
+}
+
+bool driver::send_bad_requests() {
+  return asio::co_spawn(rt_->get_executor("driver.rest"), bad_requests(), asio::use_future).get();
+}
+
+asio::awaitable<bool> driver::bad_requests() {
+  const auto ex = co_await asio::this_coro::executor;
+  bool ok = true;
+  // Not HTTP at all: 400, and the server closes the connection.
+  {
+    metering::http_connection conn(ex);
+    metering::http_reply reply;
+    bool closed = false;
+    std::string error;
+    try {
+      co_await conn.connect(rest_port_);
+      reply = co_await conn.send_raw("this is not http\r\n\r\n");
+      closed = co_await conn.closed_by_server();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty() || reply.status != 400 || !closed) {
+      ok = false;
+      fail("a malformed request got " +
+           (error.empty() ? "HTTP " + std::to_string(reply.status) + (closed ? "" : ", the connection left open")
+                          : "no answer: " + error) +
+           ", expected 400 and the connection closed");
+    }
+  }
+  // A route the API does not have: 404, and the connection stays open.
+  {
+    metering::http_connection conn(ex);
+    metering::http_reply reply;
+    std::string error;
+    try {
+      co_await conn.connect(rest_port_);
+      reply = co_await conn.get("/v2/meters/cpu/forecast");
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty() || reply.status != 404 || reply.closed) {
+      ok = false;
+      fail("GET /v2/meters/cpu/forecast got " +
+           (error.empty() ? "HTTP " + std::to_string(reply.status) + (reply.closed ? ", the connection closed" : "")
+                          : "no answer: " + error) +
+           ", expected 404 and the connection kept");
+    }
+    conn.close();
+  }
+  co_return ok;
+}
+
 void driver::answer(const call& c, const json::value& result) {
   std::string wrong = plan_->check(c, result);
   if (!wrong.empty()) fail(std::move(wrong));
@@ -346,8 +491,11 @@ void driver::wait(const std::function<std::uint64_t()>& stored) {
     const std::uint64_t got = stored();
     print_progress(got);
     const std::uint64_t notes_done = notes_sent_ + notes_failed_;
-    if (answered_ >= calls_target_ && notes_done >= notes_target_ && got >= notes_sent_) return;
-    const std::uint64_t seen = answered_ + notes_done + got;
+    if (answered_ >= calls_target_ && notes_done >= notes_target_ && got >= notes_sent_ &&
+        rest_answered_ >= rest_target_) {
+      return;
+    }
+    const std::uint64_t seen = answered_ + notes_done + got + rest_answered_;
     const auto now = std::chrono::steady_clock::now();
     if (seen != last_seen) {
       last_seen = seen;
@@ -369,15 +517,17 @@ void driver::wait(const std::function<std::uint64_t()>& stored) {
 
 void driver::print_progress(std::uint64_t stored) {
   const auto now = std::chrono::steady_clock::now();
-  const std::uint64_t total = phase_calls_ + phase_notes_;
-  const std::uint64_t done = answered_ + stored;
+  const std::uint64_t total = phase_calls_ + phase_notes_ + phase_rest_;
+  const std::uint64_t done = answered_ + stored + rest_answered_;
   const int tenth = total == 0 ? 10 : static_cast<int>(done * 10 / total);
   if (tenth <= last_tenth_ && now - last_line_ < 1s) return;
   last_tenth_ = std::max(tenth, last_tenth_);
   last_line_ = now;
-  std::fprintf(stderr, "%s: calls %llu/%zu, notifications %llu/%zu\n", label_.c_str(),
+  std::string rest;
+  if (phase_rest_ > 0) rest = ", rest " + std::to_string(rest_answered_.load()) + "/" + std::to_string(phase_rest_);
+  std::fprintf(stderr, "%s: calls %llu/%zu, notifications %llu/%zu%s\n", label_.c_str(),
                static_cast<unsigned long long>(answered_.load()), phase_calls_,
-               static_cast<unsigned long long>(stored), phase_notes_);
+               static_cast<unsigned long long>(stored), phase_notes_, rest.c_str());
 }
 
 }  // namespace demo
