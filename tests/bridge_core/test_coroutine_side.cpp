@@ -105,8 +105,8 @@ TEST_CASE("a mutex held across co_await excludes the other coroutines, in FIFO o
   m.unlock();
 }
 
-TEST_CASE("a lock attempt cancelled through its slot ends with operation_aborted and leaves "
-          "the mutex to the next owner", "[bridge][core]") {
+TEST_CASE("a lock attempt cancelled through its slot ends with operation_aborted (scoped_lock "
+          "throws it) and leaves the mutex to the next owner", "[bridge][core]") {
   bridge::runtime rt(quiet("core-mutex-cancel"));
   bridge::mutex m(rt.get_executor());
   REQUIRE(m.try_lock());
@@ -122,6 +122,21 @@ TEST_CASE("a lock attempt cancelled through its slot ends with operation_aborted
   get(queued.get_future());
   asio::post(rt.get_executor(), [&] { cancel.emit(asio::cancellation_type::terminal); });
   CHECK(get(outcome.get_future()) == asio::error::operation_aborted);
+  // scoped_lock() throws the cancellation.
+  std::promise<error_code> thrown;
+  std::promise<void> queued_again;
+  asio::co_spawn(rt.get_executor(), [&]() -> asio::awaitable<void> {
+    asio::post(rt.get_executor(), [&] { queued_again.set_value(); });
+    try {
+      auto lk = co_await m.scoped_lock();
+      thrown.set_value(error_code{});
+    } catch (const boost::system::system_error& e) {
+      thrown.set_value(e.code());
+    }
+  }, asio::bind_cancellation_slot(cancel.slot(), asio::detached));
+  get(queued_again.get_future());
+  asio::post(rt.get_executor(), [&] { cancel.emit(asio::cancellation_type::terminal); });
+  CHECK(get(thrown.get_future()) == asio::error::operation_aborted);
   m.unlock();
   auto relock = asio::co_spawn(rt.get_executor(), [&]() -> asio::awaitable<bool> {
     auto lk = co_await m.scoped_lock();

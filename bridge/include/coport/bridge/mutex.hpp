@@ -4,10 +4,15 @@
 #include <coport/bridge/detail/waiters.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <boost/system/system_error.hpp>
+
+#include <exception>
 #include <mutex>
 
 namespace coport::bridge {
@@ -52,9 +57,12 @@ class mutex {
   }
 
   /// `auto lk = co_await m.scoped_lock();` : the lock, released by `lk`.
+  /// Throws `boost::system::system_error` (operation_aborted) when the wait
+  /// is cancelled. One asynchronous operation, no coroutine frame of its own.
   boost::asio::awaitable<std::unique_lock<mutex>> scoped_lock() {
-    co_await async_lock(boost::asio::use_awaitable);
-    co_return std::unique_lock<mutex>(*this, std::adopt_lock);
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                       void(std::exception_ptr, std::unique_lock<mutex>)>(
+        initiate_scoped_lock{this}, boost::asio::use_awaitable);
   }
 
   [[nodiscard]] executor_type get_executor() const noexcept { return ex_; }
@@ -76,6 +84,37 @@ class mutex {
         self->locked_ = true;
       }
       w->complete({});
+    }
+  };
+
+  // Completes a scoped_lock(): the lock, or the failure as an exception.
+  // Keeps the awaiting coroutine's executor and cancellation slot.
+  template <class Handler>
+  struct scoped_lock_handler {
+    Handler handler;
+    mutex* self;
+    using executor_type = boost::asio::associated_executor_t<Handler, mutex::executor_type>;
+    executor_type get_executor() const noexcept {
+      return boost::asio::get_associated_executor(handler, self->ex_);
+    }
+    using cancellation_slot_type = boost::asio::associated_cancellation_slot_t<Handler>;
+    cancellation_slot_type get_cancellation_slot() const noexcept {
+      return boost::asio::get_associated_cancellation_slot(handler);
+    }
+    void operator()(boost::system::error_code ec) {
+      if (ec) {
+        std::move(handler)(std::make_exception_ptr(boost::system::system_error(ec, "mutex::scoped_lock")),
+                           std::unique_lock<mutex>());
+      } else {
+        std::move(handler)(std::exception_ptr(), std::unique_lock<mutex>(*self, std::adopt_lock));
+      }
+    }
+  };
+  struct initiate_scoped_lock {
+    mutex* self;
+    template <class Handler>
+    void operator()(Handler&& h) const {
+      initiate_lock{self}(scoped_lock_handler<std::decay_t<Handler>>{std::forward<Handler>(h), self});
     }
   };
 

@@ -144,6 +144,11 @@ class coro_waiter final : public Base {
         work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, fallback),
                                   boost::asio::execution::outstanding_work.tracked)) {}
 
+  // One waiter per coroutine wait: its memory comes from the same per-thread
+  // cache as queued tasks, not from the global allocator.
+  static void* operator new(std::size_t size) { return allocate_task_block(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { deallocate_task_block(p, size); }
+
   /// Withdraws this waiter from `list` (guarded by `m`) when the handler's
   /// cancellation slot is emitted.
   void cancel_from(std::mutex& m, waiter_list& list) {
