@@ -181,10 +181,9 @@ void service::add_ported_forms() {
 
 // Storing a notification's sample, as a migration point: release 1 has the
 // legacy form only, later releases both (the registry's policy chooses;
-// its default is ported). The sample is passed by pointer: point::async_call
-// hands its legacy form to a fiber in a capturing lambda written inside a
-// co_await, which g++ 12 destroys twice; a copied usage (two std::string)
-// would be freed twice, a pointer has nothing to free.
+// its default is ported). The sample is passed by pointer: the listener
+// holds the notification until the call ends, and a shadow call then
+// copies no strings.
 void service::add_notification_point(const point_host& points) {
   coport::migration::point<std::uint64_t(const usage*)>::forms forms;
   forms.legacy = [this](const usage* u) { return legacy_.add(*u); };

@@ -139,10 +139,8 @@ struct rest_api::impl : std::enable_shared_from_this<impl> {
   // the table in rest.hpp.
   //
   // The points take views of the path's parameters, which the connection
-  // code holds for the whole call: point::async_call hands its legacy form
-  // to a fiber in a capturing lambda written inside a co_await, which g++ 12
-  // destroys twice, and copies of std::string in it would be freed twice.
-  // Views have nothing to free.
+  // code holds for the whole call (a shadow call copies the view, not the
+  // text).
 
   static mig::point<std::vector<std::string>(std::string_view)>::forms resources_forms(service& s) {
     mig::point<std::vector<std::string>(std::string_view)>::forms f;
