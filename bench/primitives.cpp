@@ -1,10 +1,13 @@
 // coport-bench-primitives: the coroutine side of the bridge's primitives
-// against Asio's experimental::channel, on one coport runtime.
+// against Asio's experimental::channel and concurrent_channel, on one coport
+// runtime.
 //
 //   coport-bench-primitives [--quick] [--repeat N] [--json FILE] [--help]
 //
-// Each figure pairs a bridge primitive with the same work done with Asio's
-// experimental::channel, both on the same runtime's executor:
+// Each bridge primitive is measured with the same work done with Asio's
+// experimental::channel (no lock: one thread only) and with its
+// concurrent_channel (a mutex, like the bridge's primitives, which are shared
+// across loops and threads), all on the same runtime's executor:
 //   channel  a producer coroutine pushes n ints to a consumer coroutine
 //            (bridge::channel<int> / channel<void(error_code, int)>), with
 //            capacity 16 and 0 (a rendezvous); ns per item;
@@ -22,9 +25,9 @@
 // Output: one JSON object per line (the shape of coport-bench --json, checked
 // by check_bench_json.cmake): a "measurement" per figure (value in ns per
 // operation, the median of the repeats; n operations per repeat) and a
-// "ratio" per pair (bridge / Asio, the median of the per-repeat ratios, aim
-// 1.0). The two sides of a pair run back to back in every repeat, alternating
-// which goes first. Machines here are noisy: read ratios, and compare two
+// "ratio" per baseline (bridge / Asio, the median of the per-repeat ratios,
+// aim 1.0). The sides run back to back in every repeat, the bridge first in
+// one repeat and last in the next. Machines here are noisy: read ratios, and compare two
 // builds with primitives_ratios.py, which interleaves their runs.
 //
 // Only the coroutine side of the bridge is used (runtime, spawn, mutex,
@@ -38,6 +41,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -78,8 +82,18 @@ double ns_since(clock_type::time_point t0) {
 
 // ---------------------------------------------------------------- channel
 
-using asio_int_channel = asio::experimental::channel<void(error_code, int)>;
-using asio_signal_channel = asio::experimental::channel<void(error_code)>;
+// Asio's baselines come in both kinds: experimental::channel, which takes no
+// lock (one thread only), and experimental::concurrent_channel, which locks
+// a mutex as the bridge's primitives do (they are shared across loops and
+// threads).
+struct plain_kind {
+  using int_channel = asio::experimental::channel<void(error_code, int)>;
+  using signal_channel = asio::experimental::channel<void(error_code)>;
+};
+struct concurrent_kind {
+  using int_channel = asio::experimental::concurrent_channel<void(error_code, int)>;
+  using signal_channel = asio::experimental::concurrent_channel<void(error_code)>;
+};
 
 asio::awaitable<void> bridge_producer(bridge::channel<int>& ch, std::uint64_t n, bridge::event& done) {
   for (std::uint64_t i = 0; i < n; ++i) co_await ch.async_push(static_cast<int>(i), asio::use_awaitable);
@@ -100,17 +114,19 @@ asio::awaitable<double> bridge_channel(bridge::loop_executor ex, std::size_t cap
   co_return ns;
 }
 
-asio::awaitable<void> asio_producer(asio_int_channel& ch, std::uint64_t n, bridge::event& done) {
+template <class Kind>
+asio::awaitable<void> asio_producer(typename Kind::int_channel& ch, std::uint64_t n, bridge::event& done) {
   for (std::uint64_t i = 0; i < n; ++i) co_await ch.async_send(error_code(), static_cast<int>(i), asio::use_awaitable);
   done.set();
 }
 
-/// ns for n items through an experimental::channel of `capacity`.
+/// ns for n items through an Asio channel of `capacity`.
+template <class Kind>
 asio::awaitable<double> asio_channel(bridge::loop_executor ex, std::size_t capacity, std::uint64_t n) {
-  asio_int_channel ch(ex, capacity);
+  typename Kind::int_channel ch(ex, capacity);
   bridge::event produced(ex);
   const auto t0 = clock_type::now();
-  bridge::spawn(ex, [&ch, n, &produced] { return asio_producer(ch, n, produced); });
+  bridge::spawn(ex, [&ch, n, &produced] { return asio_producer<Kind>(ch, n, produced); });
   long long sum = 0;
   for (std::uint64_t i = 0; i < n; ++i) sum += co_await ch.async_receive(asio::use_awaitable);
   co_await produced.async_wait(asio::use_awaitable);
@@ -153,7 +169,8 @@ asio::awaitable<double> bridge_mutex(bridge::loop_executor ex, std::size_t, std:
   co_return ns;
 }
 
-asio::awaitable<void> semaphore_locker(asio_signal_channel& sem, std::uint64_t times, lock_run& run) {
+template <class Kind>
+asio::awaitable<void> semaphore_locker(typename Kind::signal_channel& sem, std::uint64_t times, lock_run& run) {
   const auto ex = co_await asio::this_coro::executor;
   for (std::uint64_t i = 0; i < times; ++i) {
     co_await sem.async_send(error_code(), asio::use_awaitable);  // acquire: the one slot
@@ -167,12 +184,13 @@ asio::awaitable<void> semaphore_locker(asio_signal_channel& sem, std::uint64_t t
 
 /// The same with an experimental::channel<void(error_code)> of capacity 1 as
 /// a semaphore.
+template <class Kind>
 asio::awaitable<double> asio_semaphore(bridge::loop_executor ex, std::size_t, std::uint64_t times) {
-  asio_signal_channel sem(ex, 1);
+  typename Kind::signal_channel sem(ex, 1);
   lock_run run(ex);
   const auto t0 = clock_type::now();
   for (std::uint64_t k = 0; k < lockers; ++k) {
-    bridge::spawn(ex, [&sem, times, &run] { return semaphore_locker(sem, times, run); });
+    bridge::spawn(ex, [&sem, times, &run] { return semaphore_locker<Kind>(sem, times, run); });
   }
   co_await run.done.async_wait(asio::use_awaitable);
   const double ns = ns_since(t0);
@@ -206,7 +224,8 @@ asio::awaitable<double> bridge_event(bridge::loop_executor ex, std::size_t, std:
   co_return ns_since(t0);
 }
 
-asio::awaitable<void> asio_ponger(asio_signal_channel& ping, asio_signal_channel& pong, std::uint64_t rounds,
+template <class Kind>
+asio::awaitable<void> asio_ponger(typename Kind::signal_channel& ping, typename Kind::signal_channel& pong, std::uint64_t rounds,
                                   bridge::event& done) {
   for (std::uint64_t r = 0; r < rounds; ++r) {
     co_await ping.async_receive(asio::use_awaitable);
@@ -217,11 +236,12 @@ asio::awaitable<void> asio_ponger(asio_signal_channel& ping, asio_signal_channel
 
 /// The same over two experimental::channel<void(error_code)> of capacity 1:
 /// try_send sets, async_receive waits and resets.
+template <class Kind>
 asio::awaitable<double> asio_event(bridge::loop_executor ex, std::size_t, std::uint64_t rounds) {
-  asio_signal_channel ping(ex, 1), pong(ex, 1);
+  typename Kind::signal_channel ping(ex, 1), pong(ex, 1);
   bridge::event done(ex);
   const auto t0 = clock_type::now();
-  bridge::spawn(ex, [&ping, &pong, rounds, &done] { return asio_ponger(ping, pong, rounds, done); });
+  bridge::spawn(ex, [&ping, &pong, rounds, &done] { return asio_ponger<Kind>(ping, pong, rounds, done); });
   for (std::uint64_t r = 0; r < rounds; ++r) {
     if (!ping.try_send(error_code())) throw std::logic_error("ping still full");
     co_await pong.async_receive(asio::use_awaitable);
@@ -240,10 +260,11 @@ struct side {
   bench_fn run;
 };
 
-/// A bridge primitive and its Asio baseline, measured in pairs.
+/// A bridge primitive and its Asio baselines (the plain and the concurrent
+/// channel), measured in turns.
 struct pair_spec {
   side bridge_side;
-  side asio_side;
+  std::vector<side> asio_sides;
   std::size_t capacity;  // for the channels; unused by the others
   std::uint64_t n;       // operations timed per repeat
   std::uint64_t ops;     // operations those n make (locks: lockers * n)
@@ -277,55 +298,73 @@ std::vector<pair_spec> pairs(bool quick) {
   const std::uint64_t items = quick ? 20'000 : 500'000;
   const std::uint64_t locks = quick ? 1'000 : 50'000;  // per locker
   const std::uint64_t rounds = quick ? 5'000 : 200'000;
+  using plain = plain_kind;
+  using concurrent = concurrent_kind;
   std::vector<pair_spec> out;
   for (const std::size_t cap : {std::size_t{16}, std::size_t{0}}) {
     const std::string c = std::to_string(cap);
     out.push_back({{"channel.bridge.cap" + c, "bridge::channel<int>(" + c + "), coroutine to coroutine, ns per item",
                     bridge_channel},
-                   {"channel.asio.cap" + c,
-                    "asio::experimental::channel<void(error_code, int)>(" + c + "), coroutine to coroutine, ns per item",
-                    asio_channel},
+                   {{"channel.asio.cap" + c,
+                     "asio::experimental::channel<void(error_code, int)>(" + c + "), coroutine to coroutine, ns per item",
+                     asio_channel<plain>},
+                    {"channel.asio_concurrent.cap" + c,
+                     "asio::experimental::concurrent_channel<void(error_code, int)>(" + c +
+                         "), coroutine to coroutine, ns per item",
+                     asio_channel<concurrent>}},
                    cap, items, items});
   }
   out.push_back({{"mutex.bridge", "bridge::mutex scoped_lock, 4 coroutines, a co_await post held, ns per lock",
                   bridge_mutex},
-                 {"mutex.asio_semaphore",
-                  "experimental::channel<void(error_code)>(1) as a semaphore, same work, ns per lock", asio_semaphore},
+                 {{"mutex.asio_semaphore",
+                   "experimental::channel<void(error_code)>(1) as a semaphore, same work, ns per lock",
+                   asio_semaphore<plain>},
+                  {"mutex.asio_concurrent_semaphore",
+                   "experimental::concurrent_channel<void(error_code)>(1) as a semaphore, same work, ns per lock",
+                   asio_semaphore<concurrent>}},
                  0, locks, lockers * locks});
   out.push_back({{"event.bridge", "two bridge::events, ping-pong of two coroutines, ns per round", bridge_event},
-                 {"event.asio_channel", "two experimental::channel<void(error_code)>(1), same ping-pong, ns per round",
-                  asio_event},
+                 {{"event.asio_channel", "two experimental::channel<void(error_code)>(1), same ping-pong, ns per round",
+                   asio_event<plain>},
+                  {"event.asio_concurrent_channel",
+                   "two experimental::concurrent_channel<void(error_code)>(1), same ping-pong, ns per round",
+                   asio_event<concurrent>}},
                  0, rounds, rounds});
   return out;
 }
 
 asio::awaitable<void> measure_all(bridge::loop_executor ex, bool quick, int repeats, results& out) {
   for (const pair_spec& p : pairs(quick)) {
-    std::fprintf(stderr, "%s / %s\n", p.bridge_side.name.c_str(), p.asio_side.name.c_str());
+    std::fprintf(stderr, "%s\n", p.bridge_side.name.c_str());
     // An untimed warm-up of each side: allocator pools, caches, branch history.
     const std::uint64_t warm = std::max<std::uint64_t>(p.n / 10, 1);
     co_await p.bridge_side.run(ex, p.capacity, warm);
-    co_await p.asio_side.run(ex, p.capacity, warm);
+    for (const side& a : p.asio_sides) co_await a.run(ex, p.capacity, warm);
     figure b{p.bridge_side.name, p.bridge_side.description, p.ops, {}};
-    figure a{p.asio_side.name, p.asio_side.description, p.ops, {}};
-    ratio r{b.name, a.name, {}};
+    std::vector<figure> baselines;
+    std::vector<ratio> ratios;
+    for (const side& a : p.asio_sides) {
+      baselines.push_back({a.name, a.description, p.ops, {}});
+      ratios.push_back({b.name, a.name, {}});
+    }
     for (int i = 0; i < repeats; ++i) {
+      // The bridge side first in even repeats, last in odd ones.
+      std::vector<double> asio_ns(p.asio_sides.size());
       double bridge_ns = 0;
-      double asio_ns = 0;
-      if (i % 2 == 0) {
-        bridge_ns = co_await p.bridge_side.run(ex, p.capacity, p.n);
-        asio_ns = co_await p.asio_side.run(ex, p.capacity, p.n);
-      } else {
-        asio_ns = co_await p.asio_side.run(ex, p.capacity, p.n);
-        bridge_ns = co_await p.bridge_side.run(ex, p.capacity, p.n);
+      if (i % 2 == 0) bridge_ns = co_await p.bridge_side.run(ex, p.capacity, p.n);
+      for (std::size_t k = 0; k < p.asio_sides.size(); ++k) {
+        asio_ns[k] = co_await p.asio_sides[k].run(ex, p.capacity, p.n);
       }
+      if (i % 2 == 1) bridge_ns = co_await p.bridge_side.run(ex, p.capacity, p.n);
       b.ns_per_op.push_back(bridge_ns / static_cast<double>(p.ops));
-      a.ns_per_op.push_back(asio_ns / static_cast<double>(p.ops));
-      r.per_repeat.push_back(bridge_ns / asio_ns);
+      for (std::size_t k = 0; k < p.asio_sides.size(); ++k) {
+        baselines[k].ns_per_op.push_back(asio_ns[k] / static_cast<double>(p.ops));
+        ratios[k].per_repeat.push_back(bridge_ns / asio_ns[k]);
+      }
     }
     out.figures.push_back(std::move(b));
-    out.figures.push_back(std::move(a));
-    out.ratios.push_back(std::move(r));
+    for (auto& f : baselines) out.figures.push_back(std::move(f));
+    for (auto& r : ratios) out.ratios.push_back(std::move(r));
   }
 }
 

@@ -81,19 +81,19 @@ def main():
            "medians_ns": medians, "bridge_over_asio": {}, "a_over_b": {}}
     print(f"medians of {args.rounds} interleaved runs each; A = {args.binary_a}, B = {args.binary_b}")
     print()
-    print(f"{'bridge figure / its Asio baseline (same binary)':58} {'A':>7} {'B':>7}")
+    print(f"{'bridge figure / its Asio baseline (same binary)':62} {'A':>7} {'B':>7}")
     for numerator, denominator in pairs["A"]:
         name = f"{numerator}/{denominator}"
         ra = medians["A"][numerator] / medians["A"][denominator]
         rb = medians["B"][numerator] / medians["B"][denominator]
         out["bridge_over_asio"][name] = {"A": ra, "B": rb}
-        print(f"{name:58} {ra:7.2f} {rb:7.2f}")
+        print(f"{name:62} {ra:7.2f} {rb:7.2f}")
     print()
-    print(f"{'figure':24} {'A ns/op':>9} {'B ns/op':>9} {'A / B':>7}")
+    print(f"{'figure':34} {'A ns/op':>9} {'B ns/op':>9} {'A / B':>7}")
     for name in sorted(medians["A"]):
         a, b = medians["A"][name], medians["B"][name]
         out["a_over_b"][name] = a / b
-        print(f"{name:24} {a:9.1f} {b:9.1f} {a / b:7.2f}")
+        print(f"{name:34} {a:9.1f} {b:9.1f} {a / b:7.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
