@@ -53,7 +53,11 @@ struct runtime_options {
 /// One loop thread: an `asio::io_context` and a Boost.Fiber scheduler driven
 /// by it. Fibers (legacy code), native coroutines and Asio handlers all make
 /// progress on it; when there is nothing to do the thread sleeps in the
-/// kernel (epoll), never spinning.
+/// kernel (epoll), never spinning. In a fiber-free build
+/// (COPORT_WITH_FIBERS=OFF) the loop has no fiber scheduler: native
+/// coroutines and Asio handlers take turns on the thread, and everything
+/// below about fibers does not apply (`fiber_stack_size` and
+/// `max_idle_fibers` are unused).
 ///
 /// Construction starts the thread. Shutdown: stop() asks every fiber and
 /// coroutine started through the runtime to stop (their next blocking point
