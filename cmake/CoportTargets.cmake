@@ -20,6 +20,15 @@ function(coport_library folder)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${folder}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
+# coport_precompile(<target> <headers>...): the target's sources parse these
+# headers once, precompiled (COPORT_PCH). Only for targets of many sources
+# that all include most of them: a program of one source gains nothing.
+function(coport_precompile target)
+  if(COPORT_PCH)
+    target_precompile_headers(${target} PRIVATE ${ARGN})
+  endif()
+endfunction()
+
 # coport_install_package([NOT_BUILT <component> <option>...]): installs the
 # package config behind find_package(coport [COMPONENTS <component>...]).
 # Every coport_library is a component with its own targets file; the config
