@@ -8,7 +8,10 @@
 #        AddressSanitizer and UndefinedBehaviorSanitizer, and its whole
 #        suite, the RabbitMQ tests included.
 #   tsan: build/tsan, the same project with ThreadSanitizer, and the same
-#        suite. Suppressions, each with its reason: tests/sanitizers/tsan.supp.
+#        suite; then build/tsan-nofibers, the fiber-free bridge's programs
+#        (its tests, coport-kv-ported, coport-bench-primitives) and their
+#        tests with ThreadSanitizer. Suppressions, each with its reason:
+#        tests/sanitizers/tsan.supp.
 #   all: both (CI runs this after scripts/test.sh).
 #
 #   Both trees build Boost.Fiber and Boost.Context themselves, from Debian's
@@ -67,6 +70,21 @@ if [[ $which == tsan || $which == all ]]; then
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitizers/tsan.supp" \
     ctest --test-dir "$build/tsan" --output-on-failure --parallel "$jobs" -LE install \
     -E '^rabbit_sustained$|^ten thousand fibers and ten thousand coroutines' "$@" || status=$?
+
+  # The fiber-free bridge has a loop of its own (bridge/src/native_loop.cpp),
+  # which the trees above do not build: its programs, under TSan, in a tree
+  # without fibers (only the targets its suite here runs).
+  echo "sanitize: building $build/tsan-nofibers (TSan, the fiber-free bridge)"
+  cmake -S . -B "$build/tsan-nofibers" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" -DCOPORT_WITH_FIBERS=OFF -DCOPORT_SANITIZE=thread \
+    -DCOPORT_BUILD_TESTS=ON -DCOPORT_BUILD_EXAMPLES=ON -DCOPORT_BUILD_BENCH=ON -DCOPORT_TEST_RABBIT=OFF -DCOPORT_LINK_MAPS=ON \
+    -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON
+  cmake --build "$build/tsan-nofibers" --parallel "$jobs" \
+    --target coport_bridge_core_tests coport-kv-ported coport-bench-primitives
+  echo "sanitize: the fiber-free bridge's suite under TSan"
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitizers/tsan.supp" \
+    ctest --test-dir "$build/tsan-nofibers" --output-on-failure --parallel "$jobs" \
+    -L 'bridge|line_service|bench' "$@" || status=$?
 fi
 
 if ((status != 0)); then
