@@ -332,8 +332,8 @@ class loop_algorithm final : public boost::fibers::algo::algorithm {
   bool in_io_ = false;
   // Fiber time: the tag of the fiber on the CPU (null while the loop fiber
   // or the dispatcher runs) and when its slice began. One clock read per
-  // switch into or out of a fiber; none between the loop fiber and the
-  // dispatcher.
+  // switch that changes the tag charged; none between two fibers of one
+  // name, nor between the loop fiber and the dispatcher.
   const work_tag* slice_tag_ = nullptr;
   std::chrono::steady_clock::time_point slice_start_{};
   friend class loop;
