@@ -62,15 +62,28 @@ void loop_algorithm::awakened(boost::fibers::context* ctx) noexcept {
     // that runtime stop reaches it even when its creator has no stop token
     // (the loop fiber, a thread's main context) or ended long ago. A stop of
     // the creator's work is forwarded to it.
+    // It is named "<creator> [raw fiber]" rather than after its creator, so
+    // that its time and stalls are not blamed on the creator's own code and
+    // the report shows that raw fibers remain.
     auto* info = new fiber_info(ctx);
     info->raw = ctx;
     info->stop = info->raw_stop.get_token();
+    const work_tag* creator = nullptr;
     if (auto* parent = info_of(tl_running)) {
-      info->tag = parent->tag;
+      creator = parent->hosting ? parent->hosting->tag() : parent->tag;
       if (parent->stop.stop_possible()) {
         info->from_creator.emplace(parent->stop, fiber_info::forward_stop{info->raw_stop});
       }
+    } else if (tl_running == loop_.loop_ctx_) {
+      creator = loop_.current_tag();
     }
+    try {
+      info->tag = loop_.registry->raw_fiber_tag(creator);
+    } catch (...) {
+      info->tag = loop_.tag_fiber;  // out of memory while interning the name
+    }
+    info->tag->raw_fibers.fetch_add(1, std::memory_order_relaxed);
+    info->tag->calls.fetch_add(1, std::memory_order_relaxed);
     ctx->set_properties(info);
     loop_.raw_started(info);
   }
@@ -109,7 +122,10 @@ boost::fibers::context* loop_algorithm::pick_next() noexcept {
   } else {
     on_blocking_switch(self);
   }
-  if (ready_.empty()) return nullptr;
+  if (ready_.empty()) {
+    switch_slice(nullptr);  // the scheduler resumes its dispatcher
+    return nullptr;
+  }
   boost::fibers::context* next = &ready_.front();
   ready_.pop_front();
   if (next->is_context(boost::fibers::type::dispatcher_context) && ready_workers_ > 0 &&
@@ -123,15 +139,41 @@ boost::fibers::context* loop_algorithm::pick_next() noexcept {
   ++switches_since_dispatcher_;
   tl_running = next;
   if (next == loop_.loop_ctx_) {
+    switch_slice(nullptr);
     loop_.publish(loop_.tag_loop);
   } else if (next->is_context(boost::fibers::type::dispatcher_context)) {
+    switch_slice(nullptr);
     loop_.publish(loop_.tag_asio);
   } else {
     const fiber_info* info = info_of(next);
     const work_tag* tag = info ? (info->hosting ? info->hosting->tag() : info->tag) : nullptr;
-    loop_.publish(tag ? tag : loop_.tag_fiber);
+    if (!tag) tag = loop_.tag_fiber;
+    switch_slice(tag);
+    loop_.publish(tag);
   }
   return next;
+}
+
+// The time between two switches belongs to the fiber that ran between them.
+// A switch that does not change the tag charged (two fibers of one name
+// taking turns, the loop fiber and the dispatcher) reads no clock: the slice
+// simply goes on. Measured with coport-bench's bridge.yield, a clock read at
+// every switch made a yield about 1.4 times as costly. The counter is a
+// relaxed atomic add because the loops of a pool share their tags.
+void loop_algorithm::switch_slice(const work_tag* next_tag) noexcept {
+  if (next_tag == slice_tag_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (slice_tag_) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - slice_start_).count();
+    slice_tag_->fiber_time_ns.fetch_add(static_cast<std::uint64_t>(ns), std::memory_order_relaxed);
+  }
+  slice_tag_ = next_tag;
+  slice_start_ = now;
+}
+
+void loop_algorithm::rename_running(const work_tag* t) noexcept {
+  switch_slice(t);
+  loop_.publish(t);
 }
 
 // Called when `self` gives up the CPU without being the dispatcher: it yields,

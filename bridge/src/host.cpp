@@ -84,7 +84,7 @@ void host::run_fiber() {
   if (cancel_on_stop_) {
     on_stop.emplace(info->stop, [this] { stop_signal_.emit(boost::asio::cancellation_type::terminal); });
   }
-  run_until_done();
+  run_until_done(true);
   on_stop.reset();
   info->hosting = nullptr;
   fiber_ = nullptr;
@@ -94,13 +94,13 @@ void host::run_fiber() {
 void host::run_here() {
   fiber_info* info = info_of(fiber_);
   host* outer = std::exchange(info->hosting, this);
-  run_until_done();
+  run_until_done(false);
   info->hosting = outer;
   fiber_ = nullptr;
   fiber_running_ = false;
 }
 
-void host::run_until_done() {
+void host::run_until_done(bool count_steps) {
   fiber_info* info = info_of(fiber_);
   const bool was_idle = info->idle;
   task_queue batch;
@@ -109,6 +109,7 @@ void host::run_until_done() {
     queue_.move_to(batch);
     while (task* t = batch.pop()) {
       loop_->publish(tag_);
+      if (count_steps) tag_->hosted_steps.fetch_add(1, std::memory_order_relaxed);
       try {
         t->run();
       } catch (const std::exception& e) {

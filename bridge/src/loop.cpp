@@ -289,6 +289,7 @@ void loop::note_io_stopped() noexcept {
 }
 
 void loop::track(tracked_work* w) noexcept {
+  (w->tag ? w->tag : tag_loop)->calls.fetch_add(1, std::memory_order_relaxed);
   w->prev = nullptr;
   w->next = tracked_head_;
   if (tracked_head_) tracked_head_->prev = w;

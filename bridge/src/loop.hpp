@@ -73,9 +73,10 @@ void check_thread_can_become_loop();
 
 /// What coport knows about a fiber, attached as Boost.Fiber properties.
 /// Fibers created with raw Boost.Fiber calls on a loop get one on their first
-/// wake-up (loop_algorithm::awakened): they inherit the tag of the fiber that
-/// created them and get a stop source of their own, which runtime stop and a
-/// stop of the creator's work both request.
+/// wake-up (loop_algorithm::awakened): they are named after the work that
+/// created them ("<creator> [raw fiber]", or "<raw fiber>") and get a stop
+/// source of their own, which runtime stop and a stop of the creator's work
+/// both request.
 struct fiber_info final : boost::fibers::fiber_properties {
   explicit fiber_info(boost::fibers::context* ctx) noexcept : fiber_properties(ctx) {}
   const work_tag* tag = nullptr;
@@ -311,10 +312,17 @@ class loop_algorithm final : public boost::fibers::algo::algorithm {
   bool has_ready_fibers() const noexcept override { return !ready_.empty(); }
   void suspend_until(std::chrono::steady_clock::time_point const& deadline) noexcept override;
   void notify() noexcept override;
+  /// The running fiber's work changes name (this_fiber::work_scope): its
+  /// time so far goes to the old name, from now on to `t`, which is also
+  /// published for the watchdog.
+  void rename_running(const work_tag* t) noexcept;
 
  private:
   void poll_io() noexcept;
   void on_blocking_switch(boost::fibers::context* self) noexcept;
+  /// Ends the running fiber's time slice (if a fiber runs) and starts one
+  /// for `next_tag` (null: the loop fiber or the dispatcher runs next).
+  void switch_slice(const work_tag* next_tag) noexcept;
 
   loop& loop_;
   boost::fibers::scheduler::ready_queue_type ready_;
@@ -322,6 +330,12 @@ class loop_algorithm final : public boost::fibers::algo::algorithm {
   unsigned switches_since_dispatcher_ = 0;
   unsigned ready_workers_ = 0;
   bool in_io_ = false;
+  // Fiber time: the tag of the fiber on the CPU (null while the loop fiber
+  // or the dispatcher runs) and when its slice began. One clock read per
+  // switch that changes the tag charged; none between two fibers of one
+  // name, nor between the loop fiber and the dispatcher.
+  const work_tag* slice_tag_ = nullptr;
+  std::chrono::steady_clock::time_point slice_start_{};
   friend class loop;
 };
 #endif

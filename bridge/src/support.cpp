@@ -63,9 +63,52 @@ const work_tag* diagnostics::tag(std::string_view name) {
   return it->second.get();
 }
 
+namespace {
+
+// "<loop>", "<asio handler>", "<fiber>", "<hosted>", "<raw fiber>": names the
+// bridge gives work that has none of its own.
+bool internal_name(std::string_view n) noexcept {
+  return n.size() >= 2 && n.front() == '<' && n.back() == '>';
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+// The derived tag is cached on the base tag: two threads may both intern it
+// the first time, and both get the same interned tag, so the race is benign.
+const work_tag* diagnostics::fiber_callee_tag(const work_tag* caller) {
+  if (!caller || internal_name(caller->name)) return fiber_tag();
+  if (ends_with(caller->name, " [fiber]")) return caller;
+  if (const work_tag* t = caller->as_fiber_.load(std::memory_order_acquire)) return t;
+  const work_tag* t = tag(caller->name + " [fiber]");
+  caller->as_fiber_.store(t, std::memory_order_release);
+  return t;
+}
+
+const work_tag* diagnostics::raw_fiber_tag(const work_tag* creator) {
+  if (!creator || internal_name(creator->name)) return raw_fiber_tag();
+  if (ends_with(creator->name, " [raw fiber]")) return creator;
+  if (const work_tag* t = creator->as_raw_fiber_.load(std::memory_order_acquire)) return t;
+  const work_tag* t = tag(creator->name + " [raw fiber]");
+  creator->as_raw_fiber_.store(t, std::memory_order_release);
+  return t;
+}
+
 work_counters read_counters(const work_tag& t) {
-  return work_counters{t.name, t.implicit_yields.load(), t.stalls.load(), t.loop_blocks.load(),
-                       std::chrono::microseconds(t.longest_stall_us.load())};
+  constexpr auto r = std::memory_order_relaxed;
+  work_counters c{t.name, t.implicit_yields.load(r), t.stalls.load(r), t.loop_blocks.load(r),
+                  std::chrono::microseconds(t.longest_stall_us.load(r))};
+  c.calls = t.calls.load(r);
+  c.fiber_time = std::chrono::nanoseconds(t.fiber_time_ns.load(r));
+  c.raw_fibers = t.raw_fibers.load(r);
+  c.awaits = t.awaits.load(r);
+  c.use_fiber_waits = t.use_fiber_waits.load(r);
+  c.runs_in_fiber = t.runs_in_fiber.load(r);
+  c.hosted_steps = t.hosted_steps.load(r);
+  return c;
 }
 
 work_counters diagnostics::counters(std::string_view name) const {

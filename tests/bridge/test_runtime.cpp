@@ -396,7 +396,7 @@ TEST_CASE("a raw fiber that a stop cannot reach is named in the stop report and 
   });
   auto lines = sink->last_formatted();
   CHECK(contains(lines, "1 raw fiber(s) did not end after the stop"));
-  CHECK(contains(lines, "raw fiber (work '<fiber>')"));
+  CHECK(contains(lines, "raw fiber (work '<raw fiber>')"));
   CHECK(contains(lines, "abandoned"));
 }
 

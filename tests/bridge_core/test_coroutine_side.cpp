@@ -7,6 +7,7 @@
 #include <coport/bridge/diagnostics.hpp>
 #include <coport/bridge/event.hpp>
 #include <coport/bridge/mutex.hpp>
+#include <coport/bridge/report.hpp>
 #include <coport/bridge/runtime.hpp>
 #include <coport/bridge/spawn.hpp>
 #include <coport/migration/point.hpp>
@@ -23,6 +24,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -329,6 +331,33 @@ TEST_CASE("a coroutine that keeps the loop busy is charged a stall under its own
   CHECK(v.what == bridge::violation::kind::stall);
   CHECK(v.work == "core.hog");
   CHECK(rt.registry().counters("core.hog").stalls >= 1);
+}
+
+TEST_CASE("the bridge report of coroutine-only code has no fiber figures and says ready",
+          "[bridge][core][report]") {
+  bridge::runtime rt(quiet("core-report"));
+  bridge::channel<int> ch(rt.get_executor(), 4);
+  std::promise<int> got;
+  bridge::spawn(rt.get_executor("core.consumer"), [&]() -> asio::awaitable<void> {
+    got.set_value(co_await ch.async_pop(asio::use_awaitable));
+  });
+  bridge::spawn(rt.get_executor("core.producer"), [&]() -> asio::awaitable<void> {
+    co_await ch.async_push(7, asio::use_awaitable);
+  });
+  CHECK(get(got.get_future()) == 7);
+  const auto r = bridge::report::of(rt.registry());
+  CHECK(r.ready());
+  CHECK(r.verdict() == "ready for removing Boost.Fiber");
+  for (const auto& row : r.rows) {
+    INFO(row.work);
+    CHECK(row.fiber_time == 0ns);
+    CHECK(row.raw_fibers == 0);
+    CHECK(row.awaits + row.runs_in_fiber + row.use_fiber_waits + row.hosted_steps == 0);
+  }
+  REQUIRE(r.find("core.consumer") != nullptr);
+  CHECK(r.find("core.consumer")->calls == 1);
+  CHECK(r.to_text().find("verdict: ready for removing Boost.Fiber") != std::string::npos);
+  CHECK(boost::json::serialize(r.to_json()).find("\"ready\":true") != std::string::npos);
 }
 
 TEST_CASE("a migration point with its ported form only is called from coroutines and reported",

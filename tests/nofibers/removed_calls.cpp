@@ -37,6 +37,10 @@ int legacy(bridge::runtime& rt, bridge::mutex& m, bridge::event& ev, bridge::cha
   (void)rt, (void)m, (void)ev, (void)ch;
 #if defined(REMOVED_RUN_IN_FIBER)
   auto aw = bridge::run_in_fiber([] { return 1; });
+#elif defined(REMOVED_NAMED_RUN_IN_FIBER)
+  auto aw = bridge::run_in_fiber(bridge::work("legacy.parse"), [] { return 1; });
+#elif defined(REMOVED_WORK_SCOPE)
+  bridge::this_fiber::work_scope scope("kv.flusher");
 #elif defined(REMOVED_SPAWN_FIBER)
   bridge::spawn_fiber(rt.get_executor(), [] {});
 #elif defined(REMOVED_AWAIT)

@@ -95,8 +95,10 @@ T await_here(loop* l, boost::asio::awaitable<T> aw,
              std::optional<std::chrono::steady_clock::duration> timeout) {
   throw_if_stop_requested();
   count_implicit_yield_if_hosted();
+  const work_tag* caller = current_tag();
+  caller->awaits.fetch_add(1, std::memory_order_relaxed);
   auto st = std::make_shared<await_state<T>>();
-  hosted_executor hex(host::create(l, current_tag()));
+  hosted_executor hex(host::create(l, caller));
   host* h = hex.get_host();
   h->attach_here();
   auto body = timeout ? with_timeout(std::move(aw), *timeout) : std::move(aw);
@@ -129,6 +131,7 @@ T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
   require_runtime_fiber("bridge::await");
   throw_if_stop_requested();
   count_implicit_yield_if_hosted();
+  current_tag()->awaits.fetch_add(1, std::memory_order_relaxed);
   auto st = std::make_shared<await_state<T>>();
   auto body = timeout ? with_timeout(std::move(aw), *timeout) : std::move(aw);
   auto on_done = [st](std::exception_ptr e, auto&&... v) {

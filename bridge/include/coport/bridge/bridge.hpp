@@ -13,6 +13,7 @@
 #include <coport/bridge/hosted.hpp>
 #include <coport/bridge/loop_executor.hpp>
 #include <coport/bridge/mutex.hpp>
+#include <coport/bridge/report.hpp>
 #include <coport/bridge/runtime.hpp>
 #include <coport/bridge/spawn.hpp>
 #include <coport/bridge/status_channel.hpp>

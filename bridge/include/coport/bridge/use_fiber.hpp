@@ -174,6 +174,7 @@ use_fiber_value_t<Args...> use_fiber_wait(Initiation&& init, use_fiber_t token, 
   check_can_block("use_fiber");
   auto st = std::make_shared<use_fiber_state<Args...>>();
   loop* l = current_loop();
+  if (l) current_tag()->use_fiber_waits.fetch_add(1, std::memory_order_relaxed);
   std::stop_token stop = current_stop_token();
   st->cancellable = l && stop.stop_possible();
   std::forward<Initiation>(init)(use_fiber_handler<Args...>(st),

@@ -52,7 +52,10 @@ class host {
  private:
   host(loop* l, const work_tag* tag) : loop_(l), tag_(tag) {}
   void submit_local(task* t);
-  void run_until_done();
+  // Runs the coroutine's continuations until it is done; `count_steps`
+  // counts each as a hosted step of the tag (a co_spawn_hosted coroutine,
+  // not one a fiber awaits: that is counted as the fiber's await).
+  void run_until_done(bool count_steps);
 
   loop* loop_;
   const work_tag* tag_;

@@ -11,11 +11,21 @@
 
 #include <boost/asio/async_result.hpp>
 
+#include <string>
+#include <string_view>
+
 #if COPORT_BRIDGE_FIBERS
 #error "coport/bridge/detail/removed.hpp is for the fiber-free bridge only"
 #endif
 
 namespace coport::bridge {
+
+/// The name of fiber work for run_in_fiber, kept so that a named call
+/// reaches run_in_fiber's message below.
+struct work {
+  explicit work(std::string_view n) : name(n) {}
+  std::string name;
+};
 
 template <class... A>
 void run_in_fiber(A&&...) {
@@ -74,6 +84,17 @@ class use_fiber_t {
 inline constexpr use_fiber_t use_fiber{};
 
 namespace this_fiber {
+
+/// See fiber.hpp; a fiber's work scope, which a fiber-free build has no use for.
+template <class Never = void>
+class work_scope {
+ public:
+  explicit work_scope(std::string_view) {
+    static_assert(detail::fiber_side_removed<Never>,
+                  COPORT_BRIDGE_REMOVED("this_fiber::work_scope",
+                                        "name coroutine work with runtime::get_executor(name)"));
+  }
+};
 
 template <class... A>
 void sleep_for(A&&...) {
