@@ -17,14 +17,6 @@ using namespace coport::test;
 
 namespace {
 
-// Keeps the CPU (and so the loop) busy for `d`: the work whose stall is
-// measured, not a synchronisation device.
-void busy_for(std::chrono::steady_clock::duration d) {
-  const auto end = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < end) {
-  }
-}
-
 // Collects violations reported by a runtime (called on loop/watchdog threads).
 struct violation_log {
   std::mutex m;

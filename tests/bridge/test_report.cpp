@@ -20,14 +20,6 @@ using namespace coport::test;
 
 namespace {
 
-// Keeps the CPU (and so the loop) busy for `d`: the work being measured,
-// not a synchronisation device.
-void busy_for(std::chrono::steady_clock::duration d) {
-  const auto end = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < end) {
-  }
-}
-
 bool has_reason(const bridge::report& r, const std::string& part) {
   return std::any_of(r.not_ready.begin(), r.not_ready.end(),
                      [&](const std::string& s) { return s.find(part) != std::string::npos; });

@@ -86,6 +86,14 @@ auto on_loop(bridge::runtime& rt, Fn fn) {
   return f;
 }
 
+/// Keeps the CPU (and so the loop, when called there) busy for `d`: the work
+/// a test measures (a stall, fiber time), never a synchronisation device.
+inline void busy_for(std::chrono::steady_clock::duration d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
 /// Returns once the loop has run a task queued now. Fibers and coroutines all
 /// run on the loop thread, so whichever one announced that it was about to
 /// wait has by then reached its wait: the order is established, not timed.
