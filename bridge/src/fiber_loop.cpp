@@ -41,10 +41,6 @@ constexpr unsigned io_poll_every_switches = 64;
 // fibers woken by other threads into the ready queue.
 constexpr unsigned dispatcher_every_switches = 64;
 
-// Handlers run per poll, so that handlers which keep reposting themselves to
-// the io_context cannot starve the fibers.
-constexpr int io_handlers_per_poll = 64;
-
 // Raw fibers abandoned after a stop (loop::abandon_raw_fibers) are never
 // resumed and never freed. They are kept reachable here so that leak checkers
 // do not report memory that is given up on purpose.
@@ -205,19 +201,7 @@ void loop_algorithm::on_blocking_switch(boost::fibers::context* self) noexcept {
 void loop_algorithm::poll_io() noexcept {
   switches_since_io_ = 0;
   in_io_ = true;
-  loop_.publish(loop_.tag_asio);
-  for (int i = 0; i < io_handlers_per_poll; ++i) {
-    try {
-      if (loop_.io.poll_one() == 0) {
-        if (loop_.external_ && loop_.io.stopped()) loop_.note_io_stopped();
-        break;
-      }
-    } catch (const std::exception& e) {
-      loop_.log->error("loop '{}': exception escaped an Asio handler: {}", loop_.opts.name, e.what());
-    } catch (...) {
-      loop_.log->error("loop '{}': unknown exception escaped an Asio handler", loop_.opts.name);
-    }
-  }
+  loop_.poll_handlers();
   in_io_ = false;
 }
 
@@ -231,40 +215,12 @@ void loop_algorithm::suspend_until(std::chrono::steady_clock::time_point const& 
   // wake-up already spent.
   if (std::exchange(loop_.woken_, false)) return;
   in_io_ = true;
-  loop_.enter_idle();
-  try {
-    if (loop_.io.stopped()) {
-      if (!loop_.external_) {
-        loop_.log->warn("loop '{}': its io_context was stopped from outside; restarting it",
-                        loop_.opts.name);
-        loop_.io.restart();
-      } else if (!loop_.stopping_) {
-        // The user's io_context was stopped: that ends the loop (the loop
-        // fiber sees it, stops the loop's work and restarts the io_context
-        // for the cancellations). Nothing to wait for here.
-        loop_.note_io_stopped();
-        loop_.leave_idle();
-        in_io_ = false;
-        return;
-      } else {
-        // Stopped again while the loop stops its work: cancelled operations
-        // still have to complete.
-        loop_.io.restart();
-      }
-    }
-    if (deadline == std::chrono::steady_clock::time_point::max()) {
-      loop_.io.run_one();
-    } else {
-      loop_.io.run_one_until(deadline);
-    }
-  } catch (const std::exception& e) {
-    loop_.log->error("loop '{}': exception escaped an Asio handler: {}", loop_.opts.name, e.what());
-  } catch (...) {
-    loop_.log->error("loop '{}': unknown exception escaped an Asio handler", loop_.opts.name);
+  std::optional<std::chrono::steady_clock::time_point> until;
+  if (deadline != std::chrono::steady_clock::time_point::max()) until = deadline;
+  if (loop_.wait_for_handler(until)) {
+    loop_.woken_ = false;
+    loop_.publish(loop_.tag_asio);
   }
-  loop_.leave_idle();
-  loop_.woken_ = false;
-  loop_.publish(loop_.tag_asio);
   in_io_ = false;
 }
 

@@ -233,6 +233,56 @@ void loop::run_task(task* t) {
   in_microtask_ = false;
 }
 
+void loop::poll_handlers() noexcept {
+  publish(tag_asio);
+  for (int i = 0; i < io_handlers_per_poll; ++i) {
+    try {
+      if (io.poll_one() == 0) {
+        if (external_ && io.stopped()) note_io_stopped();
+        break;
+      }
+    } catch (const std::exception& e) {
+      log->error("loop '{}': exception escaped an Asio handler: {}", opts.name, e.what());
+    } catch (...) {
+      log->error("loop '{}': unknown exception escaped an Asio handler", opts.name);
+    }
+  }
+}
+
+bool loop::wait_for_handler(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  enter_idle();
+  try {
+    if (io.stopped()) {
+      if (!external_) {
+        log->warn("loop '{}': its io_context was stopped from outside; restarting it", opts.name);
+        io.restart();
+      } else if (!stopping_) {
+        // The user's io_context was stopped: that ends the loop (run_batch
+        // stops the loop's work and restarts the io_context for the
+        // cancellations). Nothing to wait for here.
+        note_io_stopped();
+        leave_idle();
+        return false;
+      } else {
+        // Stopped again while the loop stops its work: cancelled operations
+        // still have to complete.
+        io.restart();
+      }
+    }
+    if (deadline) {
+      io.run_one_until(*deadline);
+    } else {
+      io.run_one();
+    }
+  } catch (const std::exception& e) {
+    log->error("loop '{}': exception escaped an Asio handler: {}", opts.name, e.what());
+  } catch (...) {
+    log->error("loop '{}': unknown exception escaped an Asio handler", opts.name);
+  }
+  leave_idle();
+  return true;
+}
+
 void loop::begin_stop() {
   if (stopping_) return;
   stopping_ = true;

@@ -42,6 +42,10 @@ namespace coport::bridge::detail {
 /// without fibers, before it polls Asio's handlers.
 inline constexpr unsigned batches_before_yield = 16;
 
+/// Handlers run per poll, so that handlers which keep reposting themselves
+/// to the io_context cannot starve the fibers or the native work.
+inline constexpr int io_handlers_per_poll = 64;
+
 class loop;
 
 /// The loop whose thread is the calling thread (set by loop::become_loop).
@@ -216,6 +220,14 @@ class loop {
   void report_violation(violation::kind k, const work_tag* tag, std::string message);
   /// Runs one queued native task, under its tag.
   void run_task(task* t);
+  /// Runs up to io_handlers_per_poll handlers that are ready now, under
+  /// the tag of Asio handlers (both loops, between pieces of native work).
+  void poll_handlers() noexcept;
+  /// Waits in the kernel (the loop idle) for one handler, or until
+  /// `deadline`, and runs it. A stopped io_context is restarted first, but
+  /// a user's io_context stopped outside a stop is only noted (the loop
+  /// then ends): false, without a wait.
+  bool wait_for_handler(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
 
   bool in_microtask_ = false;
 #if COPORT_BRIDGE_FIBERS
@@ -268,11 +280,6 @@ class loop {
   std::size_t raw_live_ = 0;
   std::atomic<bool> wake_pending_{false};
   bool woken_ = false;  // a wake-up handler ran (loop thread only)
-#else
-  /// Without fibers: runs up to io_handlers_per_poll ready handlers.
-  void poll_io() noexcept;
-  /// Without fibers: waits in the kernel for one handler and runs it.
-  void wait_io() noexcept;
 #endif
 
   // Read by the watchdog thread.

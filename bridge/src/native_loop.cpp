@@ -10,18 +10,7 @@
 
 #include "loop.hpp"
 
-#include <spdlog/spdlog.h>
-
 namespace coport::bridge::detail {
-
-namespace {
-
-// Handlers run per poll while native work is queued, so that work which
-// keeps re-queueing itself cannot starve I/O and timers, nor handlers that
-// keep reposting themselves the native work.
-constexpr int io_handlers_per_poll = 64;
-
-}  // namespace
 
 void check_thread_can_become_loop() {}
 
@@ -39,61 +28,16 @@ void loop::run_native_work() {
     if (!local_.empty()) {
       if (++batches_without_yield_ >= batches_before_yield) {
         batches_without_yield_ = 0;
-        poll_io();
+        poll_handlers();
       }
       continue;
     }
     batches_without_yield_ = 0;
     if (stopping_ && !work_left()) return;
     if (io_stopped_ && !stopping_) continue;
-    wait_io();
+    publish(tag_asio);  // a handler that stalls the loop is blamed as one
+    (void)wait_for_handler(std::nullopt);
   }
-}
-
-void loop::poll_io() noexcept {
-  publish(tag_asio);
-  for (int i = 0; i < io_handlers_per_poll; ++i) {
-    try {
-      if (io.poll_one() == 0) {
-        if (external_ && io.stopped()) note_io_stopped();
-        break;
-      }
-    } catch (const std::exception& e) {
-      log->error("loop '{}': exception escaped an Asio handler: {}", opts.name, e.what());
-    } catch (...) {
-      log->error("loop '{}': unknown exception escaped an Asio handler", opts.name);
-    }
-  }
-}
-
-void loop::wait_io() noexcept {
-  enter_idle();
-  try {
-    if (io.stopped()) {
-      if (!external_) {
-        log->warn("loop '{}': its io_context was stopped from outside; restarting it", opts.name);
-        io.restart();
-      } else if (!stopping_) {
-        // The user's io_context was stopped: that ends the loop (run_batch
-        // stops the loop's work and restarts the io_context for the
-        // cancellations). Nothing to wait for here.
-        note_io_stopped();
-        leave_idle();
-        return;
-      } else {
-        // Stopped again while the loop stops its work: cancelled operations
-        // still have to complete.
-        io.restart();
-      }
-    }
-    publish(tag_asio);
-    io.run_one();
-  } catch (const std::exception& e) {
-    log->error("loop '{}': exception escaped an Asio handler: {}", opts.name, e.what());
-  } catch (...) {
-    log->error("loop '{}': unknown exception escaped an Asio handler", opts.name);
-  }
-  leave_idle();
 }
 
 // ------------------------------------------------------- loop_api functions
