@@ -21,6 +21,9 @@ packages=(
   # Boost.Fiber's own Asio examples (tests/boost_examples builds them stock
   # and moved onto coport; without them those tests are skipped)
   libboost1.81-doc
+  # the clang-tidy module coport-* (tools/tidy): Debian's clang-tidy loads it
+  # with --load; it is built against clang's and LLVM's headers and CMake files
+  clang-tidy-16 libclang-16-dev llvm-16-dev
 )
 # Packages a script needs beyond these (scripts/fuzz.sh: clang and libFuzzer).
 read -r -a extra <<<"${COPORT_SETUP_EXTRA:-}"

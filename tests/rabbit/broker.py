@@ -58,17 +58,30 @@ def _port_is_free(port):
     return True
 
 
-def _free_ports(count, taken=()):
-    """`count` distinct free ports in 10000-29999.
+# Listening ports (AMQP, TLS, distribution) come from 10000-19999; the CLI
+# tools of a node listen at its distribution port + 10000..10010, so in
+# 20000-30009. The two ranges do not meet: a broker started beside another
+# one cannot find its AMQP port taken by the other's rabbitmqctl. Both stay
+# below the kernel's ephemeral range (32768+).
+LISTEN_PORTS = (10000, 20000)
+CTL_PORT_OFFSET = 10000
+# A port seen free can still be taken before the broker binds it (another
+# test's broker chose it in the same instant): start() then tries again on
+# new ports, this many times in all.
+START_ATTEMPTS = 3
 
-    Kept below the kernel's ephemeral range (32768+) and below 30000 so
-    that the distribution port plus 10000 (where the CLI tools listen by
-    default) stays a valid port too.
-    """
+
+def _lost_port_race(startup_error):
+    """Whether a failed start was a listener finding its port in use."""
+    return "eaddrinuse" in startup_error.lower()
+
+
+def _free_ports(count, taken=()):
+    """`count` distinct free ports in LISTEN_PORTS."""
     chosen = []
     rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
     for _ in range(2000):
-        port = rng.randrange(10000, 30000)
+        port = rng.randrange(*LISTEN_PORTS)
         if port in chosen or port in taken:
             continue
         if _port_is_free(port):
@@ -258,8 +271,8 @@ class Broker:
             "RABBITMQ_CONF_ENV_FILE": self._path("rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": self._path("enabled_plugins"),
             "RABBITMQ_PID_FILE": self.pid_file,
-            "RABBITMQ_CTL_DIST_PORT_MIN": str(self.dist_port + 10000),
-            "RABBITMQ_CTL_DIST_PORT_MAX": str(self.dist_port + 10010),
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(self.dist_port + CTL_PORT_OFFSET),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(self.dist_port + CTL_PORT_OFFSET + 10),
         })
         return env
 
@@ -387,17 +400,30 @@ class Broker:
     def start(self):
         """Starts a fresh node: new ports, node name and (if tls) certificates."""
         os.makedirs(self.state_dir, exist_ok=True)
-        ports = _free_ports(3 if self.tls else 2)
-        self.port, self.dist_port = ports[0], ports[1]
-        self.tls_port = ports[2] if self.tls else None
-        self.node = "coport-test-%d-%06x@localhost" % (os.getpid(), random.getrandbits(24))
-        self._launch()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(1, START_ATTEMPTS + 1):
+            ports = _free_ports(3 if self.tls else 2)
+            self.port, self.dist_port = ports[0], ports[1]
+            self.tls_port = ports[2] if self.tls else None
+            self.node = "coport-test-%d-%06x@localhost" % (os.getpid(), random.getrandbits(24))
+            try:  # a fresh node: its console log starts empty
+                os.unlink(os.path.join(self.log_dir, "console.log"))
+            except FileNotFoundError:
+                pass
+            self._launch()
+            try:
+                self._wait_ready()
+                return self
+            except BrokerError as e:
+                self.stop()
+                if attempt == START_ATTEMPTS or not _lost_port_race(str(e)):
+                    raise
+                print("broker: a port of %s was taken before it could listen (attempt %d of "
+                      "%d); starting again on other ports" % (self.node, attempt, START_ATTEMPTS),
+                      file=sys.stderr, flush=True)
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def start_again(self):
         """Starts a stopped node again: same node name, ports and data."""
