@@ -132,8 +132,10 @@ def run_facts(args, files: list[str], facts_dir: str) -> list[dict]:
 
     def one(path: str):
         cmd = [args.clang_tidy, f"--load={args.plugin}", "--checks=-*,coport-inventory-facts",
-               f"--config={config}", "--quiet", "--extra-arg=-Wno-unknown-warning-option",
-               "-p", args.build_dir, path]
+               f"--config={config}", "--quiet", "--extra-arg=-Wno-unknown-warning-option"]
+        cmd += [f"--extra-arg-before={a}" for a in args.extra_arg_before]
+        cmd += [f"--extra-arg={a}" for a in args.extra_arg]
+        cmd += ["-p", args.build_dir, path]
         start = time.monotonic()
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -542,6 +544,10 @@ def parse_args(argv):
     p.add_argument("--facts-dir", help="where the facts files go (default: a temporary directory)")
     p.add_argument("--keep-facts", action="store_true", help="keep the facts files (with --facts-dir or in /tmp)")
     p.add_argument("--no-run", action="store_true", help="run nothing: merge the facts already in --facts-dir")
+    p.add_argument("--extra-arg", action="append", default=[], metavar="ARG",
+                   help="an argument appended to each compile command (clang-tidy's --extra-arg)")
+    p.add_argument("--extra-arg-before", action="append", default=[], metavar="ARG",
+                   help="an argument put first in each compile command (clang-tidy's --extra-arg-before)")
     p.add_argument("--root", help="paths are shown relative to this directory (default: the source tree)")
     p.add_argument("--include-runtime", action="store_true",
                    help="report coport's own functions too (by default they are the runtime, not the program)")
