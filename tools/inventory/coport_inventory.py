@@ -150,8 +150,10 @@ def run_facts(args, files: list[str], facts_dir: str) -> list[dict]:
                 done += 1
                 shown = args.display(path)
                 if status != 0:
+                    # clang-tidy prints the compiler's errors on stdout, its summary on stderr
+                    errors = [line for line in out.splitlines() if ": error: " in line][:5]
                     failures.append({"file": shown, "path": path, "status": status,
-                                     "stderr_tail": tail(err or out)})
+                                     "stderr_tail": "\n".join(errors + [tail(err, 6)]).strip()})
                     print(f"[{done}/{n}] {shown} ({secs:.1f} s) FAILED (exit status {status})",
                           file=sys.stderr, flush=True)
                 else:
@@ -442,6 +444,8 @@ def build_report(functions: dict[str, Function], paths: Paths, units: int, secon
         reasons.append(f"{len(cross)} cross-world call site(s)")
     if thread:
         reasons.append(f"{len(thread)} thread-blocking call(s) in coroutines")
+    if failures:
+        reasons.append(f"{len(failures)} translation unit(s) failed, not counted")
     ready = not reasons
     verdict = f"ready for {GOAL}" if ready else f"not ready for {GOAL}: {len(reasons)} reason(s)"
     return {

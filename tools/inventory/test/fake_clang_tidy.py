@@ -16,7 +16,7 @@ assert any(a.startswith("--load=") for a in args), args
 assert "--checks=-*,coport-inventory-facts" in args, args
 source = args[-1]
 if os.path.basename(source) == "bad.cpp":
-    print(f"{source}:3:1: error: unknown type name 'flaot' [clang-diagnostic-error]", file=sys.stderr)
+    print(f"{source}:3:1: error: unknown type name 'flaot' [clang-diagnostic-error]")
     print("Found compiler error(s).", file=sys.stderr)
     sys.exit(1)
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "facts")

@@ -170,8 +170,15 @@ with tempfile.TemporaryDirectory() as tmp:
     check(rc == 1, f"a failed unit: exit status {rc}, not 1")
     check(r["summary"]["translation_units"] == 2 and r["summary"]["fiber_blocking_functions"] == 5,
           f"the others still count: {r['summary']}")
-    check([f["file"] for f in r["failures"]] == ["bad.cpp"] and "flaot" in r["failures"][0]["stderr_tail"],
-          f"the failure, with its stderr: {r['failures']}")
+    check([f["file"] for f in r["failures"]] == ["bad.cpp"] and "flaot" in r["failures"][0]["stderr_tail"]
+          and "Found compiler error(s)." in r["failures"][0]["stderr_tail"],
+          f"the failure, with its errors: {r['failures']}")
+    check(r["verdict"] == "not ready for removing Boost.Fiber: 5 reason(s)" and
+          "1 translation unit(s) failed, not counted" in r["reasons"], f"a failed unit is a reason: {r['reasons']}")
+    rc2, text2, _ = inventory("-p", build, "--clang-tidy", os.path.join(HERE, "fake_clang_tidy.py"),
+                              "--plugin", plugin, "--filter", r"app/(three|bad)\.cpp")
+    check(rc2 == 1 and "verdict: not ready for removing Boost.Fiber: 1 reason(s)" in text2,
+          f"a clean unit and a failed one are not ready: rc {rc2}\n{text2}")
     check("[3/3]" in err and "bad.cpp" in err, "progress on stderr")
     rc, _, err = inventory("-p", build, "--clang-tidy", os.path.join(HERE, "fake_clang_tidy.py"),
                            "--plugin", plugin, "--filter", "nothing-matches")
