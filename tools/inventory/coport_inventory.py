@@ -42,6 +42,7 @@ import heapq
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,32 @@ def load_compile_commands(build_dir: str) -> list[dict]:
         raise UsageError(f"{path}: not a compilation database (a list of entries with a \"file\"); "
                          "configure the tree again with CMAKE_EXPORT_COMPILE_COMMANDS=ON")
     return entries
+
+
+def for_clang(entries: list[dict]) -> list[dict]:
+    """The compilation database as clang can read it: g++'s precompiled
+    headers (CMake's `-include .../cmake_pch.hxx` with a .gch beside it) are
+    dropped, as are the entries that build them: clang cannot read a .gch,
+    and the sources include what they use without it."""
+    out = []
+    for e in entries:
+        if e["file"].endswith(("cmake_pch.hxx.cxx", "cmake_pch.hxx.cpp")):
+            continue
+        args = list(e["arguments"]) if "arguments" in e else shlex.split(e.get("command", ""))
+        kept, i = [], 0
+        while i < len(args):
+            a = args[i]
+            if a == "-include" and i + 1 < len(args) and (
+                    os.path.exists(args[i + 1] + ".gch") or args[i + 1].endswith("cmake_pch.hxx")):
+                i += 2
+                continue
+            if a == "-Winvalid-pch":
+                i += 1
+                continue
+            kept.append(a)
+            i += 1
+        out.append({"directory": e.get("directory", ""), "file": e["file"], "arguments": kept})
+    return out
 
 
 def entry_file(entry: dict) -> str:
@@ -135,7 +162,7 @@ def run_facts(args, files: list[str], facts_dir: str) -> list[dict]:
                f"--config={config}", "--quiet", "--extra-arg=-Wno-unknown-warning-option"]
         cmd += [f"--extra-arg-before={a}" for a in args.extra_arg_before]
         cmd += [f"--extra-arg={a}" for a in args.extra_arg]
-        cmd += ["-p", args.build_dir, path]
+        cmd += ["-p", args.database_dir, path]
         start = time.monotonic()
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -624,7 +651,10 @@ def run(args) -> int:
             os.makedirs(facts_dir, exist_ok=True)
         else:
             facts_dir = temp_dir = tempfile.mkdtemp(prefix="coport-inventory-")
+        args.database_dir = tempfile.mkdtemp(prefix="coport-inventory-db-")
         try:
+            with open(os.path.join(args.database_dir, "compile_commands.json"), "w", encoding="utf-8") as f:
+                json.dump(for_clang(entries), f)
             print(f"coport-inventory: {len(files)} translation unit(s), {args.jobs} at a time", file=sys.stderr)
             failures += run_facts(args, files, facts_dir)
             units, bad = read_facts_dir(facts_dir)
@@ -641,6 +671,7 @@ def run(args) -> int:
                                      "stderr_tail": "clang-tidy wrote no facts for it (is the check "
                                                     "coport-inventory-facts in the plugin?)"})
         finally:
+            shutil.rmtree(args.database_dir, ignore_errors=True)
             if temp_dir and not args.keep_facts:
                 shutil.rmtree(temp_dir, ignore_errors=True)
             elif temp_dir:
