@@ -40,6 +40,7 @@ MIXED_SITES = {
     57, 60,  # incr_fiber: bridge::mutex through std::unique_lock, this_fiber::yield
     76,  # get_fiber
     97, 101, 111, 115, 116,  # service::handle: lock, status_channel::push, future::get, push, event::wait
+    104, 105,  # service::handle: GET and INCR through their migration points' fiber form, point::call
     108,  # the STATS worker lambda's lock
     142, 154, 157,  # session: async_read_until and async_write with use_fiber[ec], lock
     166, 168,  # accept_clients: async_accept with use_fiber[ec], lock
