@@ -11,7 +11,8 @@ Directives, in comments of the fixture:
       A warning is expected at that line (@LINE is the directive's own line;
       @LINE+N, @LINE-N, or a plain line number) and column, from check
       `check-name`, whose message contains TEXT. In TEXT, `{{re}}` is a
-      regular expression (for the paths clang writes into lambdas' names).
+      regular expression (for the paths clang writes into lambdas' names)
+      and [[@LINE+-N]] a line number, as above.
   // CHECK-NOTES: :[[@LINE-1]]:COL: note: TEXT
       The same for a note. Notes are compared only when the fixture has at
       least one CHECK-NOTES line; then every note in the fixture file must be
@@ -128,9 +129,11 @@ class Fixture:
     def _parse_line(self, n, line):
         m = DIRECTIVE_RE.search(line)
         if not m:
-            for word in ("CHECK-MESSAGES", "CHECK-NOTES", "KNOWN-MISS", "TIDY-CONFIG", "TIDY-ARGS"):
-                if word in line:
-                    self.problems.append("line %d: %s without ':' (directive not understood)" % (n, word))
+            # A comment that starts like a directive but is not one (a
+            # missing colon) would otherwise be silently ignored.
+            d = re.search(r"//\s*(CHECK-MESSAGES|CHECK-NOTES|KNOWN-MISS|TIDY-CONFIG|TIDY-ARGS)\b", line)
+            if d:
+                self.problems.append("line %d: %s without ':' (directive not understood)" % (n, d.group(1)))
             return
         what, rest = m.group(1), m.group(2).strip()
         if what == "KNOWN-MISS":
@@ -153,7 +156,9 @@ class Fixture:
             self.problems.append("line %d: %s expects a %s" % (n, what, "warning" if what == "CHECK-MESSAGES" else "note"))
             return
         target = int(e.group("abs")) if e.group("abs") else n + int(e.group("off") or 0)
-        text, check = e.group("text"), None
+        # [[@LINE]], [[@LINE+N]] and [[@LINE-N]] in TEXT name lines too.
+        text = re.sub(r"\[\[@LINE([+-]\d+)?\]\]", lambda m: str(n + int(m.group(1) or 0)), e.group("text"))
+        check = None
         if kind == "warning":
             c = CHECK_NAME_RE.match(text)
             if not c:
