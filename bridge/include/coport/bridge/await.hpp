@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_AWAIT_HPP
 #define COPORT_BRIDGE_AWAIT_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/config.hpp>
 
 #if !COPORT_BRIDGE_FIBERS
@@ -138,7 +139,9 @@ T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
     st->error = e;
     if constexpr (sizeof...(v) > 0) {
       if (!e) st->value.emplace(std::move(v)...);
-    } else {
+    } else if constexpr (std::is_void_v<T>) {
+      // (The test is on T, which is known here: clang checks a discarded
+      // branch that does not depend on the lambda's own parameters.)
       st->value.emplace('\0');
     }
     st->finished = true;
@@ -175,6 +178,7 @@ T await_on(const Executor& ex, boost::asio::awaitable<T> aw,
 /// and `error(errc::blocking_on_loop)` on the loop fiber, where waiting would
 /// deadlock the loop.
 template <class T>
+COPORT_CROSS_WORLD("await") COPORT_FIBER_BLOCKING_INSTEAD("co_await the awaitable")
 T await(boost::asio::awaitable<T> aw) {
   detail::loop* l = detail::require_runtime_fiber("bridge::await");
   return detail::await_here(l, std::move(aw), std::nullopt);
@@ -186,6 +190,7 @@ T await(boost::asio::awaitable<T> aw) {
 /// `error(errc::timed_out)`; if it still produces a value, that is returned.
 /// An exception before the deadline is rethrown as it is, at once.
 template <class T, class Rep, class Period>
+COPORT_CROSS_WORLD("await") COPORT_FIBER_BLOCKING_INSTEAD("co_await the awaitable, with a timer")
 T await(boost::asio::awaitable<T> aw, std::chrono::duration<Rep, Period> timeout) {
   detail::loop* l = detail::require_runtime_fiber("bridge::await");
   return detail::await_here(l, std::move(aw),
@@ -195,6 +200,7 @@ T await(boost::asio::awaitable<T> aw, std::chrono::duration<Rep, Period> timeout
 /// As await(aw), running the coroutine on `ex` (another loop, a strand, a
 /// loop executor for a native run) instead of in the waiting fiber.
 template <class Executor, class T>
+COPORT_CROSS_WORLD("await") COPORT_FIBER_BLOCKING_INSTEAD("co_await the awaitable (asio::co_spawn on the executor)")
 T await(const Executor& ex, boost::asio::awaitable<T> aw) {
   return detail::await_on(ex, std::move(aw), std::nullopt);
 }
@@ -205,6 +211,7 @@ T await(const Executor& ex, boost::asio::awaitable<T> aw) {
 /// throws `error(errc::timed_out)`; if it still produces a value, that is
 /// returned. An exception before the deadline is rethrown as it is.
 template <class Executor, class T, class Rep, class Period>
+COPORT_CROSS_WORLD("await") COPORT_FIBER_BLOCKING_INSTEAD("co_await the awaitable (asio::co_spawn on the executor), with a timer")
 T await(const Executor& ex, boost::asio::awaitable<T> aw,
         std::chrono::duration<Rep, Period> timeout) {
   return detail::await_on(ex, std::move(aw),

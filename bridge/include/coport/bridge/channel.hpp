@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_CHANNEL_HPP
 #define COPORT_BRIDGE_CHANNEL_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/waiters.hpp>
 #include <coport/bridge/error.hpp>
 
@@ -56,12 +57,12 @@ class channel {
 
 #if COPORT_BRIDGE_FIBERS
   /// Blocks the calling fiber until `value` is accepted.
-  void push(T value) {
+  COPORT_FIBER_BLOCKING_INSTEAD("co_await ch.async_push(v, token)") void push(T value) {
     rethrow(push_until(value, std::nullopt, "channel::push"), "channel::push");
   }
 
   /// Blocks the calling fiber until a value is available.
-  T pop() {
+  COPORT_FIBER_BLOCKING_INSTEAD("co_await ch.async_pop(token)") T pop() {
     std::optional<T> out;
     rethrow(pop_until(out, std::nullopt, "channel::pop"), "channel::pop");
     return std::move(*out);

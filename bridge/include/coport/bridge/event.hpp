@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_EVENT_HPP
 #define COPORT_BRIDGE_EVENT_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/waiters.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -38,10 +39,12 @@ class event {
 
 #if COPORT_BRIDGE_FIBERS
   /// Blocks the calling fiber until the event is set.
-  void wait();
+  COPORT_FIBER_BLOCKING_INSTEAD("co_await ev.async_wait(token)") void wait();
   /// Blocks until set or until `deadline`; false on timeout.
+  COPORT_FIBER_BLOCKING_INSTEAD("co_await ev.async_wait(token), with a timer")
   [[nodiscard]] bool wait_until(std::chrono::steady_clock::time_point deadline);
   template <class Rep, class Period>
+  COPORT_FIBER_BLOCKING_INSTEAD("co_await ev.async_wait(token), with a timer")
   [[nodiscard]] bool wait_for(std::chrono::duration<Rep, Period> d) {
     return wait_until(std::chrono::steady_clock::now() +
                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));

@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_FIBER_HPP
 #define COPORT_BRIDGE_FIBER_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/config.hpp>
 
 #if !COPORT_BRIDGE_FIBERS
@@ -44,9 +45,9 @@ namespace this_fiber {
 void interruption_point();
 /// Sleeps the calling fiber (never the loop); ends early, throwing
 /// operation_aborted, if a stop is requested.
-void sleep_until(std::chrono::steady_clock::time_point deadline);
+COPORT_FIBER_BLOCKING_INSTEAD("co_await an asio::steady_timer") void sleep_until(std::chrono::steady_clock::time_point deadline);
 template <class Rep, class Period>
-void sleep_for(std::chrono::duration<Rep, Period> d) {
+COPORT_FIBER_BLOCKING_INSTEAD("co_await an asio::steady_timer") void sleep_for(std::chrono::duration<Rep, Period> d) {
   sleep_until(std::chrono::steady_clock::now() +
               std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
 }
@@ -209,14 +210,14 @@ auto async_run_in_fiber_as(const Executor& ex, const work_tag* tag, Fn&& fn, Com
 /// (the caller's work name; "<fiber>" for a caller without one). R must be
 /// default-constructible.
 template <class Executor, class Fn, class CompletionToken>
-auto async_run_in_fiber(const Executor& ex, Fn&& fn, CompletionToken&& token) {
+COPORT_CROSS_WORLD("run_in_fiber") auto async_run_in_fiber(const Executor& ex, Fn&& fn, CompletionToken&& token) {
   return detail::async_run_in_fiber_as(ex, nullptr, std::forward<Fn>(fn),
                                        std::forward<CompletionToken>(token));
 }
 
 /// As async_run_in_fiber(ex, fn, token), counting the work under `name`.
 template <class Executor, class Fn, class CompletionToken>
-auto async_run_in_fiber(const Executor& ex, const work& name, Fn&& fn, CompletionToken&& token) {
+COPORT_CROSS_WORLD("run_in_fiber") auto async_run_in_fiber(const Executor& ex, const work& name, Fn&& fn, CompletionToken&& token) {
   const work_tag* tag = detail::callee_tag(detail::require_loop(ex, "run_in_fiber"), ex, &name);
   return detail::async_run_in_fiber_as(ex, tag, std::forward<Fn>(fn),
                                        std::forward<CompletionToken>(token));
@@ -246,14 +247,14 @@ boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber_nam
 /// run_in_fiber(work(name), fn) to see it under a name of its own.
 template <class Fn>
   requires(!std::is_same_v<std::decay_t<Fn>, work>)
-boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(Fn fn) {
+COPORT_CROSS_WORLD("run_in_fiber") boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(Fn fn) {
   return detail::run_in_fiber_named(std::nullopt, std::move(fn));
 }
 
 /// `co_await run_in_fiber(work("legacy.parse"), fn)`: as run_in_fiber(fn),
 /// counting the fiber's work (its time, stalls, calls) under `name`.
 template <class Fn>
-boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(work name, Fn fn) {
+COPORT_CROSS_WORLD("run_in_fiber") boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(work name, Fn fn) {
   return detail::run_in_fiber_named(std::optional<work>(std::move(name)), std::move(fn));
 }
 
@@ -267,7 +268,7 @@ boost::asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&>> run_in_fiber(wor
 template <class Fn, class... Args>
   requires(sizeof...(Args) > 0) && (!std::is_same_v<std::decay_t<Fn>, work>) &&
           std::is_invocable_v<std::decay_t<Fn>, std::decay_t<Args>...>
-[[nodiscard]] auto run_in_fiber(Fn&& fn, Args&&... args) {
+COPORT_CROSS_WORLD("run_in_fiber") [[nodiscard]] auto run_in_fiber(Fn&& fn, Args&&... args) {
   // No coroutine here and no co_await: the bound call is a temporary of
   // this plain function, destroyed as the language says.
   return run_in_fiber(detail::bound_call<std::decay_t<Fn>, std::decay_t<Args>...>(
@@ -278,7 +279,7 @@ template <class Fn, class... Args>
 /// under `name`.
 template <class Fn, class... Args>
   requires(sizeof...(Args) > 0) && std::is_invocable_v<std::decay_t<Fn>, std::decay_t<Args>...>
-[[nodiscard]] auto run_in_fiber(work name, Fn&& fn, Args&&... args) {
+COPORT_CROSS_WORLD("run_in_fiber") [[nodiscard]] auto run_in_fiber(work name, Fn&& fn, Args&&... args) {
   return run_in_fiber(std::move(name), detail::bound_call<std::decay_t<Fn>, std::decay_t<Args>...>(
                                            std::forward<Fn>(fn), std::forward<Args>(args)...));
 }

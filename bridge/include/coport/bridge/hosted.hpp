@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_HOSTED_HPP
 #define COPORT_BRIDGE_HOSTED_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/config.hpp>
 
 #if !COPORT_BRIDGE_FIBERS
@@ -179,7 +180,7 @@ struct spawn_signature<void> {
 /// `(std::exception_ptr, T)`. The work is counted under the executor's tag
 /// (`runtime::get_executor("name")`), or "<hosted>".
 template <class Executor, class T, class CompletionToken>
-auto co_spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw, CompletionToken&& token) {
+COPORT_CROSS_WORLD("hosted") auto co_spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw, CompletionToken&& token) {
   detail::loop* l = detail::require_loop(ex, "co_spawn_hosted");
   const work_tag* tag = detail::tag_of_executor(ex);
   if (!tag) tag = detail::diagnostics_of(l).tag("<hosted>");
@@ -193,7 +194,7 @@ auto co_spawn_hosted(const Executor& ex, boost::asio::awaitable<T> aw, Completio
 /// as long as the coroutine.
 template <class Executor, class F, class CompletionToken>
   requires std::is_invocable_v<F&>
-auto co_spawn_hosted(const Executor& ex, F f, CompletionToken&& token) {
+COPORT_CROSS_WORLD("hosted") auto co_spawn_hosted(const Executor& ex, F f, CompletionToken&& token) {
   using T = detail::awaitable_value_t<F>;
   return co_spawn_hosted(ex, detail::invoke_owned<T>(std::move(f)),
                          std::forward<CompletionToken>(token));

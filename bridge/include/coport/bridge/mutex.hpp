@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_MUTEX_HPP
 #define COPORT_BRIDGE_MUTEX_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/waiters.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -36,7 +37,7 @@ class mutex {
 
 #if COPORT_BRIDGE_FIBERS
   /// Blocks the calling fiber until it owns the mutex.
-  void lock();
+  COPORT_FIBER_BLOCKING_INSTEAD("auto lk = co_await m.scoped_lock()") void lock();
 #else
   template <class Never = void>
   void lock() {

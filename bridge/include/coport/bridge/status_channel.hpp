@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_STATUS_CHANNEL_HPP
 #define COPORT_BRIDGE_STATUS_CHANNEL_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/config.hpp>
 
 #if !COPORT_BRIDGE_FIBERS
@@ -60,30 +61,36 @@ class status_channel {
   status_channel(channel<T>& ch) noexcept : ch_(&ch) {}  // NOLINT(google-explicit-constructor)
 
   /// Blocks the calling fiber until `value` is accepted: success or closed.
+  COPORT_FIBER_BLOCKING
   channel_op_status push(const T& value) {
     T v(value);
     return push(std::move(v));
   }
+  COPORT_FIBER_BLOCKING
   channel_op_status push(T&& value) {
     return status(ch_->push_until(value, std::nullopt, "status_channel::push"), "status_channel::push");
   }
   /// As push, giving up after `timeout`: success, closed or timeout.
   template <class Rep, class Period>
+  COPORT_FIBER_BLOCKING
   channel_op_status push_wait_for(const T& value, std::chrono::duration<Rep, Period> timeout) {
     T v(value);
     return push_wait_until(std::move(v), std::chrono::steady_clock::now() + timeout);
   }
   template <class Rep, class Period>
+  COPORT_FIBER_BLOCKING
   channel_op_status push_wait_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
     return push_wait_until(std::move(value), std::chrono::steady_clock::now() + timeout);
   }
   /// As push, giving up at `deadline`: success, closed or timeout.
   template <class Clock, class Duration>
+  COPORT_FIBER_BLOCKING
   channel_op_status push_wait_until(const T& value, std::chrono::time_point<Clock, Duration> deadline) {
     T v(value);
     return push_wait_until(std::move(v), deadline);
   }
   template <class Clock, class Duration>
+  COPORT_FIBER_BLOCKING
   channel_op_status push_wait_until(T&& value, std::chrono::time_point<Clock, Duration> deadline) {
     return status(ch_->push_until(value, steady(deadline), "status_channel::push_wait_until"),
                   "status_channel::push_wait_until");
@@ -101,9 +108,11 @@ class status_channel {
 
   /// Blocks the calling fiber until a value is available: success (the
   /// value is in `out`) or closed (the channel is closed and drained).
+  COPORT_FIBER_BLOCKING
   channel_op_status pop(T& out) { return pop_until(out, std::nullopt, "status_channel::pop"); }
   /// As pop, returning the value; throws `boost::fibers::fiber_error`
   /// (`std::errc::operation_not_permitted`) when the channel is closed.
+  COPORT_FIBER_BLOCKING
   T value_pop() {
     std::optional<T> v;
     if (status(ch_->pop_until(v, std::nullopt, "status_channel::value_pop"),
@@ -115,12 +124,14 @@ class status_channel {
   }
   /// As pop, giving up after `timeout`: success, closed or timeout.
   template <class Rep, class Period>
+  COPORT_FIBER_BLOCKING
   channel_op_status pop_wait_for(T& out, std::chrono::duration<Rep, Period> timeout) {
     return pop_until(out, steady(std::chrono::steady_clock::now() + timeout),
                      "status_channel::pop_wait_for");
   }
   /// As pop, giving up at `deadline`: success, closed or timeout.
   template <class Clock, class Duration>
+  COPORT_FIBER_BLOCKING
   channel_op_status pop_wait_until(T& out, std::chrono::time_point<Clock, Duration> deadline) {
     return pop_until(out, steady(deadline), "status_channel::pop_wait_until");
   }

@@ -1,6 +1,7 @@
 #ifndef COPORT_BRIDGE_USE_FIBER_HPP
 #define COPORT_BRIDGE_USE_FIBER_HPP
 
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/detail/config.hpp>
 
 #if !COPORT_BRIDGE_FIBERS
@@ -43,7 +44,7 @@ namespace coport::bridge {
 /// throws `errc::blocking_on_loop`). On a coport fiber, a stop request
 /// cancels the operation (terminal cancellation), provided its I/O object
 /// belongs to the fiber's own loop.
-class use_fiber_t {
+class COPORT_FIBER_BLOCKING_TOKEN COPORT_CROSS_WORLD("use_fiber") use_fiber_t {
  public:
   constexpr use_fiber_t() = default;
   /// The non-throwing form: errors go to `ec`.

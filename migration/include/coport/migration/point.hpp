@@ -12,6 +12,7 @@
 #include <coport/bridge/runtime.hpp>
 #if COPORT_BRIDGE_FIBERS
 #include <coport/bridge/await.hpp>
+#include <coport/bridge/blocking.hpp>
 #include <coport/bridge/fiber.hpp>
 #endif
 
@@ -157,7 +158,7 @@ class point<R(Args...)> {
 #if COPORT_BRIDGE_FIBERS
   /// Calls the point from a fiber of a coport runtime; blocks only that
   /// fiber. Rethrows the answering form's exception.
-  R call(Args... args) {
+  COPORT_FIBER_BLOCKING_INSTEAD("co_await p.async_call(...)") R call(Args... args) {
     const point_record::route route = record_.choose();
     if (route.primary == form_kind::coroutine) return timed(form_kind::coroutine, [&] { return run_ported(args...); });
     if (!route.shadow) return timed(form_kind::fiber, [&] { return forms_.legacy(args...); });

@@ -1,0 +1,89 @@
+// The coport-* checks. Each one keeps its own analysis of the translation
+// unit (analysis.hpp) and reports from it.
+#ifndef COPORT_TIDY_CHECKS_HPP
+#define COPORT_TIDY_CHECKS_HPP
+
+#include "analysis.hpp"
+
+#include <clang-tidy/ClangTidyCheck.h>
+
+#include <set>
+#include <utility>
+
+namespace coport::tidy {
+
+/// Shared by the checks: the options, the analysis of the current
+/// translation unit, the functions already looked at, and diagnostics
+/// already given (a template's pattern and each instantiation point at the
+/// same call).
+class check_base : public clang::tidy::ClangTidyCheck {
+ public:
+  check_base(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx);
+  void storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) override;
+  bool isLanguageVersionSupported(const clang::LangOptions& lo) const override { return lo.CPlusPlus; }
+
+ protected:
+  analysis& analysis_for(clang::ASTContext& ctx);
+  /// The functions a match stands for: a function definition, or a
+  /// lambda's call operator and, for a generic lambda, its instantiations.
+  std::vector<const clang::FunctionDecl*> functions_of(const clang::ast_matchers::MatchFinder::MatchResult& r);
+  bool first_look(const clang::FunctionDecl* f) { return seen_.insert(f).second; }
+  /// Reports once per location and text.
+  bool once(clang::SourceLocation loc, const std::string& text);
+  void report_chain_notes(const chain& ch);
+  void register_function_matchers(clang::ast_matchers::MatchFinder* finder);
+
+  std::string patterns_text_;
+  std::string program_facts_;
+  std::string name_;
+
+ private:
+  std::unique_ptr<analysis> analysis_;
+  clang::ASTContext* ctx_ = nullptr;
+  std::set<const clang::FunctionDecl*> seen_;
+  std::set<std::pair<unsigned, std::string>> reported_;
+  bool facts_error_reported_ = false;
+};
+
+/// coport-fiber-blocking-in-coroutine
+class fiber_blocking_in_coroutine : public check_base {
+ public:
+  using check_base::check_base;
+  void registerMatchers(clang::ast_matchers::MatchFinder* finder) override;
+  void check(const clang::ast_matchers::MatchFinder::MatchResult& r) override;
+};
+
+/// coport-blocking-on-loop
+class blocking_on_loop : public check_base {
+ public:
+  using check_base::check_base;
+  void registerMatchers(clang::ast_matchers::MatchFinder* finder) override;
+  void check(const clang::ast_matchers::MatchFinder::MatchResult& r) override;
+
+ private:
+  void check_handler(analysis& a, const clang::FunctionDecl* handler, const std::string& asio_function);
+};
+
+/// coport-inventory-facts: writes the facts of the translation unit for
+/// coport-inventory; reports nothing.
+class inventory_facts : public clang::tidy::ClangTidyCheck {
+ public:
+  inventory_facts(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx);
+  void storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) override;
+  bool isLanguageVersionSupported(const clang::LangOptions& lo) const override { return lo.CPlusPlus; }
+  void registerMatchers(clang::ast_matchers::MatchFinder* finder) override;
+  void check(const clang::ast_matchers::MatchFinder::MatchResult& r) override;
+  void onEndOfTranslationUnit() override;
+
+ private:
+  std::string directory_;
+  std::string patterns_text_;
+  std::unique_ptr<analysis> analysis_;
+  clang::ASTContext* ctx_ = nullptr;
+  std::vector<const clang::FunctionDecl*> functions_;
+  std::set<const clang::FunctionDecl*> seen_;
+};
+
+}  // namespace coport::tidy
+
+#endif
