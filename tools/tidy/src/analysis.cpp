@@ -79,7 +79,8 @@ const llvm::StringMap<known_leaf>& leaf_table() {
     for (const char* cls : {"condition_variable", "condition_variable_any"})
       for (const char* fn : {"wait", "wait_for", "wait_until"})
         add(std::string("boost::fibers::") + cls + "::" + fn, block_kind::fiber, instead_condition);
-    for (const char* cls : {"future", "shared_future"})
+    // (future and shared_future take wait* from detail::future_base.)
+    for (const char* cls : {"future", "shared_future", "detail::future_base"})
       for (const char* fn : {"get", "wait", "wait_for", "wait_until"})
         add(std::string("boost::fibers::") + cls + "::" + fn, block_kind::fiber, instead_future);
     for (const char* cls : {"buffered_channel", "unbuffered_channel"})
@@ -160,6 +161,18 @@ class collector : public RecursiveASTVisitor<collector> {
     return true;
   }
 
+  // A local's destructor runs at the end of its scope, a temporary's at
+  // the end of its full expression: calls like the others, at the object.
+  bool VisitVarDecl(VarDecl* v) {
+    if (!v->hasLocalStorage() || isa<ParmVarDecl>(v)) return true;
+    add_destructor(v, v->getType(), v->getLocation());
+    return true;
+  }
+  bool VisitCXXBindTemporaryExpr(CXXBindTemporaryExpr* e) {
+    if (const CXXDestructorDecl* d = e->getTemporary()->getDestructor()) add_destructor_call(e, d, e->getBeginLoc());
+    return true;
+  }
+
   bool VisitCXXConstructExpr(CXXConstructExpr* e) {
     call_site c;
     c.expr = e;
@@ -176,7 +189,21 @@ class collector : public RecursiveASTVisitor<collector> {
     if (seen_.insert(c.expr).second) out_.push_back(std::move(c));
   }
 
+  void add_destructor(const void* key, QualType t, SourceLocation loc) {
+    const CXXRecordDecl* r = t.getNonReferenceType()->getAsCXXRecordDecl();
+    if (t->isReferenceType() || !r || !r->hasDefinition()) return;
+    if (const CXXDestructorDecl* d = r->getDestructor()) add_destructor_call(key, d, loc);
+  }
+  void add_destructor_call(const void* key, const CXXDestructorDecl* d, SourceLocation loc) {
+    if (d->isTrivial() || !destructors_.insert(key).second) return;
+    call_site c;
+    c.callee = d;
+    c.loc = sm_.getExpansionLoc(loc);
+    out_.push_back(std::move(c));
+  }
+
   std::set<const Expr*> seen_;
+  std::set<const void*> destructors_;
   const SourceManager& sm_;
   std::vector<call_site>& out_;
 };
@@ -381,6 +408,15 @@ std::optional<leaf> analysis::leaf_of(const call_site& c) const {
   auto it = table.find(name);
   if (it != table.end()) {
     const known_leaf& k = it->second;
+    // A member inherited from a detail base is named by the object's
+    // class: boost::fibers::future::wait, not ...detail::future_base::wait.
+    if (name.find("::detail::") != std::string::npos)
+      if (auto* m = dyn_cast_or_null<CXXMemberCallExpr>(c.expr))
+        if (const Expr* obj = m->getImplicitObjectArgument())  // (before the cast to the base)
+          if (const CXXRecordDecl* r = obj->IgnoreParenImpCasts()->getType()->getPointeeCXXRecordDecl()
+                                           ? obj->IgnoreParenImpCasts()->getType()->getPointeeCXXRecordDecl()
+                                           : obj->IgnoreParenImpCasts()->getType()->getAsCXXRecordDecl())
+            return leaf{k.kind, plain_name(r) + "::" + c.callee->getNameAsString(), {}, k.instead};
     // A thread-blocking C call is the C library's, not a function of the
     // same name in the program.
     if (k.kind == block_kind::thread && name.find("::") == std::string::npos && !in_system_header(c.callee))

@@ -28,6 +28,19 @@ std::vector<std::string> split_patterns(llvm::StringRef text) {
   return out;
 }
 
+// The expression a handler argument stands for, without the copies,
+// moves and temporaries around it.
+const Expr* strip_temporaries(const Expr* e) {
+  e = e->IgnoreParenImpCasts();
+  while (true) {
+    if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr()->IgnoreParenImpCasts();
+    else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr()->IgnoreParenImpCasts();
+    else if (auto* c = dyn_cast<CXXConstructExpr>(e); c && c->getNumArgs() == 1)
+      e = c->getArg(0)->IgnoreParenImpCasts();
+    else return e;
+  }
+}
+
 const char* const on_loop =
     "it runs on the loop, where a blocked fiber stops every fiber and coroutine of that loop";
 
@@ -164,14 +177,7 @@ void blocking_on_loop::check(const MatchFinder::MatchResult& r) {
     if (!callee) return;
     std::string asio_function = analysis::plain_name(callee);
     for (const Expr* arg : call->arguments()) {
-      const Expr* e = arg->IgnoreParenImpCasts();
-      while (true) {
-        if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr()->IgnoreParenImpCasts();
-        else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr()->IgnoreParenImpCasts();
-        else if (auto* c = dyn_cast<CXXConstructExpr>(e); c && c->getNumArgs() == 1)
-          e = c->getArg(0)->IgnoreParenImpCasts();
-        else break;
-      }
+      const Expr* e = strip_temporaries(arg);
       std::vector<const FunctionDecl*> handlers;
       if (const auto* l = dyn_cast<LambdaExpr>(e)) {
         const CXXMethodDecl* op = l->getCallOperator();
@@ -180,6 +186,14 @@ void blocking_on_loop::check(const MatchFinder::MatchResult& r) {
           for (const FunctionDecl* spec : t->specializations()) handlers.push_back(spec);
       } else if (const auto* d = dyn_cast<DeclRefExpr>(e)) {
         if (const auto* f = dyn_cast<FunctionDecl>(d->getDecl())) handlers.push_back(f);
+        // A lambda held in a local variable: `auto h = [..]{..}; post(ex, h);`
+        if (const auto* v = dyn_cast<VarDecl>(d->getDecl()); v && v->hasLocalStorage() && v->getInit())
+          if (const auto* l = dyn_cast<LambdaExpr>(strip_temporaries(v->getInit()))) {
+            const CXXMethodDecl* op = l->getCallOperator();
+            handlers.push_back(op);
+            if (const FunctionTemplateDecl* t = op->getDescribedFunctionTemplate())
+              for (const FunctionDecl* spec : t->specializations()) handlers.push_back(spec);
+          }
       } else if (const auto* u = dyn_cast<UnaryOperator>(e); u && u->getOpcode() == UO_AddrOf) {
         if (const auto* d = dyn_cast<DeclRefExpr>(u->getSubExpr()->IgnoreParenImpCasts()))
           if (const auto* f = dyn_cast<FunctionDecl>(d->getDecl())) handlers.push_back(f);
