@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 build=${COPORT_BUILD_DIR:-build}
 generator=()
 if command -v ninja >/dev/null && [[ ! -f "$build/CMakeCache.txt" ]]; then generator=(-G Ninja); fi
-# On this path (setup.sh has installed the broker and oslo.messaging) the
-# RabbitMQ tests must run: configuring fails rather than skip them.
+# On this path (setup.sh has installed the broker, oslo.messaging and
+# clang-tidy 16) the RabbitMQ tests and the coport-* clang-tidy module's must
+# run: configuring fails rather than skip them.
 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOPORT_BUILD_TESTS=ON \
-  -DCOPORT_REQUIRE_RABBIT_TESTS=ON
+  -DCOPORT_REQUIRE_RABBIT_TESTS=ON -DCOPORT_BUILD_TIDY=ON
 targets=()
 for t in "$@"; do targets+=(--target "$t"); done
 cmake --build "$build" --parallel "$(nproc)" "${targets[@]}"

@@ -18,7 +18,7 @@ nofibers="$build/nofibers"
 echo "building the fiberless tree ($nofibers)"
 cmake -S . -B "$nofibers" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCOPORT_WITH_FIBERS=OFF -DCOPORT_BUILD_TESTS=ON -DCOPORT_BUILD_EXAMPLES=ON -DCOPORT_BUILD_BENCH=ON \
-  -DCOPORT_LINK_MAPS=ON -DCOPORT_TEST_RABBIT=OFF \
+  -DCOPORT_LINK_MAPS=ON -DCOPORT_TEST_RABBIT=OFF -DCOPORT_BUILD_TIDY=OFF \
   -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON
 cmake --build "$nofibers" --parallel "$(nproc)"
 

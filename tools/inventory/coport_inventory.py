@@ -151,7 +151,13 @@ def tail(text: str, lines: int = 12) -> str:
 
 def run_facts(args, files: list[str], facts_dir: str) -> list[dict]:
     """Runs the facts check on each file, args.jobs at a time. Returns the failures."""
-    config = "{CheckOptions: {coport-inventory-facts.Directory: '%s'}}" % facts_dir.replace("'", "''")
+    def quoted(text: str) -> str:
+        return "'%s'" % text.replace("'", "''")
+
+    config = "{CheckOptions: {coport-inventory-facts.Directory: %s" % quoted(facts_dir)
+    if args.fiber_blocking:
+        config += ", coport-inventory-facts.FiberBlockingFunctions: %s" % quoted(";".join(args.fiber_blocking))
+    config += "}}"
     failures: list[dict] = []
     done = 0
     lock = threading.Lock()
@@ -580,6 +586,9 @@ def parse_args(argv):
     p.add_argument("--extra-arg-before", action="append", default=[], metavar="ARG",
                    help="an argument put first in each compile command (clang-tidy's --extra-arg-before)")
     p.add_argument("--root", help="paths are shown relative to this directory (default: the source tree)")
+    p.add_argument("--fiber-blocking", action="append", default=[], metavar="REGEX",
+                   help="a function (its qualified name) that blocks fibers though nothing marks it, e.g. a "
+                        "third-party library's; repeatable (the checks' option FiberBlockingFunctions)")
     p.add_argument("--include-runtime", action="store_true",
                    help="report coport's own functions too (by default they are the runtime, not the program)")
     args = p.parse_args(argv)

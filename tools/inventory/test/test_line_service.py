@@ -183,6 +183,26 @@ def main():
                            + ", ".join(f"{k} {s['cross_world'][k]}" for k in ("await", "use_fiber", "run_in_fiber",
                                                                              "hosted"))
                            + f"; {r['verdict']}; {secs:.1f} s")
+        # A function nothing marks, named with --fiber-blocking (the checks'
+        # FiberBlockingFunctions): stage 4's two coroutines that parse a
+        # number reach it.
+        out = os.path.join(tmp, "option.json")
+        proc = subprocess.run([args.inventory, "-p", args.build, "--filter", r"examples/line_service/kv_ported\.cpp$",
+                               "--fiber-blocking", "^kv::amount$", "--json", out, "--jobs", args.jobs],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        print("== stage 4 with --fiber-blocking '^kv::amount$'")
+        print(proc.stdout, end="")
+        if proc.returncode != 0 or not os.path.isfile(out):
+            print(proc.stderr, end="")
+            check(False, f"--fiber-blocking: the inventory failed (exit status {proc.returncode})")
+        else:
+            with open(out, encoding="utf-8") as f:
+                r = json.load(f)
+            got = sorted((c["line"], c["chain"][-1]) for c in r["coroutines"])
+            check(got == [(87, "kv::amount"), (127, "kv::amount")],
+                  f"--fiber-blocking '^kv::amount$': coroutines reaching it at lines 87 (incr) and 127 "
+                  f"(service::handle), got {got}")
+            check(not r["ready"], "--fiber-blocking: the verdict is 'not ready'")
     print("\n".join(summary))
     if problems:
         print(f"{len(problems)} check(s) failed")
