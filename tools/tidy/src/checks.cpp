@@ -168,6 +168,51 @@ void blocking_on_loop::registerMatchers(MatchFinder* finder) {
                               callee(functionDecl(matchesName("^::boost::asio::"))))
                          .bind("asio_call"),
                      this);
+  finder->addMatcher(
+      callExpr(unless(isExpansionInSystemHeader()), callee(functionDecl(hasName("::coport::bridge::spawn"))))
+          .bind("asio_call"),
+      this);
+}
+
+// How a coroutine's own body blocks fibers: "F -> G -> Q", or nothing.
+std::optional<std::string> blocking_on_loop::body_blocks(analysis& a, const FunctionDecl* coro) {
+  const std::string name = a.display_name(coro);
+  for (const call_site& c : a.calls_of(coro))
+    if (auto l = a.leaf_of(c); l && l->kind != block_kind::thread) return name + " -> " + l->text();
+  for (const call_site& c : a.calls_of(coro)) {
+    if (!c.callee || a.leaf_of(c)) continue;
+    const FunctionDecl* def = nullptr;
+    std::optional<chain> ch;
+    if (c.callee->hasBody(def) && a.follows(c.callee)) ch = a.fiber_chain(def);
+    else ch = a.facts_chain(c);
+    if (ch) return name + " -> " + ch->text(a.display_name(c.callee));
+  }
+  return std::nullopt;
+}
+
+// A coroutine started natively (asio::co_spawn, bridge::spawn) runs on the
+// loop: blocking a fiber there stops the loop.
+void blocking_on_loop::check_spawn(analysis& a, const CallExpr* call, const std::string& spawner) {
+  if (call->getNumArgs() < 2) return;
+  const Expr* ex = call->getArg(0)->IgnoreParenImpCasts();
+  if (const CXXRecordDecl* r = ex->getType().getNonReferenceType()->getAsCXXRecordDecl();
+      r && analysis::plain_name(r) == "coport::bridge::hosted_executor")
+    return;
+  const Expr* what = strip_temporaries(call->getArg(1));
+  const FunctionDecl* coro = nullptr;
+  if (const auto* c = dyn_cast<CallExpr>(what)) coro = c->getDirectCallee();
+  else if (const auto* l = dyn_cast<LambdaExpr>(what)) coro = l->getCallOperator();
+  const FunctionDecl* def = nullptr;
+  if (!coro || !coro->hasBody(def) || !analysis::is_coroutine(def)) return;
+  auto chain_text = body_blocks(a, def);
+  if (!chain_text) return;
+  SourceLocation loc = call->getExprLoc();
+  if (const auto* d = dyn_cast<DeclRefExpr>(call->getCallee()->IgnoreParenImpCasts())) loc = d->getLocation();
+  loc = r_context_->getSourceManager().getExpansionLoc(loc);
+  std::string text = "coroutine '" + a.display_name(def) + "' is started on the loop by '" + spawner +
+                     "' and blocks fibers: " + *chain_text + "; " + on_loop +
+                     ": start it with bridge::co_spawn_hosted until it is ported";
+  if (once(loc, text)) diag(loc, "%0") << text;
 }
 
 void blocking_on_loop::check(const MatchFinder::MatchResult& r) {
@@ -176,6 +221,11 @@ void blocking_on_loop::check(const MatchFinder::MatchResult& r) {
     const FunctionDecl* callee = call->getDirectCallee();
     if (!callee) return;
     std::string asio_function = analysis::plain_name(callee);
+    r_context_ = r.Context;
+    if (asio_function == "boost::asio::co_spawn" || asio_function == "coport::bridge::spawn") {
+      check_spawn(a, call, asio_function);
+      if (asio_function == "coport::bridge::spawn") return;
+    }
     for (const Expr* arg : call->arguments()) {
       const Expr* e = strip_temporaries(arg);
       std::vector<const FunctionDecl*> handlers;

@@ -62,6 +62,9 @@ class blocking_on_loop : public check_base {
 
  private:
   void check_handler(analysis& a, const clang::FunctionDecl* handler, const std::string& asio_function);
+  void check_spawn(analysis& a, const clang::CallExpr* call, const std::string& spawner);
+  std::optional<std::string> body_blocks(analysis& a, const clang::FunctionDecl* coro);
+  clang::ASTContext* r_context_ = nullptr;
 };
 
 /// coport-inventory-facts: writes the facts of the translation unit for
