@@ -374,8 +374,10 @@ class Broker:
                     raise BrokerError("broker %s exited with status %s while starting:\n%s"
                                       % (self.node, self._proc.returncode, self.log_tail()))
                 if time.monotonic() > deadline:
-                    raise BrokerError("broker %s not ready after %.0fs:\n%s"
-                                      % (self.node, START_TIMEOUT, self.log_tail()))
+                    waiter.kill()
+                    out, _ = waiter.communicate()
+                    raise BrokerError("broker %s not ready after %.0fs (rabbitmqctl wait still waiting):\n%s\n%s"
+                                      % (self.node, START_TIMEOUT, out, self.log_tail()))
                 time.sleep(0.1)
         finally:
             if waiter.poll() is None:
