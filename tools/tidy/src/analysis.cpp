@@ -475,6 +475,12 @@ std::optional<chain> analysis::facts_chain(const call_site& c) const {
   return ch;
 }
 
+std::optional<chain> analysis::chain_through(const call_site& c) {
+  if (!c.callee) return std::nullopt;
+  if (const FunctionDecl* def = definition_of(c.callee); def && follows(c.callee)) return fiber_chain(def);
+  return facts_chain(c);
+}
+
 const std::optional<chain>& analysis::fiber_chain(const FunctionDecl* f) {
   static const std::optional<chain> none;
   auto it = chains_.find(f);
@@ -496,24 +502,10 @@ const std::optional<chain>& analysis::fiber_chain(const FunctionDecl* f) {
   if (!result) {
     for (const call_site& c : calls) {
       if (leaf_of(c)) continue;
-      std::optional<chain> found;
-      if (const FunctionDecl* def = definition_of(c.callee); def && follows(c.callee)) {
-        const std::optional<chain>& sub = fiber_chain(def);
-        if (sub) {
-          chain ch;
-          ch.steps.push_back(step{f, c.loc, display_name(c.callee)});
-          ch.steps.insert(ch.steps.end(), sub->steps.begin(), sub->steps.end());
-          ch.end = sub->end;
-          ch.facts_tail = sub->facts_tail;
-          ch.from_facts = sub->from_facts;
-          found = std::move(ch);
-        }
-      } else if (auto fc = facts_chain(c)) {
-        chain ch = std::move(*fc);
-        ch.steps.insert(ch.steps.begin(), step{f, c.loc, display_name(c.callee)});
-        found = std::move(ch);
-      }
-      if (found && (!result || found->steps.size() < result->steps.size())) result = std::move(found);
+      std::optional<chain> found = chain_through(c);
+      if (!found) continue;
+      found->steps.insert(found->steps.begin(), step{f, c.loc, display_name(c.callee)});
+      if (!result || found->steps.size() < result->steps.size()) result = std::move(found);
     }
   }
   in_progress_[f] = false;

@@ -135,6 +135,10 @@ class analysis {
   /// facts know (a function defined in another translation unit).
   std::optional<chain> facts_chain(const call_site& c) const;
 
+  /// How the callee of `c` blocks fibers: its fiber_chain() when the
+  /// analysis follows into its body, else what the program facts know.
+  std::optional<chain> chain_through(const call_site& c);
+
   /// The marker's text, if `f` carries COPORT_FIBER_BLOCKING(_INSTEAD).
   std::optional<std::string> marked(const clang::FunctionDecl* f) const;
 

@@ -28,6 +28,23 @@ std::vector<std::string> split_patterns(llvm::StringRef text) {
   return out;
 }
 
+// A lambda's call operator and, for a generic lambda, its instantiations.
+std::vector<const FunctionDecl*> lambda_functions(const LambdaExpr* l) {
+  const CXXMethodDecl* op = l->getCallOperator();
+  std::vector<const FunctionDecl*> out{op};
+  if (const FunctionTemplateDecl* t = op->getDescribedFunctionTemplate())
+    for (const FunctionDecl* spec : t->specializations()) out.push_back(spec);
+  return out;
+}
+
+// An absolute path without "." and "..": the facts' file names.
+std::string absolute_path(llvm::StringRef name) {
+  llvm::SmallString<256> path(name);
+  llvm::sys::fs::make_absolute(path);
+  llvm::sys::path::remove_dots(path, true);
+  return std::string(path.str());
+}
+
 // The expression a handler argument stands for, without the copies,
 // moves and temporaries around it.
 const Expr* strip_temporaries(const Expr* e) {
@@ -92,12 +109,7 @@ void check_base::register_function_matchers(MatchFinder* finder) {
 std::vector<const FunctionDecl*> check_base::functions_of(const MatchFinder::MatchResult& r) {
   std::vector<const FunctionDecl*> out;
   if (const auto* f = r.Nodes.getNodeAs<FunctionDecl>("function")) out.push_back(f);
-  if (const auto* l = r.Nodes.getNodeAs<LambdaExpr>("lambda")) {
-    const CXXMethodDecl* op = l->getCallOperator();
-    out.push_back(op);
-    if (const FunctionTemplateDecl* t = op->getDescribedFunctionTemplate())
-      for (const FunctionDecl* spec : t->specializations()) out.push_back(spec);
-  }
+  if (const auto* l = r.Nodes.getNodeAs<LambdaExpr>("lambda")) out = lambda_functions(l);
   return out;
 }
 
@@ -115,6 +127,18 @@ void check_base::report_chain_notes(const chain& ch) {
           << a.display_name(s.caller) << s.callee_name;
     else
       diag(s.loc, "'%0' calls '%1' here", DiagnosticIDs::Note) << a.display_name(s.caller) << s.callee_name;
+  }
+}
+
+void check_base::report_through(analysis& a, const call_site& c, const std::string& who) {
+  std::optional<chain> ch = a.chain_through(c);
+  if (!ch) return;
+  std::string callee = a.display_name(c.callee);
+  std::string text = who + " calls '" + callee + "', which blocks fibers" +
+                     (ch->from_facts ? " (known from the program facts)" : "") + ": " + ch->text(callee);
+  if (once(c.loc, text)) {
+    diag(c.loc, "%0") << text;
+    report_chain_notes(*ch);
   }
 }
 
@@ -138,24 +162,7 @@ void fiber_blocking_in_coroutine::check(const MatchFinder::MatchResult& r) {
         if (once(c.loc, text)) diag(c.loc, "%0") << text;
         continue;
       }
-      if (!c.callee) continue;
-      const FunctionDecl* def = nullptr;
-      if (c.callee->hasBody(def) && a.follows(c.callee)) {
-        const std::optional<chain>& ch = a.fiber_chain(def);
-        if (!ch) continue;
-        std::string callee = a.display_name(c.callee);
-        std::string text = "coroutine '" + coro + "' calls '" + callee + "', which blocks fibers" +
-                           (ch->from_facts ? " (known from the program facts)" : "") + ": " + ch->text(callee);
-        if (once(c.loc, text)) {
-          diag(c.loc, "%0") << text;
-          report_chain_notes(*ch);
-        }
-      } else if (auto ch = a.facts_chain(c)) {
-        std::string callee = a.display_name(c.callee);
-        std::string text = "coroutine '" + coro + "' calls '" + callee +
-                           "', which blocks fibers (known from the program facts): " + ch->text(callee);
-        if (once(c.loc, text)) diag(c.loc, "%0") << text;
-      }
+      report_through(a, c, "coroutine '" + coro + "'");
     }
   }
 }
@@ -180,12 +187,8 @@ std::optional<std::string> blocking_on_loop::body_blocks(analysis& a, const Func
   for (const call_site& c : a.calls_of(coro))
     if (auto l = a.leaf_of(c); l && l->kind != block_kind::thread) return name + " -> " + l->text();
   for (const call_site& c : a.calls_of(coro)) {
-    if (!c.callee || a.leaf_of(c)) continue;
-    const FunctionDecl* def = nullptr;
-    std::optional<chain> ch;
-    if (c.callee->hasBody(def) && a.follows(c.callee)) ch = a.fiber_chain(def);
-    else ch = a.facts_chain(c);
-    if (ch) return name + " -> " + ch->text(a.display_name(c.callee));
+    if (a.leaf_of(c)) continue;
+    if (auto ch = a.chain_through(c)) return name + " -> " + ch->text(a.display_name(c.callee));
   }
   return std::nullopt;
 }
@@ -230,20 +233,12 @@ void blocking_on_loop::check(const MatchFinder::MatchResult& r) {
       const Expr* e = strip_temporaries(arg);
       std::vector<const FunctionDecl*> handlers;
       if (const auto* l = dyn_cast<LambdaExpr>(e)) {
-        const CXXMethodDecl* op = l->getCallOperator();
-        handlers.push_back(op);
-        if (const FunctionTemplateDecl* t = op->getDescribedFunctionTemplate())
-          for (const FunctionDecl* spec : t->specializations()) handlers.push_back(spec);
+        handlers = lambda_functions(l);
       } else if (const auto* d = dyn_cast<DeclRefExpr>(e)) {
         if (const auto* f = dyn_cast<FunctionDecl>(d->getDecl())) handlers.push_back(f);
         // A lambda held in a local variable: `auto h = [..]{..}; post(ex, h);`
         if (const auto* v = dyn_cast<VarDecl>(d->getDecl()); v && v->hasLocalStorage() && v->getInit())
-          if (const auto* l = dyn_cast<LambdaExpr>(strip_temporaries(v->getInit()))) {
-            const CXXMethodDecl* op = l->getCallOperator();
-            handlers.push_back(op);
-            if (const FunctionTemplateDecl* t = op->getDescribedFunctionTemplate())
-              for (const FunctionDecl* spec : t->specializations()) handlers.push_back(spec);
-          }
+          if (const auto* l = dyn_cast<LambdaExpr>(strip_temporaries(v->getInit()))) handlers = lambda_functions(l);
       } else if (const auto* u = dyn_cast<UnaryOperator>(e); u && u->getOpcode() == UO_AddrOf) {
         if (const auto* d = dyn_cast<DeclRefExpr>(u->getSubExpr()->IgnoreParenImpCasts()))
           if (const auto* f = dyn_cast<FunctionDecl>(d->getDecl())) handlers.push_back(f);
@@ -281,19 +276,7 @@ void blocking_on_loop::check_handler(analysis& a, const FunctionDecl* handler, c
       if (once(c.loc, text)) diag(c.loc, "%0") << text;
       continue;
     }
-    if (!c.callee) continue;
-    const FunctionDecl* def = nullptr;
-    std::optional<chain> ch;
-    if (c.callee->hasBody(def) && a.follows(c.callee)) ch = a.fiber_chain(def);
-    else ch = a.facts_chain(c);
-    if (!ch) continue;
-    std::string callee = a.display_name(c.callee);
-    std::string text = who + " calls '" + callee + "', which blocks fibers" +
-                       (ch->from_facts ? " (known from the program facts)" : "") + ": " + ch->text(callee);
-    if (once(c.loc, text)) {
-      diag(c.loc, "%0") << text;
-      report_chain_notes(*ch);
-    }
+    report_through(a, c, who);
   }
 }
 
@@ -334,12 +317,8 @@ void inventory_facts::check(const MatchFinder::MatchResult& r) {
       functions_.push_back(f);
   };
   if (const auto* f = r.Nodes.getNodeAs<FunctionDecl>("function")) add(f);
-  if (const auto* l = r.Nodes.getNodeAs<LambdaExpr>("lambda")) {
-    const CXXMethodDecl* op = l->getCallOperator();
-    add(op);
-    if (const FunctionTemplateDecl* t = op->getDescribedFunctionTemplate())
-      for (const FunctionDecl* spec : t->specializations()) add(spec);
-  }
+  if (const auto* l = r.Nodes.getNodeAs<LambdaExpr>("lambda"))
+    for (const FunctionDecl* f : lambda_functions(l)) add(f);
 }
 
 void inventory_facts::onEndOfTranslationUnit() {
@@ -349,10 +328,7 @@ void inventory_facts::onEndOfTranslationUnit() {
   auto where = [&](SourceLocation loc, llvm::json::Object& o) {
     PresumedLoc p = sm.getPresumedLoc(sm.getExpansionLoc(loc));
     if (p.isInvalid()) return;
-    llvm::SmallString<256> path(p.getFilename());
-    llvm::sys::fs::make_absolute(path);
-    llvm::sys::path::remove_dots(path, true);
-    o["file"] = std::string(path.str());
+    o["file"] = absolute_path(p.getFilename());
     o["line"] = static_cast<int64_t>(p.getLine());
     o["column"] = static_cast<int64_t>(p.getColumn());
   };
@@ -361,14 +337,18 @@ void inventory_facts::onEndOfTranslationUnit() {
   std::set<const FunctionDecl*> listed(functions_.begin(), functions_.end());
   std::vector<const FunctionDecl*> declared_only;
   std::set<std::string> declared_usrs;
-  for (const FunctionDecl* f : functions_) {
+  auto describe = [&](const FunctionDecl* f, bool defined) {
     llvm::json::Object fo;
     fo["usr"] = a.usr(f);
     fo["name"] = a.display_name(f);
     where(f->getLocation(), fo);
-    fo["defined"] = true;
-    fo["coroutine"] = analysis::is_coroutine(f);
+    fo["defined"] = defined;
+    fo["coroutine"] = defined && analysis::is_coroutine(f);
     fo["marked"] = a.marked(f).has_value();
+    return fo;
+  };
+  for (const FunctionDecl* f : functions_) {
+    llvm::json::Object fo = describe(f, true);
     llvm::json::Array blocks, calls, cross;
     for (const call_site& c : a.calls_of(f)) {
       if (auto x = a.cross_world_of(c)) {
@@ -414,13 +394,7 @@ void inventory_facts::onEndOfTranslationUnit() {
     functions.push_back(std::move(fo));
   }
   for (const FunctionDecl* f : declared_only) {
-    llvm::json::Object fo;
-    fo["usr"] = a.usr(f);
-    fo["name"] = a.display_name(f);
-    where(f->getLocation(), fo);
-    fo["defined"] = false;
-    fo["coroutine"] = false;
-    fo["marked"] = a.marked(f).has_value();
+    llvm::json::Object fo = describe(f, false);
     fo["blocks"] = llvm::json::Array();
     fo["calls"] = llvm::json::Array();
     fo["cross_world"] = llvm::json::Array();
@@ -428,12 +402,7 @@ void inventory_facts::onEndOfTranslationUnit() {
   }
 
   std::string main_file;
-  if (const FileEntry* fe = sm.getFileEntryForID(sm.getMainFileID())) {
-    llvm::SmallString<256> path(fe->getName());
-    llvm::sys::fs::make_absolute(path);
-    llvm::sys::path::remove_dots(path, true);
-    main_file = std::string(path.str());
-  }
+  if (const FileEntry* fe = sm.getFileEntryForID(sm.getMainFileID())) main_file = absolute_path(fe->getName());
   llvm::json::Object root{{"format", "coport-inventory-facts/1"},
                           {"main_file", main_file},
                           {"functions", std::move(functions)}};

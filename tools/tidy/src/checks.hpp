@@ -31,6 +31,9 @@ class check_base : public clang::tidy::ClangTidyCheck {
   /// Reports once per location and text.
   bool once(clang::SourceLocation loc, const std::string& text);
   void report_chain_notes(const chain& ch);
+  /// "WHO calls 'G', which blocks fibers: G -> ... -> Q", with a note per
+  /// step, when the callee of `c` blocks fibers.
+  void report_through(analysis& a, const call_site& c, const std::string& who);
   void register_function_matchers(clang::ast_matchers::MatchFinder* finder);
 
   std::string patterns_text_;
