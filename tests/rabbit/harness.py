@@ -62,6 +62,45 @@ def _url_password(url):
         return None
 
 
+def with_query(url, query):
+    """`url` with `query` (k=v&k2=v2) added to its query; the keys it
+    already has stay."""
+    if not url or not query:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(
+        query="&".join(q for q in (parts.query, query.lstrip("?&")) if q)))
+
+
+def url_options(url):
+    """The query of a rabbit:// URL as {key: value} (the last value of a key)."""
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query,
+                                       keep_blank_values=True)) if url else {}
+
+
+def _true(value):
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _arguments(raw):
+    """rabbitmqctl's JSON arguments [[key, type, value], ...] as {key: value}:
+    the broker takes an integer of any width as the same argument."""
+    out = {}
+    for item in raw or []:
+        if isinstance(item, list) and len(item) == 3:
+            out[item[0]] = item[2]
+    return out
+
+
+def _ctl_json(text):
+    """The JSON rows rabbitmqctl --formatter json printed (a line of
+    "Timeout: ..." or "Listing ..." may come before them)."""
+    start = text.find("[")
+    if start < 0:
+        raise TestFailure("rabbitmqctl printed no JSON:\n%s" % text[-2000:])
+    return json.loads(text[start:])
+
+
 # Passwords no program may print: the private brokers' and that of an
 # external broker given by COPORT_TEST_RABBIT_URL.
 SECRETS = sorted({p for p in (PASSWORD, _url_password(os.environ.get("COPORT_TEST_RABBIT_URL")))
@@ -248,7 +287,8 @@ class Harness:
         self.children = []
         self.results = []
         self.failures = []
-        self.url = os.environ.get("COPORT_TEST_RABBIT_URL", "")
+        self.url = with_query(os.environ.get("COPORT_TEST_RABBIT_URL", ""),
+                              getattr(args, "url_query", None))
         self.state_dir = os.environ.get("COPORT_TEST_RABBIT_STATE")
         self.tls_url = os.environ.get("COPORT_TEST_RABBIT_TLS_URL")
         self.ca_file = os.environ.get("COPORT_TEST_RABBIT_CA")
@@ -448,6 +488,234 @@ class Harness:
         if not (self.tls_url and self.ca_file and self.wrong_ca_file):
             raise Skip("needs a TLS broker (with_broker.py --tls)")
 
+    # ---- what the broker holds ----
+    def options(self):
+        """The query of the test's URL, {key: value}."""
+        return url_options(self.url)
+
+    def quorum(self):
+        """Whether the URL asks for quorum queues (rabbit_quorum_queue=true)."""
+        return _true(self.options().get("rabbit_quorum_queue", "false"))
+
+    def broker_queues(self):
+        """{name: row} of the queues on the test's broker; a row has type,
+        durable, auto_delete and arguments ({key: value})."""
+        rows = _ctl_json(self.need_state().ctl(
+            "list_queues", "name", "type", "arguments", "durable", "auto_delete",
+            "--formatter", "json", "--quiet"))
+        return {r["name"]: dict(r, arguments=_arguments(r.get("arguments"))) for r in rows}
+
+    def broker_exchanges(self):
+        """{name: row} of the exchanges on the test's broker (type, durable,
+        auto_delete)."""
+        rows = _ctl_json(self.need_state().ctl(
+            "list_exchanges", "name", "type", "durable", "auto_delete",
+            "--formatter", "json", "--quiet"))
+        return {r["name"]: r for r in rows}
+
+    def expected_queue(self, kind):
+        """What oslo.messaging 14 declares, with the URL's options, for a
+        queue of `kind` (impl_rabbit's _get_queue_arguments, the
+        declare_*_consumer and _publish_and_creates_default_queue): "topic"
+        for the topic, server and notification queues (durable with
+        amqp_durable_queues or rabbit_quorum_queue, quorum with the latter),
+        "transient" for the reply and fanout queues (classic, not durable,
+        x-expires from rabbit_transient_queues_ttl)."""
+        o = self.options()
+        quorum = _true(o.get("rabbit_quorum_queue", "false"))
+        args = {}
+        if _true(o.get("rabbit_ha_queues", "false")):
+            args["x-ha-policy"] = "all"
+        if kind == "topic":
+            durable = quorum or _true(o.get("amqp_durable_queues", o.get("durable", "false")))
+            auto_delete = _true(o.get("amqp_auto_delete", "false"))
+            if quorum:
+                args["x-queue-type"] = "quorum"
+                for arg, keys in (("x-delivery-limit", ("rabbit_quorum_delivery_limit",)),
+                                  ("x-max-in-memory-length", ("rabbit_quorum_max_memory_length",
+                                                              "rabbit_quroum_max_memory_length")),
+                                  ("x-max-in-memory-bytes", ("rabbit_quorum_max_memory_bytes",
+                                                             "rabbit_quroum_max_memory_bytes"))):
+                    value = next((int(o[k]) for k in keys if k in o), 0)
+                    if value:
+                        args[arg] = value
+        else:
+            quorum = durable = auto_delete = False
+            ttl = int(float(o.get("rabbit_transient_queues_ttl",
+                                  o.get("transient_queues_ttl", "1800"))))
+            if ttl > 0:
+                args["x-expires"] = ttl * 1000
+        return {"type": "quorum" if quorum else "classic", "durable": durable,
+                "auto_delete": auto_delete, "arguments": args}
+
+    def _log_rows(self, rows):
+        """One line per queue; reply queues declared alike share one."""
+        def text(r):
+            return "%s durable=%s auto_delete=%s %s" % (
+                r["type"], str(r["durable"]).lower(), str(r["auto_delete"]).lower(),
+                json.dumps(r["arguments"], sort_keys=True))
+        replies = {}
+        for name in sorted(rows):
+            if name.startswith("reply_"):
+                replies.setdefault(text(rows[name]), []).append(name)
+            else:
+                self.log("  queue %s: %s" % (name, text(rows[name])))
+        for t, names in replies.items():
+            self.log("  queue %s: %s" % (names[0] if len(names) == 1 else
+                                         "reply_* (%d of them)" % len(names), t))
+
+    def check_queue_types(self, topics, servers=(), fanouts=0, replies=True, queues=(),
+                          rpc=True):
+        """Checks on the wire that the broker holds the queues of `topics`
+        (one or a list) as oslo.messaging 14 declares them with the URL's
+        options (expected_queue). Of kind "topic" -- quorum and durable with
+        rabbit_quorum_queue=true --: the topic queue (with `rpc`), `T.S` for
+        each of `servers`, the other `queues` (pools), which must all be
+        there, and any other queue `T.*` (notification queues). Of kind
+        "transient": at least `fanouts` queues `T_fanout_*` per topic and,
+        with `replies`, every reply_* queue (at least one). The topic
+        exchange (openstack) must be as durable as the topic queues, a
+        fanout exchange neither durable nor kept. A run that silently
+        declared classic queues cannot pass."""
+        topics = [topics] if isinstance(topics, str) else list(topics)
+        if not self.state_dir:  # an external broker; main() skips a quorum run there
+            self.log("the queues are not checked: no broker of its own")
+            return
+        rows = self.broker_queues()
+        exchanges = self.broker_exchanges()
+        what = ", ".join(topics)
+        required = [n for t in topics for n in ([t] if rpc else []) +
+                    ["%s.%s" % (t, s) for s in servers]] + list(queues)
+        topic_names = sorted(set(required) | {n for n in rows for t in topics
+                                              if n.startswith(t + ".")})
+        fanout_names = sorted(n for n in rows for t in topics if n.startswith(t + "_fanout_"))
+        reply_names = sorted(n for n in rows if replies and n.startswith("reply_"))
+        self.log("the broker's queues of %s%s:" % (what, " and the reply queues" if replies
+                                                  else ""))
+        self._log_rows({n: rows[n] for n in topic_names + fanout_names + reply_names
+                        if n in rows})
+        want_topic = self.expected_queue("topic")
+        want_transient = self.expected_queue("transient")
+
+        def same(name, want):
+            r = rows.get(name)
+            if r is None:
+                return "%s: missing" % name
+            got = {k: r[k] for k in want}
+            return None if got == want else "%s: %r, expected %r" % (name, got, want)
+
+        bad = [m for m in (same(n, want_topic) for n in topic_names) if m]
+        self.expect(topic_names and not bad, "%s: the topic queues (%d) are %s, durable=%s, "
+                    "arguments %s" % (what, len(topic_names), want_topic["type"],
+                                      want_topic["durable"],
+                                      json.dumps(want_topic["arguments"], sort_keys=True)),
+                    "\n".join("  " + m for m in bad))
+
+        if fanouts or replies:
+            bad = [m for m in (same(n, want_transient) for n in fanout_names + reply_names) if m]
+            for t in topics:
+                n = sum(1 for f in fanout_names if f.startswith(t + "_fanout_"))
+                if n < fanouts:
+                    bad.append("%d fanout queues %s_fanout_*, expected at least %d" % (
+                        n, t, fanouts))
+            if replies and not reply_names:
+                bad.append("no reply_* queue")
+            self.expect(not bad, "%s: the %s queues (%d) are classic, not durable, arguments %s"
+                        % (what, "fanout and reply" if replies else "fanout",
+                           len(fanout_names + reply_names),
+                           json.dumps(want_transient["arguments"], sort_keys=True)),
+                        "\n".join("  " + m for m in bad))
+
+        bad = []
+        ex = exchanges.get("openstack")
+        if ex is None or (ex["durable"], ex["auto_delete"]) != (want_topic["durable"],
+                                                                want_topic["auto_delete"]):
+            bad.append("openstack: %r, expected durable=%s auto_delete=%s" % (
+                ex, want_topic["durable"], want_topic["auto_delete"]))
+        for t in topics:
+            ex = exchanges.get(t + "_fanout")
+            if ex is not None and (ex["durable"], ex["auto_delete"]) != (False, True):
+                bad.append("%s_fanout: %r, expected durable=False auto_delete=True" % (t, ex))
+        self.expect(not bad, "the exchanges: openstack durable=%s, fanout exchanges not "
+                    "durable, auto-deleted" % want_topic["durable"], "\n".join(bad))
+
+    def compare_declarations(self):
+        """The same kinds of queue declared by oslo.messaging and by coport,
+        each on a topic of its own: an oslo.messaging server and a coport
+        server (server d1), a call to each from a client of the same kind
+        (its reply queue), a notification from each while no listener
+        exists (the topic's default queue). Queue by queue, the broker must
+        hold the same type, durability, auto-delete and arguments."""
+        if not self.state_dir:
+            self.log("the declarations are not compared: no broker of its own")
+            return
+        t_py, t_cp = self.topic("-decl-py"), self.topic("-decl-coport")
+        self.step("declarations: oslo.messaging on %s, coport on %s" % (t_py, t_cp))
+        servers = [self.start("decl-oslo-server", self.peer_cmd("server", self.url, t_py,
+                                                                "--server", "d1")),
+                   self.start("decl-coport-server", self.server_cmd(self.url, t_cp, server="d1"))]
+        for s in servers:
+            s.wait_ready()
+        replies = {}
+        for who, topic, cmd in (
+                ("oslo", t_py, self.oslo_client_cmd(self.url, t_py, "call", "echo",
+                                                    '{"value": 1}', timeout=30)),
+                ("coport", t_cp, self.client_cmd(self.url, t_cp, "call", "echo",
+                                                 '{"value": 1}', timeout=30))):
+            before = set(n for n in self.broker_queues() if n.startswith("reply_"))
+            r = self.run("%s call on %s" % (who, topic), cmd, timeout=60)
+            self.require(r.rc == 0 and r.json() == 1, "%s client: call echo" % who, r.describe())
+            after = set(n for n in self.broker_queues() if n.startswith("reply_"))
+            replies[who] = sorted(after - before)
+        for who, cmd in (
+                ("oslo", self.peer_cmd("notify", self.url, t_py, "--event-type", "coport.decl",
+                                       "--payload", "{}")),
+                ("coport", self.client_cmd(self.url, t_cp, "notify", "coport.decl", "{}"))):
+            r = self.run("%s notify" % who, cmd, timeout=60)
+            self.require(r.rc == 0, "%s notifier: notify with no listener" % who, r.describe())
+        rows = self.broker_queues()
+        exchanges = self.broker_exchanges()
+
+        def fanout(topic):
+            return sorted(n for n in rows if n.startswith(topic + "_fanout_"))
+
+        pairs = [("topic queue", [t_py], [t_cp]),
+                 ("server queue", [t_py + ".d1"], [t_cp + ".d1"]),
+                 ("fanout queue", fanout(t_py), fanout(t_cp)),
+                 ("reply queue", replies["oslo"], replies["coport"]),
+                 ("notification queue", [t_py + ".info"], [t_cp + ".info"])]
+        for kind, py, cp in pairs:
+            py_rows = {n: rows[n] for n in py if n in rows}
+            cp_rows = {n: rows[n] for n in cp if n in rows}
+            self.log("%s, oslo.messaging's:" % kind)
+            self._log_rows(py_rows)
+            self.log("%s, coport's:" % kind)
+            self._log_rows(cp_rows)
+
+            def norm(r):
+                return (r["type"], r["durable"], r["auto_delete"],
+                        json.dumps(r["arguments"], sort_keys=True))
+            got_py = sorted({norm(r) for r in py_rows.values()})
+            got_cp = sorted({norm(r) for r in cp_rows.values()})
+            self.expect(len(py_rows) == 1 and got_py == got_cp,
+                        "%s: coport declares it as oslo.messaging does %s" % (
+                            kind, got_py[0] if len(got_py) == 1 else got_py),
+                        "  oslo.messaging: %r\n  coport: %r" % (got_py, got_cp))
+        ex_py, ex_cp = exchanges.get(t_py + "_fanout"), exchanges.get(t_cp + "_fanout")
+        self.expect(ex_py is not None and ex_cp is not None and
+                    (ex_py["type"], ex_py["durable"], ex_py["auto_delete"]) ==
+                    (ex_cp["type"], ex_cp["durable"], ex_cp["auto_delete"]),
+                    "fanout exchange: coport declares it as oslo.messaging does",
+                    "  oslo.messaging: %r\n  coport: %r" % (ex_py, ex_cp))
+        self.check_queue_types(t_py, servers=["d1"], fanouts=1, replies=False,
+                               queues=[t_py + ".info"])
+        self.check_queue_types(t_cp, servers=["d1"], fanouts=1, replies=True,
+                               queues=[t_cp + ".info"])
+        codes = self.stop_all(servers)
+        for s in servers:
+            self.expect(codes[s.name] == 0, "%s exited 0 on SIGTERM (got %s)" % (
+                s.name, codes[s.name]), "" if codes[s.name] == 0 else s.tail())
+
     # ---- the end ----
     def cleanup(self):
         for c in self.children:
@@ -487,6 +755,9 @@ def parser(description):
     p.add_argument("--client-bin", help="coport-example-client")
     p.add_argument("--listener-bin", help="coport-example-listener")
     p.add_argument("--executor", default="coro", help="fiber or coro (coport servers)")
+    p.add_argument("--url-query", metavar="Q",
+                   help="added to the broker URL's query for every program, coport's and "
+                        "oslo.messaging's (e.g. rabbit_quorum_queue=true)")
     p.add_argument("--self-test", action="store_true",
                    help="oslo.messaging stand-ins for the coport programs")
     p.add_argument("--verbose", "-v", action="store_true",
@@ -510,6 +781,9 @@ def main(test, name, description="", argv=None, configure=None):
             raise Skip("COPORT_TEST_RABBIT_URL is not set (run it through with_broker.py)")
         h.log("broker %s%s" % (redact(h.url), " (self-test: oslo.messaging stand-ins)"
                                if args.self_test else ""))
+        if h.quorum() and not h.state_dir:
+            raise Skip("rabbit_quorum_queue=true: checking the queues on the wire needs a "
+                       "broker of its own (COPORT_TEST_RABBIT_STATE)")
         test(h)
     except Skip as e:
         h.log("SKIPPED: %s" % e)

@@ -9,7 +9,11 @@ cast handled exactly once (markers sent after it on the same path show
 that no late duplicate follows); a server-specific target; a version too
 high (exit 1, UnsupportedVersion); an unknown method (exit 1,
 NoSuchMethod); a remote ExampleError (exit 1, class and message printed);
-a timeout (exit 2, well before the reply).
+a timeout (exit 2, well before the reply). The broker's queues must be
+those oslo.messaging 14 declares with the URL's options
+(harness.check_queue_types), and an oslo.messaging server and a coport
+server, client and notifier must declare each kind of queue alike
+(harness.compare_declarations).
 """
 
 import json
@@ -132,10 +136,15 @@ def test(h):
     r = client("call after timeout", "call", "add", '{"a": 40, "b": 2}')
     h.expect(r.rc == 0 and r.json() == 42, "a call after the timeout succeeds", r.describe())
 
+    h.step("the queues on the wire, as oslo.messaging declares them with the URL's options")
+    h.check_queue_types(topic, servers=SERVERS, fanouts=2)
+
     h.step("stop the servers")
     for s in servers:
         h.expect(s.alive(), "%s still running" % s.name, "" if s.alive() else s.tail())
     h.stop_all(servers)
+
+    h.compare_declarations()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ a remote ExampleError with its message, a timeout, calls after the
 timeout, concurrent calls. Every case of CASES must report once (`ok` or
 `FAIL`), and no other: a case the suite skips, repeats or does not know,
 or a suite that ends early, fails the test. Then both servers must stop
-cleanly on SIGTERM.
+cleanly on SIGTERM. The broker's queues must be those oslo.messaging 14
+declares with the URL's options (harness.check_queue_types: with
+--url-query rabbit_quorum_queue=true, quorum topic and server queues).
 """
 
 import sys
@@ -84,6 +86,9 @@ def test(h):
     for s in servers:
         h.expect(s.alive(), "%s still running after the suite" % s.name,
                  "" if s.alive() else s.tail())
+
+    h.step("the queues on the wire, as oslo.messaging declares them with the URL's options")
+    h.check_queue_types(topic, servers=("s1", "s2"), fanouts=2)
 
     h.step("graceful stop (SIGTERM)")
     codes = h.stop_all(servers)

@@ -13,6 +13,9 @@
 4. A coport notification sent while no listener exists waits in the
    topic's default queue (as oslo.messaging's notifier arranges) and an
    oslo.messaging listener started later receives it.
+5. The broker's queues (each topic's, the pools') are those oslo.messaging
+   14 declares with the URL's options (harness.check_queue_types: with
+   --url-query rabbit_quorum_queue=true, quorum and durable).
 """
 
 import json
@@ -148,6 +151,11 @@ def test(h):
     records = _records(h, late, 1, "the early notification", timeout=30)
     _check(h, records, [n], "the oslo listener started afterwards")
     _wait_exit(h, late, records, 1)
+
+    h.step("the queues on the wire, as oslo.messaging declares them with the URL's options")
+    h.check_queue_types([t_a, t_b, t_c, t_d], rpc=False, replies=False, queues=[
+        t_a + ".info", t_a + ".error", t_b + ".info", t_b + ".error", "pool-a", "pool-b",
+        t_d + ".info"])
 
 
 if __name__ == "__main__":
