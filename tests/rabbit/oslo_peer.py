@@ -3,13 +3,14 @@
 programs built on the unmodified oslo.messaging of the distribution.
 
     oslo_peer.py server       --url U --topic T [--server S] [--executor threading|eventlet]
+                              [--exchange E]
     oslo_peer.py client-suite --url U --topic T --server S [--fanout-servers S1,S2]
                               [--peer coport|python]
     oslo_peer.py notify       --url U --topic T --event-type E --payload JSON
                               [--priority info] [--publisher ID] [--driver messagingv2|messaging]
     oslo_peer.py listen       --url U --topic T --count N [--pool NAME] [--timeout SECONDS]
     oslo_peer.py client       --url U --topic T [--server S] [--fanout] [--version V]
-                              [--timeout SECONDS] call|cast|notify ...
+                              [--exchange E] [--timeout SECONDS] call|cast|notify ...
                               (coport-example-client's command line and exit codes)
     oslo_peer.py call-loop    --url U --topic T --count N [--timeout SECONDS]
     oslo_peer.py bench-server --url U --topic T [--server S]
@@ -260,14 +261,14 @@ class ExampleEndpoint:
             return dict(self._counts)
 
 
-def _run_server(url, topic, server, executor):
+def _run_server(url, topic, server, executor, exchange=None):
     if executor == "eventlet":
         sleep = eventlet.sleep
     else:
         sleep = time.sleep
     stopper = _Stopper()
     transport = rpc_transport(url)
-    target = oslo_messaging.Target(topic=topic, server=server)
+    target = oslo_messaging.Target(topic=topic, server=server, exchange=exchange)
     srv = oslo_messaging.get_rpc_server(
         transport, target, [ExampleEndpoint(sleep)], executor=executor,
         access_policy=rpc_dispatcher.DefaultRPCAccessPolicy)
@@ -281,7 +282,8 @@ def _run_server(url, topic, server, executor):
 
 
 def cmd_server(a):
-    return _run_server(a.url, a.topic, a.server or socket.gethostname(), a.executor)
+    return _run_server(a.url, a.topic, a.server or socket.gethostname(), a.executor,
+                       a.exchange)
 
 
 def cmd_bench_server(a):
@@ -569,7 +571,7 @@ def cmd_client(a):
         try:
             _probe(transport)
             target = oslo_messaging.Target(topic=a.topic, server=a.server, fanout=a.fanout,
-                                           version=a.version)
+                                           exchange=a.exchange, version=a.version)
             client = oslo_messaging.get_rpc_client(transport, target, timeout=a.timeout)
             args = json.loads(a.args)
             if a.client_command == "cast":
@@ -756,6 +758,8 @@ def main(argv=None):
     sp = sub.add_parser("server")
     common(sp)
     sp.add_argument("--executor", choices=["threading", "eventlet"], default="threading")
+    sp.add_argument("--exchange", help="the control exchange; default: the transport's "
+                    "(openstack)")
     sp.set_defaults(fn=cmd_server)
 
     sp = sub.add_parser("bench-server")
@@ -773,6 +777,8 @@ def main(argv=None):
 
     sp = sub.add_parser("client", help="coport-example-client's command line on oslo")
     common(sp)
+    sp.add_argument("--exchange", help="the control exchange; default: the transport's "
+                    "(openstack)")
     sp.add_argument("--fanout", action="store_true")
     sp.add_argument("--version")
     sp.add_argument("--timeout", type=float, default=60.0)
