@@ -20,6 +20,10 @@
 //   notify   queue "<topic>.<priority>" (or the pool's name) bound to the
 //            topic exchange; the notifier declares it too, so nothing sent
 //            before a listener exists is lost
+// Queue arguments and durability follow oslo.messaging 14's options
+// (queue_arguments): quorum queues for topic, server and notification
+// queues under rabbit_quorum_queue (durable, with the topic exchange),
+// x-ha-policy under rabbit_ha_queues, x-expires on reply and fanout queues.
 // A call carries its timeout as the message's expiration (message TTL).
 //
 // Delivery: RPC requests are acknowledged when an executor takes them (at
