@@ -459,8 +459,14 @@ class core : public std::enable_shared_from_this<core> {
         pump();
         if (!has_ops() && !buffered()) wait_for_io();
       } catch (const amqp_failure& e) {
-        // A refused declaration was logged where it happened, by name.
-        lost(e.refused ? "the broker closed the channel on refusing a declaration" : e.what());
+        if (e.refused) {
+          // Logged where it happened, by name; the channel it closed is
+          // reopened with the connection.
+          log_->info("rabbit: reconnecting: the broker closed the channel on refusing a declaration");
+          lost({});
+        } else {
+          lost(e.what());
+        }
       }
     }
     flush_before_close();
@@ -683,8 +689,9 @@ class core : public std::enable_shared_from_this<core> {
     healthy_ = true;
   }
 
+  /// `why` empty: already said.
   void lost(const std::string& why) {
-    log_->warn("rabbit: connection lost ({}); reconnecting", why);
+    if (!why.empty()) log_->warn("rabbit: connection lost ({}); reconnecting", why);
     healthy_ = false;
     close_connection();
     by_tag_.clear();
