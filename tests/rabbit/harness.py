@@ -444,6 +444,14 @@ class Harness:
                        "with_broker.py when it starts one)")
         return broker.load(self.state_dir)
 
+    def need_cluster(self):
+        """The cluster with_broker.py --cluster started (a broker.Cluster)."""
+        if not (self.state_dir and os.environ.get("COPORT_TEST_RABBIT_CLUSTER") == "1"
+                and broker.is_cluster(self.state_dir)):
+            raise Skip("needs a RabbitMQ cluster of its own (COPORT_TEST_RABBIT_CLUSTER and "
+                       "COPORT_TEST_RABBIT_STATE, set by with_broker.py --cluster)")
+        return broker.load_cluster(self.state_dir)
+
     def need_tls(self):
         if not (self.tls_url and self.ca_file and self.wrong_ca_file):
             raise Skip("needs a TLS broker (with_broker.py --tls)")
