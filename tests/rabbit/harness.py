@@ -55,16 +55,19 @@ class _Terminated(BaseException):
     pass
 
 
-def _url_password(url):
+def _url_passwords(url):
+    """The passwords of a URL, one per host of a failover list
+    (rabbit://u:p@h1:p1,u:p@h2:p2/)."""
     try:
-        return urllib.parse.urlsplit(url).password if url else None
+        netloc = urllib.parse.urlsplit(url).netloc if url else ""
+        return [urllib.parse.urlsplit("x://%s/" % part).password for part in netloc.split(",")]
     except ValueError:
-        return None
+        return []
 
 
 # Passwords no program may print: the private brokers' and that of an
 # external broker given by COPORT_TEST_RABBIT_URL.
-SECRETS = sorted({p for p in (PASSWORD, _url_password(os.environ.get("COPORT_TEST_RABBIT_URL")))
+SECRETS = sorted({p for p in [PASSWORD] + _url_passwords(os.environ.get("COPORT_TEST_RABBIT_URL"))
                   if p and len(p) >= 4}, key=len, reverse=True)
 
 # Stretches the windows a test's checks need between two of its own steps
