@@ -22,6 +22,7 @@ class category_impl final : public boost::system::error_category {
       case errc::encode_error: return "message cannot be encoded as JSON";
       case errc::strict_violation: return "strict mode violation";
       case errc::admin_denied: return "admin call refused";
+      case errc::declare_refused: return "the broker refused a declaration";
     }
     return "unknown coport.messaging error";
   }

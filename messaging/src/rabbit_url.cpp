@@ -39,6 +39,16 @@ double parse_number(std::string_view url, std::string_view key, std::string_view
   return d;
 }
 
+// A whole number of messages or bytes, 0 and up.
+std::int64_t parse_count(std::string_view url, std::string_view key, std::string_view v) {
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < 0) {
+    bad(url, std::string(key) + "=" + std::string(v) + " is not a whole number, 0 or more");
+  }
+  return n;
+}
+
 std::chrono::milliseconds seconds_param(std::string_view url, std::string_view key, std::string_view v) {
   return std::chrono::milliseconds(static_cast<long long>(parse_number(url, key, v, 86400.0 * 365) * 1000));
 }
@@ -123,7 +133,27 @@ rabbit_settings parse_rabbit_url(std::string_view url) {
     } else if (k == "prefetch" || k == "rabbit_qos_prefetch_count") {
       s.prefetch = static_cast<std::uint16_t>(parse_number(url, k, v, 65535));
     } else if (k == "transient_queues_ttl" || k == "rabbit_transient_queues_ttl") {
-      s.transient_queues_ttl = std::chrono::seconds(static_cast<long long>(parse_number(url, k, v, 1e9)));
+      const double ttl = parse_number(url, k, v, 1e9);
+      if (ttl < 1) bad(url, std::string(k) + "=" + std::string(v) + ": the queues' TTL is at least 1 second");
+      s.transient_queues_ttl = std::chrono::seconds(static_cast<long long>(ttl));
+    } else if (k == "rabbit_quorum_queue") {
+      s.quorum_queue = parse_bool(url, k, v);
+    } else if (k == "rabbit_quorum_delivery_limit") {
+      s.quorum_delivery_limit = parse_count(url, k, v);
+    } else if (k == "rabbit_quorum_max_memory_length" || k == "rabbit_quroum_max_memory_length") {
+      s.quorum_max_memory_length = parse_count(url, k, v);
+    } else if (k == "rabbit_quorum_max_memory_bytes" || k == "rabbit_quroum_max_memory_bytes") {
+      s.quorum_max_memory_bytes = parse_count(url, k, v);
+    } else if (k == "rabbit_ha_queues") {
+      s.ha_queues = parse_bool(url, k, v);
+    } else if (k == "kombu_failover_strategy") {
+      if (v == "round-robin") {
+        s.failover_strategy = rabbit_settings::failover::round_robin;
+      } else if (v == "shuffle") {
+        s.failover_strategy = rabbit_settings::failover::shuffle;
+      } else {
+        bad(url, "kombu_failover_strategy=" + std::string(v) + " is not round-robin or shuffle");
+      }
     } else if (k == "retry_interval" || k == "rabbit_retry_interval") {
       s.retry_interval = seconds_param(url, k, v);
     } else if (k == "retry_backoff" || k == "rabbit_retry_backoff") {
@@ -147,6 +177,15 @@ rabbit_settings parse_rabbit_url(std::string_view url) {
     } else {
       bad(url, "unknown parameter '" + std::string(k) + "'");
     }
+  }
+  if (s.quorum_queue && s.ha_queues) {
+    // oslo.messaging 14 refuses the same configuration, in these words.
+    bad(url, "rabbit_quorum_queue and rabbit_ha_queues both enabled, queue type is quorum or HA (mirrored) not both");
+  }
+  if (s.quorum_queue && s.auto_delete) {
+    // RabbitMQ refuses such a declare ("invalid property 'auto-delete'"):
+    // said here, before anything is sent.
+    bad(url, "rabbit_quorum_queue and amqp_auto_delete both enabled: quorum queues cannot be auto-delete");
   }
   if (s.ssl_cert_file.empty() != s.ssl_key_file.empty()) {
     bad(url, "ssl_cert_file and ssl_key_file go together");

@@ -20,6 +20,10 @@
 //   notify   queue "<topic>.<priority>" (or the pool's name) bound to the
 //            topic exchange; the notifier declares it too, so nothing sent
 //            before a listener exists is lost
+// Queue arguments and durability follow oslo.messaging 14's options
+// (queue_arguments): quorum queues for topic, server and notification
+// queues under rabbit_quorum_queue (durable, with the topic exchange),
+// x-ha-policy under rabbit_ha_queues, x-expires on reply and fanout queues.
 // A call carries its timeout as the message's expiration (message TTL).
 //
 // Delivery: RPC requests are acknowledged when an executor takes them (at
@@ -50,12 +54,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -74,10 +80,14 @@ constexpr amqp_channel_t channel = 1;
 /// A failure of the connection or its channel: the thread reconnects.
 /// `permanent`: retrying cannot mend it until someone changes the
 /// configuration (a certificate that does not verify, refused credentials).
+/// `refused`: the broker refused a declaration (the channel is closed).
 struct amqp_failure : std::runtime_error {
   explicit amqp_failure(const std::string& what, bool permanent = false)
       : std::runtime_error(what), permanent(permanent) {}
+  explicit amqp_failure(declare_refused r)
+      : std::runtime_error(r.what()), permanent(false), refused(std::make_shared<declare_refused>(std::move(r))) {}
   bool permanent;
+  std::shared_ptr<const declare_refused> refused;
 };
 
 amqp_bytes_t bytes(const std::string& s) {
@@ -120,6 +130,16 @@ void check(amqp_connection_state_t c, const std::string& what) {
   if (r.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure(what + ": " + describe(r));
 }
 
+/// The text of a channel closed by the broker for PRECONDITION_FAILED
+/// (a declaration it refuses); empty for any other failure.
+std::string precondition_failed(amqp_connection_state_t c) {
+  const amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD) return {};
+  auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
+  if (m->reply_code != AMQP_PRECONDITION_FAILED) return {};
+  return std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+}
+
 /// `configuration`: the call only reads local settings (a CA file), so its
 /// failure is permanent.
 void check_status(int status, const std::string& what, bool configuration = false) {
@@ -139,13 +159,88 @@ struct binding {
   std::string routing_key;
 };
 
+/// An x-argument of a queue declare: a number or a string.
+struct queue_arg {
+  std::string key;
+  std::variant<std::int64_t, std::string> value;
+};
+
 struct queue_spec {
   std::string name;
   bool durable = false;
   bool auto_delete = false;
-  std::int64_t expires_ms = 0;  ///< x-expires; 0: none
+  std::vector<queue_arg> arguments;
   std::vector<binding> bindings;
 };
+
+// The arguments of a queue, as oslo.messaging 14's _get_queue_arguments
+// gives them: x-ha-policy with rabbit_ha_queues; x-queue-type and the
+// quorum limits for the queues that may be quorum (topic, server and
+// notification queues) under rabbit_quorum_queue; x-expires for the
+// transient ones (reply and fanout queues). parse_rabbit_url refuses
+// quorum and HA together.
+std::vector<queue_arg> queue_arguments(const rabbit_settings& s, bool may_be_quorum, std::chrono::seconds ttl) {
+  std::vector<queue_arg> args;
+  if (s.ha_queues) args.push_back({"x-ha-policy", std::string("all")});
+  if (may_be_quorum && s.quorum_queue) {
+    args.push_back({"x-queue-type", std::string("quorum")});
+    if (s.quorum_delivery_limit > 0) args.push_back({"x-delivery-limit", s.quorum_delivery_limit});
+    if (s.quorum_max_memory_length > 0) args.push_back({"x-max-in-memory-length", s.quorum_max_memory_length});
+    if (s.quorum_max_memory_bytes > 0) args.push_back({"x-max-in-memory-bytes", s.quorum_max_memory_bytes});
+  }
+  if (ttl.count() > 0) {
+    args.push_back({"x-expires", std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count()});
+  }
+  return args;
+}
+
+// The broker's words after "current is" / "received" (RabbitMQ:
+// "inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received
+// none but current is the value 'quorum' of type 'longstr'").
+std::string between(std::string_view text, std::string_view from, std::string_view to) {
+  const auto a = text.find(from);
+  if (a == std::string_view::npos) return {};
+  const auto b = to.empty() ? std::string_view::npos : text.find(to, a + from.size());
+  return std::string(text.substr(a + from.size(), b == std::string_view::npos ? text.npos : b - a - from.size()));
+}
+
+/// What a channel closed by PRECONDITION_FAILED on a declare of `kind`
+/// `name` means: `requested(argument)` says what coport sent for an
+/// argument the broker names.
+template <class Requested>
+declare_refused refusal(std::string_view kind, const std::string& name, std::string_view broker_text,
+                        Requested requested) {
+  std::string argument = between(broker_text, "inequivalent arg '", "'");
+  std::string has;
+  std::string asked;
+  std::string what = std::string(kind) + " '" + name + "' cannot be declared: ";
+  if (!argument.empty()) {
+    has = between(broker_text, "but current is ", "");
+    if (has.empty()) has = "(not said)";
+    asked = requested(argument);
+    what += "it exists on the broker with " + argument + " = " + has + ", and coport declared " + argument + " = " +
+            asked + " (inequivalent arguments";
+    if (argument == "x-queue-type") {
+      what += "; rabbit_quorum_queue must be the same for every service on the queue";
+    } else if (argument == "durable") {
+      what += "; amqp_durable_queues and rabbit_quorum_queue decide durability, and must agree between services";
+    } else if (argument == "x-expires") {
+      what += "; rabbit_transient_queues_ttl must agree between services";
+    } else if (argument == "auto_delete") {
+      what += "; amqp_auto_delete must agree between services";
+    }
+    what += ")";
+  } else {
+    what += "the broker refused it";
+  }
+  what += ". Broker: " + std::string(broker_text);
+  return declare_refused(std::string(kind), name, std::move(argument), std::move(has), std::move(asked), what);
+}
+
+std::string describe(const queue_arg& a) {
+  if (const auto* n = std::get_if<std::int64_t>(&a.value)) return std::to_string(*n);
+  return "'" + std::get<std::string>(a.value) + "'";
+}
 
 struct delivery {
   std::string body;
@@ -167,6 +262,22 @@ class subscriber {
   /// Connection thread: its queues cannot be declared (the broker refused
   /// them); it will receive nothing.
   virtual void on_refused(const std::string& why) = 0;
+
+  /// Connection thread: records why its queues were refused, tells
+  /// on_refused, and settles wait_declared().
+  void refuse(const declare_refused& why) {
+    {
+      std::lock_guard lk(declared_mutex_);
+      refused_ = std::make_shared<declare_refused>(why);
+    }
+    on_refused(why.what());
+    declared();
+  }
+  /// Why the broker refused its queues; null when it did not.
+  std::shared_ptr<const declare_refused> refused() {
+    std::lock_guard lk(declared_mutex_);
+    return refused_;
+  }
   /// Connection thread: the transport shuts down.
   virtual void on_closed() { on_refused("the transport was shut down"); }
 
@@ -188,6 +299,7 @@ class subscriber {
   std::mutex declared_mutex_;
   std::condition_variable declared_cv_;
   bool declared_ = false;
+  std::shared_ptr<const declare_refused> refused_;
 };
 
 // ------------------------------------------------------------- operations
@@ -292,7 +404,7 @@ class core : public std::enable_shared_from_this<core> {
   const std::string& described() const { return described_; }
 
   binding topic_exchange(const std::string& name, std::string routing_key) const {
-    return binding{name, "topic", settings_.durable, settings_.auto_delete, std::move(routing_key)};
+    return binding{name, "topic", settings_.queues_durable(), settings_.auto_delete, std::move(routing_key)};
   }
 
  private:
@@ -325,7 +437,8 @@ class core : public std::enable_shared_from_this<core> {
         pump();
         if (!has_ops() && !buffered()) wait_for_io();
       } catch (const amqp_failure& e) {
-        lost(e.what());
+        // A refused declaration was logged where it happened, by name.
+        lost(e.refused ? "the broker closed the channel on refusing a declaration" : e.what());
       }
     }
     flush_before_close();
@@ -421,11 +534,19 @@ class core : public std::enable_shared_from_this<core> {
   bool connect() {
     bool all_permanent = true;
     std::string last;
-    for (std::size_t i = 0; i < settings_.hosts.size(); ++i) {
-      const rabbit_host& h = settings_.hosts[(next_host_ + i) % settings_.hosts.size()];
+    // kombu_failover_strategy: round-robin tries the list from the host
+    // after the one last used (the first at start); shuffle, in a new
+    // random order each round.
+    std::vector<std::size_t> order(settings_.hosts.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = (next_host_ + i) % order.size();
+    if (settings_.failover_strategy == rabbit_settings::failover::shuffle) {
+      std::shuffle(order.begin(), order.end(), random_);
+    }
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const rabbit_host& h = settings_.hosts[order[i]];
       try {
         open(h);
-        next_host_ = (next_host_ + i) % settings_.hosts.size();
+        next_host_ = order[i];
         backoff_ = settings_.retry_interval;
         log_->info("rabbit: connected to {}:{} (vhost {}) as {}", h.host, h.port, settings_.vhost, h.user);
         return true;
@@ -622,22 +743,43 @@ class core : public std::enable_shared_from_this<core> {
     if (b.exchange.empty() || declared_exchanges_.count(b.exchange)) return;
     amqp_exchange_declare(conn_, channel, bytes(b.exchange), bytes(b.type), 0, b.durable, b.auto_delete, 0,
                           amqp_empty_table);
+    if (const std::string text = precondition_failed(conn_); !text.empty()) {
+      throw amqp_failure(refusal("exchange", b.exchange, text, [&](const std::string& arg) -> std::string {
+        if (arg == "type") return "'" + b.type + "'";
+        if (arg == "durable") return b.durable ? "'true'" : "'false'";
+        if (arg == "auto_delete") return b.auto_delete ? "'true'" : "'false'";
+        return "none";
+      }));
+    }
     check(conn_, "declaring exchange " + b.exchange);
     declared_exchanges_.insert(b.exchange);
   }
 
   void declare_queue(const queue_spec& q) {
     if (declared_queues_.count(q.name)) return;
-    amqp_table_entry_t entry;
-    amqp_table_t args = amqp_empty_table;
-    if (q.expires_ms > 0) {
-      entry.key = amqp_cstring_bytes("x-expires");
-      entry.value.kind = AMQP_FIELD_KIND_I64;
-      entry.value.value.i64 = q.expires_ms;
-      args.num_entries = 1;
-      args.entries = &entry;
+    std::vector<amqp_table_entry_t> entries(q.arguments.size());
+    for (std::size_t i = 0; i < q.arguments.size(); ++i) {
+      entries[i].key = bytes(q.arguments[i].key);
+      if (const auto* n = std::get_if<std::int64_t>(&q.arguments[i].value)) {
+        entries[i].value.kind = AMQP_FIELD_KIND_I64;
+        entries[i].value.value.i64 = *n;
+      } else {
+        entries[i].value.kind = AMQP_FIELD_KIND_UTF8;
+        entries[i].value.value.bytes = bytes(std::get<std::string>(q.arguments[i].value));
+      }
     }
+    const amqp_table_t args{static_cast<int>(entries.size()), entries.data()};
     amqp_queue_declare(conn_, channel, bytes(q.name), 0, q.durable, 0, q.auto_delete, args);
+    if (const std::string text = precondition_failed(conn_); !text.empty()) {
+      throw amqp_failure(refusal("queue", q.name, text, [&](const std::string& arg) -> std::string {
+        if (arg == "durable") return q.durable ? "'true'" : "'false'";
+        if (arg == "auto_delete") return q.auto_delete ? "'true'" : "'false'";
+        for (const auto& a : q.arguments) {
+          if (a.key == arg) return describe(a);
+        }
+        return arg == "x-queue-type" ? "none (a classic queue)" : "none";
+      }));
+    }
     check(conn_, "declaring queue " + q.name);
     for (const auto& b : q.bindings) {
       if (b.exchange.empty()) continue;
@@ -653,13 +795,15 @@ class core : public std::enable_shared_from_this<core> {
       for (const auto& q : s->queues) declare_queue(q);
     } catch (const amqp_failure& e) {
       // The broker refuses these queues (arguments that differ from an
-      // existing queue's, permissions): the subscriber learns it and is
-      // dropped; the channel the refusal closed is reopened.
+      // existing queue's, permissions): the subscriber learns it, once,
+      // and is dropped, never declared again; the channel the refusal
+      // closed is reopened.
       if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
         log_->error("rabbit: {}", e.what());
         std::erase(subscribers_, s);
-        s->on_refused(e.what());
-        s->declared();  // settled: listen() stops waiting
+        s->refuse(e.refused ? *e.refused
+                            : declare_refused("queue", s->queues.empty() ? std::string() : s->queues.front().name,
+                                              "", "", "", e.what()));
       }
       throw;
     }
@@ -687,7 +831,8 @@ class core : public std::enable_shared_from_this<core> {
         // Refused by the broker (e.g. an exchange of another type or
         // durability): this message fails, the connection is reopened.
         log_->error("rabbit: {} refused: {}", p.what, e.what());
-        complete(p.done, asio::error::access_denied);
+        complete(p.done, e.refused ? make_error_code(errc::declare_refused)
+                                   : boost::system::error_code(asio::error::access_denied));
       } else {
         retry_current_ = true;  // the connection failed: sent after reconnecting
       }
@@ -770,9 +915,13 @@ class core : public std::enable_shared_from_this<core> {
         amqp_message_t m;
         const amqp_rpc_reply_t rr = amqp_read_message(conn_, f.channel, &m, 0);
         if (rr.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure("reading a returned message: " + describe(rr));
+        const std::string body = to_string(m.body);
         amqp_destroy_message(&m);
-        log_->warn("rabbit: a reply to queue {} was returned by the broker ({}): the caller's reply queue is gone",
-                   key, text);
+        // Undeliverable, as oslo.messaging 14 treats a returned reply: said
+        // once and dropped, never published again.
+        log_->warn("rabbit: the reply{} to queue {} was returned by the broker ({}): the caller's reply queue is "
+                   "gone; the reply is dropped",
+                   message_id_note(body, options_.limits), key, text);
         return;
       }
       case AMQP_BASIC_CANCEL_METHOD:
@@ -823,6 +972,7 @@ class core : public std::enable_shared_from_this<core> {
   std::uint64_t generation_ = 0;
   std::uint64_t next_seq_ = 1;
   std::size_t next_host_ = 0;
+  std::minstd_rand random_{std::random_device{}()};
   std::chrono::milliseconds backoff_;
   std::map<std::uint64_t, std::unique_ptr<send_handler>> unconfirmed_;
   std::vector<std::shared_ptr<subscriber>> subscribers_;
@@ -1099,8 +1249,9 @@ class rabbit_driver final : public driver {
     p.to = core_->topic_exchange(exchange_of(to), key);
     queue_spec q;
     q.name = key;
-    q.durable = core_->settings().durable;
+    q.durable = core_->settings().queues_durable();
     q.auto_delete = core_->settings().auto_delete;
+    q.arguments = queue_arguments(core_->settings(), true, std::chrono::seconds(0));
     q.bindings.push_back(p.to);
     p.declare_queue = std::move(q);
     p.what = "notification " + n.event_type + " to " + p.to.exchange + "/" + key;
@@ -1124,14 +1275,15 @@ class rabbit_driver final : public driver {
     for (const std::string& name : {server.topic, server.topic + "." + server.server}) {
       queue_spec q;
       q.name = name;
-      q.durable = s.durable;
+      q.durable = s.queues_durable();
       q.auto_delete = s.auto_delete;
+      q.arguments = queue_arguments(s, true, std::chrono::seconds(0));
       q.bindings.push_back(core_->topic_exchange(ex, name));
       l->queues.push_back(std::move(q));
     }
     queue_spec fan;
     fan.name = server.topic + "_fanout_" + make_unique_id();
-    fan.expires_ms = std::chrono::duration_cast<std::chrono::milliseconds>(s.transient_queues_ttl).count();
+    fan.arguments = queue_arguments(s, false, s.transient_queues_ttl);
     fan.bindings.push_back(binding{server.topic + "_fanout", "fanout", false, true, server.topic});
     l->queues.push_back(std::move(fan));
     subscribe(l, "requests of " + ex + "/" + server.topic + "." + server.server);
@@ -1152,8 +1304,9 @@ class rabbit_driver final : public driver {
         const std::string name = pool ? *pool : key;
         auto& q = queues[name];
         q.name = name;
-        q.durable = s.durable;
+        q.durable = s.queues_durable();
         q.auto_delete = s.auto_delete;
+        q.arguments = queue_arguments(s, true, std::chrono::seconds(0));
         q.bindings.push_back(core_->topic_exchange(exchange_of(t), key));
       }
     }
@@ -1167,8 +1320,7 @@ class rabbit_driver final : public driver {
     r->no_ack = true;
     queue_spec q;
     q.name = "reply_" + make_unique_id();
-    q.expires_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(core_->settings().transient_queues_ttl).count();
+    q.arguments = queue_arguments(core_->settings(), false, core_->settings().transient_queues_ttl);
     r->queues.push_back(q);
     core_->post(subscribe_op{r});
     return q.name;
@@ -1186,13 +1338,16 @@ class rabbit_driver final : public driver {
   // A listener is consuming when listen() returns, so that what is sent
   // after a server reports itself ready reaches it. With the broker down
   // it stops waiting after the connect timeout; consuming starts once the
-  // connection is made.
+  // connection is made. Queues the broker refuses (a queue that exists
+  // with other arguments) throw declare_refused: the server or listener
+  // does not start.
   void subscribe(const std::shared_ptr<rabbit_listener>& l, const std::string& what) {
     core_->post(subscribe_op{l});
     if (!l->wait_declared(core_->settings().connect_timeout)) {
       core_->log().warn("rabbit {}: not connected yet; consuming the {} starts once connected",
                         core_->described(), what);
     }
+    if (auto refused = l->refused()) throw *refused;
   }
 
   std::shared_ptr<core> core_;

@@ -34,6 +34,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -92,9 +93,10 @@ struct captured_log {
   std::string text() { return sink->text(); }
 };
 
-std::shared_ptr<transport> open(const std::string& url, captured_log& log) {
+std::shared_ptr<transport> open(const std::string& url, captured_log& log, std::string exchange = "") {
   transport_options o;
   o.logger = log.logger;
+  if (!exchange.empty()) o.control_exchange = std::move(exchange);
   return transport::create(url, o);
 }
 
@@ -620,4 +622,162 @@ TEST_CASE("a graceful stop loses no reply, even when the transport closes right 
   server.reset();
   server_side.reset();
   for (int i = 0; i < 20; ++i) CHECK(wait(std::move(calls[static_cast<std::size_t>(i)])) == i);
+}
+
+namespace {
+
+// Waits up to `d` for `needle` to show in the log.
+bool logged_within(captured_log& log, const std::string& needle, std::chrono::seconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (log.text().find(needle) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("quorum queues: a server, its calls, casts and notifications on rabbit_quorum_queue", "[rabbit][quorum]") {
+  // Quorum makes the control exchange durable, as in oslo.messaging: every
+  // service on an exchange must agree, so these cases use one of their own.
+  captured_log log;
+  const std::string url = broker_url("rabbit_quorum_queue=true&rabbit_quorum_delivery_limit=4");
+  const std::string t = fresh_topic("quorum");
+  const std::string exchange = "x_" + t;
+  auto tr = open(url, log, exchange);
+  asio_loop loop;
+  auto seen = std::make_shared<counter>();
+  rpc_server s(tr, topic(t, "s1"), make_service("s1", seen), loop.get_executor());
+  s.start();
+  rpc_client client(tr, topic(t));
+  CHECK(call(client, "add", args("a", 2, "b", 3)) == 5);
+  rpc_client to_s1(tr, topic(t, "s1"));
+  CHECK(call(to_s1, "whoami", {}) == "s1");
+  wait(client.async_cast("note", {}, asio::use_future));
+  rpc_client fan(tr, topic(t, "", true));
+  wait(fan.async_cast("note", {}, asio::use_future));
+  REQUIRE(seen->wait_for(2));
+
+  // The topic queue is a quorum queue: declaring it as a durable classic
+  // queue is refused, and the broker says what it has.
+  captured_log other_log;
+  auto classic = open(broker_url("amqp_durable_queues=true"), other_log, exchange);
+  try {
+    rpc_server c(classic, topic(t, "s2"), make_service("s2"), loop.get_executor());
+    c.start();
+    FAIL("a classic server started on a quorum topic queue");
+  } catch (const declare_refused& e) {
+    INFO(e.what());
+    CHECK(e.code() == make_error_code(errc::declare_refused));
+    CHECK(e.kind() == "queue");
+    CHECK(e.name() == t);
+    CHECK(e.argument() == "x-queue-type");
+    CHECK(e.broker_has().find("quorum") != std::string::npos);
+    CHECK(e.requested() == "none (a classic queue)");
+  }
+
+  // Notifications: the notifier declares the quorum queue the listener
+  // consumes, so one sent first is kept.
+  const std::string notes = t + "_notes";
+  notifier n(tr, "quorum-test", {notes});
+  wait(n.async_info({}, "thing.happened", json::parse(R"({"n": 1})"), asio::use_future));
+  counter handled;
+  auto ep = std::make_shared<notification_endpoint>("quorum");
+  ep->on(priority::info, [&](const notification& note) -> notification_result {
+    if (note.event_type == "thing.happened") handled.add();
+    return notification_result::handled;
+  });
+  notification_listener nl(tr, {topic(notes)}, {ep}, loop.get_executor());
+  nl.start();
+  CHECK(handled.wait_for(1, 30s));
+  wait(nl.async_stop(asio::use_future));
+  wait(s.async_stop(asio::use_future));
+}
+
+TEST_CASE("a queue that exists with other arguments: the start fails with a named error, once, never retried",
+          "[rabbit][quorum]") {
+  captured_log log;
+  const std::string t = fresh_topic("inequivalent");
+  const std::string exchange = "x_" + t;
+  asio_loop loop;
+  auto quorum = open(broker_url("rabbit_quorum_queue=true"), log, exchange);
+  rpc_server q(quorum, topic(t, "s1"), make_service("s1"), loop.get_executor());
+  q.start();
+
+  captured_log classic_log;
+  auto classic = open(broker_url(), classic_log, exchange);
+  try {
+    rpc_server c(classic, topic(t, "s2"), make_service("s2"), loop.get_executor());
+    c.start();
+    FAIL("a classic, transient server started on a quorum topic queue");
+  } catch (const declare_refused& e) {
+    const std::string what = e.what();
+    INFO(what);
+    // RabbitMQ names the first argument that differs: durability.
+    CHECK(e.argument() == "durable");
+    CHECK(e.name() == t);
+    CHECK(e.broker_has() == "'true'");
+    CHECK(e.requested() == "'false'");
+    CHECK(what.find("queue '" + t + "'") != std::string::npos);
+    CHECK(what.find("PRECONDITION_FAILED") != std::string::npos);
+    CHECK(what.find(password_of(broker_url())) == std::string::npos);
+  }
+  // The refused listener is not declared again: the transport goes on
+  // working for everything else, and the refusal was logged once.
+  target elsewhere = topic(t + "_other", "s3");
+  elsewhere.exchange = exchange + "_classic";
+  rpc_client client(classic, elsewhere);
+  rpc_server other(classic, elsewhere, make_service("s3"), loop.get_executor());
+  other.start();
+  CHECK(call(client, "echo", args("value", "still")) == "still");
+  // The quorum server was not disturbed.
+  rpc_client qc(quorum, topic(t));
+  CHECK(call(qc, "whoami", {}) == "s1");
+  wait(other.async_stop(asio::use_future));
+  wait(q.async_stop(asio::use_future));
+  const std::string text = classic_log.text();
+  INFO(text);
+  CHECK(count_lines(text, "cannot be declared") == 1);
+
+  // A call through a transport whose topic exchange differs in durability
+  // fails at once, saying so, and the log names the exchange.
+  rpc_client bad(classic, topic(t));
+  try {
+    call(bad, "echo", args("value", "x"));
+    FAIL("a call went through an exchange of another durability");
+  } catch (const transport_error& e) {
+    CHECK(std::string(e.what()) == "could not send the call: the broker refused a declaration");
+  }
+  const std::string after = classic_log.text();
+  CHECK(count_lines(after, "exchange '" + exchange + "' cannot be declared: it exists on the broker with durable = 'true'") == 1);
+}
+
+TEST_CASE("a reply whose queue is gone comes back from the broker: logged once with its message id, dropped",
+          "[rabbit]") {
+  captured_log log;
+  const std::string url = broker_url();
+  auto tr = open(url, log);
+  const std::string t = fresh_topic("returned");
+  asio_loop loop;
+  rpc_server s(tr, topic(t, "s1"), make_service("s1"), loop.get_executor());
+  s.start();
+  json::object inner;
+  inner["method"] = "echo";
+  inner["args"] = json::object{{"value", "lost"}};
+  inner["_msg_id"] = "returned-reply-1";
+  inner["_reply_q"] = "reply_" + make_unique_id();  // never declared
+  inner["version"] = "1.3";
+  json::object env;
+  env["oslo.version"] = "2.0";
+  env["oslo.message"] = json::serialize(inner);
+  publish_raw(url, t, json::serialize(env));
+  CHECK(logged_within(log, "(message id returned-reply-1)", 30s));
+  rpc_client client(tr, topic(t));
+  CHECK(call(client, "echo", args("value", "after")) == "after");
+  wait(s.async_stop(asio::use_future));
+  const std::string text = log.text();
+  INFO(text);
+  CHECK(count_lines(text, "was returned by the broker") == 1);
+  CHECK(count_lines(text, "the reply (message id returned-reply-1) to queue reply_") == 1);
 }

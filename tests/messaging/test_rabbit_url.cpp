@@ -84,3 +84,72 @@ TEST_CASE("a bad rabbit URL is refused with a clear error that never shows the p
   refused("amqp://u:hunter2@h/", "scheme");
   CHECK(mask_url_password("rabbit://u:hunter2@h1,v:pw@h2/x") == "rabbit://u:****@h1,v:****@h2/x");
 }
+
+TEST_CASE("oslo.messaging's queue options: quorum, its limits, HA queues, TTL, failover strategy",
+          "[messaging][rabbit]") {
+  const auto d = parse_rabbit_url("rabbit://u:p@h/");
+  CHECK_FALSE(d.quorum_queue);
+  CHECK_FALSE(d.ha_queues);
+  CHECK(d.quorum_delivery_limit == 0);
+  CHECK(d.quorum_max_memory_length == 0);
+  CHECK(d.quorum_max_memory_bytes == 0);
+  CHECK(d.transient_queues_ttl == 1800s);
+  CHECK(d.failover_strategy == rabbit_settings::failover::round_robin);
+  CHECK_FALSE(d.queues_durable());
+
+  const auto q = parse_rabbit_url(
+      "rabbit://u:p@h/?rabbit_quorum_queue=true&rabbit_quorum_delivery_limit=5"
+      "&rabbit_quorum_max_memory_length=1000&rabbit_quorum_max_memory_bytes=1048576"
+      "&rabbit_transient_queues_ttl=120&kombu_failover_strategy=shuffle");
+  CHECK(q.quorum_queue);
+  CHECK(q.quorum_delivery_limit == 5);
+  CHECK(q.quorum_max_memory_length == 1000);
+  CHECK(q.quorum_max_memory_bytes == 1048576);
+  CHECK(q.transient_queues_ttl == 120s);
+  CHECK(q.failover_strategy == rabbit_settings::failover::shuffle);
+  // Quorum queues are durable whatever amqp_durable_queues says, as in
+  // oslo.messaging 14; the option itself keeps its value.
+  CHECK_FALSE(q.durable);
+  CHECK(q.queues_durable());
+  CHECK(parse_rabbit_url("rabbit://u:p@h/?amqp_durable_queues=true").queues_durable());
+
+  // oslo.messaging 14's own spelling of the memory options.
+  const auto typo = parse_rabbit_url(
+      "rabbit://u:p@h/?rabbit_quorum_queue=1&rabbit_quroum_max_memory_length=7&rabbit_quroum_max_memory_bytes=9");
+  CHECK(typo.quorum_max_memory_length == 7);
+  CHECK(typo.quorum_max_memory_bytes == 9);
+
+  const auto ha = parse_rabbit_url("rabbit://u:p@h/?rabbit_ha_queues=true&kombu_failover_strategy=round-robin");
+  CHECK(ha.ha_queues);
+  CHECK_FALSE(ha.quorum_queue);
+  CHECK(ha.failover_strategy == rabbit_settings::failover::round_robin);
+}
+
+TEST_CASE("queue option combinations oslo.messaging or RabbitMQ refuse are refused by name",
+          "[messaging][rabbit]") {
+  const auto refused = [](const std::string& url, const std::string& says) {
+    INFO(url);
+    try {
+      parse_rabbit_url(url);
+      FAIL("accepted");
+    } catch (const invalid_url& e) {
+      const std::string what = e.what();
+      INFO(what);
+      CHECK(what.find(says) != std::string::npos);
+      CHECK(what.find("hunter2") == std::string::npos);
+    }
+  };
+  refused("rabbit://u:hunter2@h/?rabbit_quorum_queue=true&rabbit_ha_queues=true",
+          "rabbit_quorum_queue and rabbit_ha_queues both enabled, queue type is quorum or HA (mirrored) not both");
+  refused("rabbit://u:hunter2@h/?rabbit_quorum_queue=true&amqp_auto_delete=true",
+          "quorum queues cannot be auto-delete");
+  refused("rabbit://u:hunter2@h/?kombu_failover_strategy=random",
+          "kombu_failover_strategy=random is not round-robin or shuffle");
+  refused("rabbit://u:hunter2@h/?rabbit_quorum_delivery_limit=-1", "rabbit_quorum_delivery_limit=-1 is not a whole number");
+  refused("rabbit://u:hunter2@h/?rabbit_quorum_max_memory_bytes=1.5", "not a whole number");
+  refused("rabbit://u:hunter2@h/?rabbit_transient_queues_ttl=0", "at least 1 second");
+  refused("rabbit://u:hunter2@h/?rabbit_quorum_queue=perhaps", "not a boolean");
+  // Either alone is fine, and so is HA with auto-delete (classic queues).
+  CHECK_NOTHROW(parse_rabbit_url("rabbit://u:p@h/?rabbit_ha_queues=true&amqp_auto_delete=true"));
+  CHECK_NOTHROW(parse_rabbit_url("rabbit://u:p@h/?rabbit_quorum_queue=true&rabbit_ha_queues=false"));
+}

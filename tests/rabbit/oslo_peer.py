@@ -17,7 +17,11 @@ programs built on the unmodified oslo.messaging of the distribution.
 
 The servers expose the same endpoint as coport-example-server (version 1.3,
 no namespace): echo(value), add(a, b), sleep_ms(ms), fail(message) raising
-ExampleError, counts(). --transport is another name of --url. Programs
+ExampleError, counts(). --transport is another name of --url, the same
+rabbit:// URL the coport programs get: its query's driver options
+(rabbit_quorum_queue, rabbit_ha_queues, amqp_durable_queues, heartbeat,
+... see URL_OPTIONS) are set in [oslo_messaging_rabbit] before the
+transport exists, and coport's own keys are not passed on. Programs
 that wait for traffic print `ready` (one line, flushed) once they consume;
 results are printed as JSON lines.
 
@@ -45,11 +49,15 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import urllib.parse  # noqa: E402
 import warnings  # noqa: E402
 
 from oslo_config import cfg  # noqa: E402
 import oslo_messaging  # noqa: E402
+from oslo_messaging._drivers import amqp  # noqa: E402
+from oslo_messaging._drivers import base as driver_base  # noqa: E402
 from oslo_messaging._drivers import common as rpc_common  # noqa: E402
+from oslo_messaging._drivers import impl_rabbit  # noqa: E402
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher  # noqa: E402
 
 VERSION = "1.3"
@@ -86,6 +94,7 @@ class _RedactFilter(logging.Filter):
 
 
 _CONF_READY = []
+RABBIT_GROUP = "oslo_messaging_rabbit"
 
 
 def _conf():
@@ -94,15 +103,90 @@ def _conf():
     if not _CONF_READY:
         cfg.CONF([], project="coport-oslo-peer", default_config_files=[],
                  default_config_dirs=[])
+        # The rabbit driver's options, registered as its driver will
+        # register them, so that the URL's can be set before it exists.
+        group = cfg.OptGroup(name=RABBIT_GROUP, title="RabbitMQ driver options")
+        cfg.CONF.register_group(group)
+        for opts in (impl_rabbit.rabbit_opts, amqp.amqp_opts, driver_base.base_opts):
+            cfg.CONF.register_opts(opts, group=group)
         _CONF_READY.append(True)
     return cfg.CONF
 
 
+def _bool(v):
+    low = v.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("%r is not a boolean" % v)
+
+
+def _int(v):
+    return int(v)
+
+
+def _seconds(v):
+    # coport takes fractions of a second; oslo's options are whole seconds.
+    return int(float(v))
+
+
+# rabbit:// URL query keys (the names coport-example-* read) -> the
+# [oslo_messaging_rabbit] option of oslo.messaging 14 and its type. The
+# correctly spelt max_memory names map to oslo 14's misspelt options.
+URL_OPTIONS = {
+    "rabbit_quorum_queue": ("rabbit_quorum_queue", _bool),
+    "rabbit_quorum_delivery_limit": ("rabbit_quorum_delivery_limit", _int),
+    "rabbit_quorum_max_memory_length": ("rabbit_quroum_max_memory_length", _int),
+    "rabbit_quroum_max_memory_length": ("rabbit_quroum_max_memory_length", _int),
+    "rabbit_quorum_max_memory_bytes": ("rabbit_quroum_max_memory_bytes", _int),
+    "rabbit_quroum_max_memory_bytes": ("rabbit_quroum_max_memory_bytes", _int),
+    "rabbit_ha_queues": ("rabbit_ha_queues", _bool),
+    "rabbit_transient_queues_ttl": ("rabbit_transient_queues_ttl", _seconds),
+    "transient_queues_ttl": ("rabbit_transient_queues_ttl", _seconds),
+    "kombu_failover_strategy": ("kombu_failover_strategy", str),
+    "amqp_durable_queues": ("amqp_durable_queues", _bool),
+    "durable": ("amqp_durable_queues", _bool),
+    "amqp_auto_delete": ("amqp_auto_delete", _bool),
+    "heartbeat_timeout_threshold": ("heartbeat_timeout_threshold", _seconds),
+    "heartbeat": ("heartbeat_timeout_threshold", _seconds),
+    "rabbit_qos_prefetch_count": ("rabbit_qos_prefetch_count", _int),
+    "prefetch": ("rabbit_qos_prefetch_count", _int),
+}
+
+
+def _oslo_url(url):
+    """Applies the URL's query to [oslo_messaging_rabbit] of the global
+    configuration (URL_OPTIONS) and returns the URL oslo.messaging is to
+    see: the other keys that name one of its rabbit options (ssl,
+    ssl_ca_file, ...) stay in its query, where the driver reads them;
+    coport's own keys (rpc_timeout, send_timeout, ...) are dropped, as the
+    driver would refuse them (NoSuchOptError)."""
+    conf = _conf()
+    parts = urllib.parse.urlsplit(url)
+    keep = []
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key in URL_OPTIONS:
+            name, convert = URL_OPTIONS[key]
+            try:
+                conf.set_override(name, convert(value), group=RABBIT_GROUP)
+            except ValueError as e:
+                raise SystemExit("oslo_peer: %s=%s in the URL: %s" % (key, value, e))
+        elif key in conf[RABBIT_GROUP]:
+            keep.append((key, value))
+        else:
+            logging.getLogger("oslo_peer").info("URL parameter %s is not oslo.messaging's: "
+                                                "not passed on", key)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(keep)))
+
+
 def rpc_transport(url):
+    url = _oslo_url(url)
     return oslo_messaging.get_rpc_transport(_conf(), url=url)
 
 
 def notification_transport(url):
+    url = _oslo_url(url)
     return oslo_messaging.get_notification_transport(_conf(), url=url)
 
 

@@ -27,6 +27,7 @@ enum class errc {
   encode_error,         ///< a message that cannot be written as JSON (NaN, infinity)
   strict_violation,     ///< strict mode: a coroutine form blocked fibers or stalled its loop
   admin_denied,         ///< an admin call without the configured token
+  declare_refused,      ///< the broker refused a queue or exchange as declared (see declare_refused)
 };
 
 const boost::system::error_category& messaging_category() noexcept;
@@ -134,6 +135,44 @@ class encode_error : public messaging_error {
 class transport_error : public messaging_error {
  public:
   explicit transport_error(const std::string& what) : messaging_error(errc::transport_error, what) {}
+
+ protected:
+  transport_error(errc e, const std::string& what) : messaging_error(e, what) {}
+};
+
+/// The broker refused to declare a queue or an exchange the way this
+/// transport asked: it exists with other arguments (RabbitMQ's
+/// PRECONDITION_FAILED "inequivalent arg"), or the broker does not allow
+/// the combination. Thrown by a server's or listener's start; what() names
+/// the entity, the argument, what the broker has and what was asked for.
+class declare_refused : public transport_error {
+ public:
+  declare_refused(std::string kind, std::string name, std::string argument, std::string broker_has,
+                  std::string requested, const std::string& what)
+      : transport_error(errc::declare_refused, what),
+        kind_(std::move(kind)),
+        name_(std::move(name)),
+        argument_(std::move(argument)),
+        broker_has_(std::move(broker_has)),
+        requested_(std::move(requested)) {}
+  /// "queue" or "exchange".
+  const std::string& kind() const noexcept { return kind_; }
+  const std::string& name() const noexcept { return name_; }
+  /// The refused argument ("x-queue-type", "durable", ...); empty when the
+  /// broker did not name one.
+  const std::string& argument() const noexcept { return argument_; }
+  /// The argument's value on the broker's existing entity, as the broker
+  /// words it ("the value 'quorum' of type 'longstr'"), or "none".
+  const std::string& broker_has() const noexcept { return broker_has_; }
+  /// What this transport declared for it ("none" when absent).
+  const std::string& requested() const noexcept { return requested_; }
+
+ private:
+  std::string kind_;
+  std::string name_;
+  std::string argument_;
+  std::string broker_has_;
+  std::string requested_;
 };
 
 class invalid_url : public messaging_error {

@@ -17,7 +17,22 @@
 //   amqp_durable_queues=B (durable)            durable exchanges and queues, persistent messages
 //   amqp_auto_delete=B                         auto-delete exchanges and topic queues
 //   prefetch=N (rabbit_qos_prefetch_count)     unacknowledged messages per consumer; default 64
-//   transient_queues_ttl=S                     x-expires of reply and fanout queues; default 1800
+//   rabbit_transient_queues_ttl=S (transient_queues_ttl)
+//                                              x-expires of reply and fanout queues, >= 1; default 1800
+//   rabbit_quorum_queue=B                      quorum queues (x-queue-type: quorum) for the topic,
+//                                              server and notification queues; makes them and the
+//                                              topic exchanges durable, as amqp_durable_queues does
+//   rabbit_quorum_delivery_limit=N             x-delivery-limit of those queues; 0 (default): none
+//   rabbit_quorum_max_memory_length=N          x-max-in-memory-length; 0 (default): none
+//   rabbit_quorum_max_memory_bytes=N           x-max-in-memory-bytes; 0 (default): none
+//                                              (oslo.messaging 14 spells these two rabbit_quroum_...:
+//                                              both spellings are accepted; the three only count
+//                                              with rabbit_quorum_queue)
+//   rabbit_ha_queues=B                         x-ha-policy: all on every queue (classic mirrored
+//                                              queues); refused together with rabbit_quorum_queue
+//   kombu_failover_strategy=round-robin|shuffle
+//                                              the order hosts of the list are tried in after a
+//                                              connection is lost: the next one, or a random order
 //   retry_interval=S, retry_backoff=S, interval_max=S
 //                                              reconnect delays: first, increment, ceiling
 //   send_timeout=S                             how long a message waits for a connection; default 60
@@ -53,6 +68,12 @@ struct rabbit_settings {
   bool auto_delete = false;
   std::uint16_t prefetch = 64;
   std::chrono::seconds transient_queues_ttl{1800};
+  bool quorum_queue = false;
+  std::int64_t quorum_delivery_limit = 0;      ///< 0: none
+  std::int64_t quorum_max_memory_length = 0;   ///< 0: none
+  std::int64_t quorum_max_memory_bytes = 0;    ///< 0: none
+  bool ha_queues = false;
+  enum class failover { round_robin, shuffle } failover_strategy = failover::round_robin;
   std::chrono::milliseconds retry_interval{1000};
   std::chrono::milliseconds retry_backoff{2000};
   std::chrono::milliseconds interval_max{30000};
@@ -63,6 +84,11 @@ struct rabbit_settings {
   std::string ssl_key_file;
   bool ssl_verify = true;
   bool ssl_verify_hostname = true;
+
+  /// Whether the topic, server and notification queues and the topic
+  /// exchanges are durable: amqp_durable_queues, or quorum queues (which
+  /// are always durable), as oslo.messaging 14 decides.
+  bool queues_durable() const noexcept { return durable || quorum_queue; }
 };
 
 /// Parses a rabbit:// URL (Boost.URL for each host and the query); throws
