@@ -85,6 +85,7 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import broker  # noqa: E402
 import harness  # noqa: E402
 
 QUERY = "rabbit_quorum_queue=true&heartbeat=4&connect_timeout=2"
@@ -255,6 +256,16 @@ def test(h):
         r = call("counts on %s" % e, "counts", {}, server=e)
         return r.json() if r.rc == 0 else None
 
+    def queue_state():
+        """The broker's view of the test's queues, for a failure's detail."""
+        try:
+            out = c._ask("list_queues", "name", "type", "leader", "consumers", "messages_ready",
+                         "messages_unacknowledged", timeout=30)
+        except broker.BrokerError as e:
+            return "  (no queue list: %s)\n" % e
+        return "  -- the cluster's queues of the test --\n" + "".join(
+            "  | %s\n" % l for l in out.splitlines() if topic in l or "name" in l)
+
     def all_counts(within, what):
         """counts() of every server, each asked until it answers."""
         got = {}
@@ -263,7 +274,7 @@ def test(h):
                 got[e] = h.poll(lambda e=e: counts(e), within, "%s: counts() on %s" % (what, e),
                                 interval=0.5)
             except harness.TestFailure as failure:
-                h.require(False, str(failure), srv.tail(40))
+                h.require(False, str(failure), srv.tail(40) + queue_state())
         return got
 
     h.until_served(lambda n: call("first call #%d" % n, "echo", {"value": n}), RECOVER_WITHIN,
