@@ -281,8 +281,8 @@ def test(h):
                    "the servers answer")
     queues = [topic] + ["%s.%s" % (topic, e) for e in executors]
     for q in queues if quorum else []:
-        members = h.poll(lambda q=q: c.members_of(q) == [1, 2, 3] and c.members_of(q), 30,
-                         "queue %s with a member on each node" % q)
+        members = h.poll(lambda q=q: (lambda m: m if m == [1, 2, 3] else None)(c.members_of(q)),
+                         30, "queue %s with a member on each node" % q)
         h.ok("queue %s: quorum, members on nodes %s, leader node %s"
              % (q, members, c.leader_of(q)))
 
