@@ -69,7 +69,14 @@ Checked at the end (and printed as one block of figures):
     (killed and counted as hung otherwise), every oslo call as well;
   - RPC methods ran at most once: answered <= handled <= attempted, for
     add (coport) and for echo (oslo; plus one call the loop may have had
-    in flight when it was stopped);
+    in flight when it was stopped). A request can still reach the servers
+    twice: the ack of its first delivery lost with the connection it went
+    out on (to the node that was paused), or an oslo.messaging client
+    publishing it again after a reconnection (it publishes without
+    confirms; coport's client never sends a request twice). oslo.messaging's
+    own servers drop a request whose _unique_id is among the last 16 they
+    took; coport's servers do not, and such a request fails this check
+    (seen in one run in ten of the oslo calls here);
   - casts are at least once: every confirmed cast was handled (polled
     until the servers' count reaches the confirmed count, DRAIN_WITHIN
     seconds); lost = confirmed - handled must be 0;
@@ -414,9 +421,9 @@ def test(h):
     for kind in ("coport", "oslo"):
         r = rows[kind]
         lines.append("  %-6s calls: attempted %d, answered %d, failed (timed out or refused) %d, "
-                     "hung %d, handled by the servers %d; longest %.1fs"
+                     "hung %d, handled by the servers %d (at least %d run twice); longest %.1fs"
                      % (kind, r["attempted"], r["answered"], r["failed"], r["hung"], r["handled"],
-                        r["longest"]))
+                        max(0, r["handled"] - r["attempted"]), r["longest"]))
     lines.append("  casts: sent %d, confirmed %d, failed %d, hung %d, handled %d; lost %d"
                  % (cast_rows["sent"], cast_rows["confirmed"], cast_rows["failed"],
                     cast_rows["hung"], cast_rows["handled"], lost))
@@ -429,7 +436,12 @@ def test(h):
                  % (kind, limit, r["longest"]))
         h.expect(r["answered"] <= r["handled"] <= r["attempted"],
                  "%s calls ran at most once: %d answered <= %d handled <= %d attempted"
-                 % (kind, r["answered"], r["handled"], r["attempted"]))
+                 % (kind, r["answered"], r["handled"], r["attempted"]),
+                 "" if kind == "coport" else
+                 "  A request can reach the servers twice: its first delivery's ack lost with a\n"
+                 "  connection (to the paused node), or an oslo.messaging client publishing it\n"
+                 "  again after a reconnection (it publishes without confirms). oslo.messaging's\n"
+                 "  servers drop a _unique_id among the last 16 they took; coport's do not.")
     h.expect(not load.notes, "no call answered with a wrong result",
              "\n".join(load.notes[:3]))
     h.expect(cast_rows["hung"] == 0, "no cast hung past %.0fs" % limit)
