@@ -227,37 +227,59 @@ std::string between(std::string_view text, std::string_view from, std::string_vi
   return std::string(text.substr(a + from.size(), b == std::string_view::npos ? text.npos : b - a - from.size()));
 }
 
-/// What a channel closed by PRECONDITION_FAILED on a declare of `kind`
-/// `name` means: `requested(argument)` says what coport sent for an
-/// argument the broker names.
+/// What channels closed by PRECONDITION_FAILED on a declare of `kind`
+/// `name` mean: `broker_texts` are the broker's refusals (the declare's,
+/// then a probe's that learnt the next argument that differs), and
+/// `requested(argument)` says what coport sent for an argument the broker
+/// names. The error's argument is x-queue-type when the broker named it
+/// (the difference that decides the others), else the first one named.
 template <class Requested>
-declare_refused refusal(std::string_view kind, const std::string& name, std::string_view broker_text,
+declare_refused refusal(std::string_view kind, const std::string& name, const std::vector<std::string>& broker_texts,
                         Requested requested) {
-  std::string argument = between(broker_text, "inequivalent arg '", "'");
-  std::string has;
-  std::string asked;
-  std::string what = std::string(kind) + " '" + name + "' cannot be declared: ";
-  if (!argument.empty()) {
-    has = between(broker_text, "but current is ", "");
+  struct named {
+    std::string argument, has, asked;
+  };
+  std::vector<named> args;
+  for (const auto& text : broker_texts) {
+    std::string argument = between(text, "inequivalent arg '", "'");
+    if (argument.empty()) continue;
+    std::string has = between(text, "but current is ", "");
     if (has.empty()) has = "(not said)";
-    asked = requested(argument);
-    what += "it exists on the broker with " + argument + " = " + has + ", and coport declared " + argument + " = " +
-            asked + " (inequivalent arguments";
-    if (argument == "x-queue-type") {
+    std::string asked = requested(argument);
+    args.push_back({std::move(argument), std::move(has), std::move(asked)});
+  }
+  std::string what = std::string(kind) + " '" + name + "' cannot be declared: ";
+  named primary;
+  if (!args.empty()) {
+    primary = args.front();
+    for (const auto& n : args) {
+      if (n.argument == "x-queue-type") primary = n;
+    }
+    std::string has;
+    std::string asked;
+    for (const auto& n : args) {
+      has += (has.empty() ? "" : " and ") + n.argument + " = " + n.has;
+      asked += (asked.empty() ? "" : " and ") + n.argument + " = " + n.asked;
+    }
+    what += "it exists on the broker with " + has + ", and coport declared " + asked + " (inequivalent arguments";
+    if (primary.argument == "x-queue-type") {
       what += "; rabbit_quorum_queue must be the same for every service on the queue";
-    } else if (argument == "durable") {
+    } else if (primary.argument == "durable") {
       what += "; amqp_durable_queues and rabbit_quorum_queue decide durability, and must agree between services";
-    } else if (argument == "x-expires") {
+    } else if (primary.argument == "x-expires") {
       what += "; rabbit_transient_queues_ttl must agree between services";
-    } else if (argument == "auto_delete") {
+    } else if (primary.argument == "auto_delete") {
       what += "; amqp_auto_delete must agree between services";
     }
     what += ")";
   } else {
     what += "the broker refused it";
   }
-  what += ". Broker: " + std::string(broker_text);
-  return declare_refused(std::string(kind), name, std::move(argument), std::move(has), std::move(asked), what);
+  std::string said;
+  for (const auto& text : broker_texts) said += (said.empty() ? "" : "; ") + text;
+  what += ". Broker: " + said;
+  return declare_refused(std::string(kind), name, std::move(primary.argument), std::move(primary.has),
+                         std::move(primary.asked), what);
 }
 
 std::string describe(const queue_arg& a) {
@@ -766,8 +788,8 @@ class core : public std::enable_shared_from_this<core> {
     if (b.exchange.empty() || declared_exchanges_.count(b.exchange)) return;
     amqp_exchange_declare(conn_, channel, bytes(b.exchange), bytes(b.type), 0, b.durable, b.auto_delete, 0,
                           amqp_empty_table);
-    if (const std::string text = precondition_failed(conn_); !text.empty()) {
-      throw amqp_failure(refusal("exchange", b.exchange, text, [&](const std::string& arg) -> std::string {
+    if (std::string text = precondition_failed(conn_); !text.empty()) {
+      throw amqp_failure(refusal("exchange", b.exchange, {std::move(text)}, [&](const std::string& arg) -> std::string {
         if (arg == "type") return "'" + b.type + "'";
         if (arg == "durable") return b.durable ? "'true'" : "'false'";
         if (arg == "auto_delete") return b.auto_delete ? "'true'" : "'false'";
@@ -793,8 +815,18 @@ class core : public std::enable_shared_from_this<core> {
     }
     const amqp_table_t args{static_cast<int>(entries.size()), entries.data()};
     amqp_queue_declare(conn_, channel, bytes(q.name), 0, q.durable, 0, q.auto_delete, args);
-    if (const std::string text = precondition_failed(conn_); !text.empty()) {
-      throw amqp_failure(refusal("queue", q.name, text, [&](const std::string& arg) -> std::string {
+    if (std::string text = precondition_failed(conn_); !text.empty()) {
+      std::vector<std::string> texts{std::move(text)};
+      // RabbitMQ names the first difference only, and compares durability
+      // first: a classic, transient declare of a quorum queue is refused
+      // for 'durable', which hides the queue type. A second declare with
+      // the broker's durability, on a channel of its own, names the next
+      // difference (the queue exists: a declare that matches changes
+      // nothing).
+      if (between(texts.front(), "inequivalent arg '", "'") == "durable") {
+        if (std::string next = probe_declare(q, !q.durable, args); !next.empty()) texts.push_back(std::move(next));
+      }
+      throw amqp_failure(refusal("queue", q.name, texts, [&](const std::string& arg) -> std::string {
         if (arg == "durable") return q.durable ? "'true'" : "'false'";
         if (arg == "auto_delete") return q.auto_delete ? "'true'" : "'false'";
         for (const auto& a : q.arguments) {
@@ -813,6 +845,21 @@ class core : public std::enable_shared_from_this<core> {
     declared_queues_.insert(q.name);
   }
 
+  // The broker's PRECONDITION_FAILED text for declaring `q` with
+  // `durable`, on a channel opened for it and closed after; empty when the
+  // declare passes or the channel cannot be opened.
+  std::string probe_declare(const queue_spec& q, bool durable, const amqp_table_t& args) {
+    constexpr amqp_channel_t probe_channel = channel + 1;
+    amqp_channel_open(conn_, probe_channel);
+    if (amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL) return {};
+    amqp_queue_declare(conn_, probe_channel, bytes(q.name), 0, durable, 0, q.auto_delete, args);
+    std::string text = precondition_failed(conn_);
+    if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_NORMAL) {
+      amqp_channel_close(conn_, probe_channel, AMQP_REPLY_SUCCESS);
+    }
+    return text;
+  }
+
   void declare_and_consume(const std::shared_ptr<subscriber>& s) {
     try {
       for (const auto& q : s->queues) declare_queue(q);
@@ -822,7 +869,7 @@ class core : public std::enable_shared_from_this<core> {
       // and is dropped, never declared again; the channel the refusal
       // closed is reopened. Any other failure (a queue gone with a cluster
       // node that just went down) is retried on the next connection.
-      if (refused_for_good(conn_)) {
+      if (e.refused || refused_for_good(conn_)) {
         log_->error("rabbit: {}", e.what());
         std::erase(subscribers_, s);
         s->refuse(e.refused ? *e.refused
@@ -851,7 +898,7 @@ class core : public std::enable_shared_from_this<core> {
       if (p.declare_queue) declare_queue(*p.declare_queue);
       declare_exchange(p.to);
     } catch (const amqp_failure& e) {
-      if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+      if (e.refused || amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
         // Refused by the broker (e.g. an exchange of another type or
         // durability): this message fails, the connection is reopened.
         log_->error("rabbit: {} refused: {}", p.what, e.what());
