@@ -4,7 +4,7 @@ alone, on the same broker.
 
     /usr/bin/python3 bench/rabbit_bench.py --server-bin B --client-bin C
         [--amqp-bin A] [--seconds 5] [--concurrency 1,50]
-        [--impl all|both|coport|oslo|amqp[,...]] [--json FILE]
+        [--impl all|both|coport|oslo|amqp[,...]] [--cluster] [--json FILE]
 
 Starts a private broker (tests/rabbit/broker.py) and, for each concurrency,
 measures calls of echo({"value": "x"}) with N concurrent callers for S
@@ -38,6 +38,21 @@ the floor's own figures are the medians of its windows).
 (and rabbit.call_c<N>, without an aim, for the other concurrencies). --impl
 all (the default) runs amqp only when --amqp-bin is given; both is coport
 and oslo.
+
+With --cluster, the same run then measures coport and oslo once more
+against a private three-node cluster (broker.start_cluster()) through its
+failover list with ?rabbit_quorum_queue=true: the RPC queues are quorum
+queues replicated on the three nodes (every message written on a majority
+before the broker confirms it), the callers and servers connected to the
+first node, which leads the queues. Its figures are named
+rabbit.cluster.<impl>.<key>_c<N>, and its ratios
+
+  rabbit.cluster.call_c<N>     coport calls/s / oslo calls/s on the cluster
+  rabbit.cluster.latency_c1    oslo p50 / coport p50 on the cluster
+  rabbit.cluster.coport_over_single_c<N>   coport calls/s on the cluster /
+                                           on the single broker
+
+(no aims: the figures of a replicated setup, beside the single broker's).
 
 With --json FILE it also writes one JSON object per line: the measurements
 ("kind": "measurement") and the ratios ("kind": "ratio", with numerator,
@@ -251,6 +266,8 @@ def main(argv=None):
                    help="pairs of coport and floor windows per concurrency (5)")
     p.add_argument("--pair-seconds", type=float,
                    help="seconds per window of a pair (the larger of 2 and --seconds / 5)")
+    p.add_argument("--cluster", action="store_true",
+                   help="also measure coport and oslo on a three-node cluster with quorum queues")
     p.add_argument("--json", help="also write one JSON object per figure to this file")
     a = p.parse_args(argv)
     if a.pair_seconds is None:
@@ -299,23 +316,48 @@ def main(argv=None):
         b.stop()
         shutil.rmtree(state, ignore_errors=True)
 
+    cluster_results = {}
+    if a.cluster and impls & {"coport", "oslo"}:
+        state = tempfile.mkdtemp(prefix="coport-rabbit-bench-cluster-")
+        c = broker.Cluster(state)
+        try:
+            t0 = time.monotonic()
+            c.start()
+            url = c.url + "?rabbit_quorum_queue=true"
+            print("cluster of %d nodes up in %.1fs; quorum queues" % (
+                len(c.nodes), time.monotonic() - t0), flush=True)
+            if "coport" in impls:
+                cluster_results["coport"] = bench_coport(a, url, levels)
+            if "oslo" in impls:
+                cluster_results["oslo"] = bench_oslo(a, url, levels)
+        except (RuntimeError, broker.BrokerError) as e:
+            print("rabbit_bench: cluster: %s" % redact(e), file=sys.stderr)
+            return 1
+        finally:
+            c.stop()
+            shutil.rmtree(state, ignore_errors=True)
+
     lines = []
-    print("\n%-8s %5s %12s %10s %10s %9s" % ("impl", "conc", "calls/s", "p50 ms", "p99 ms",
-                                            "calls"))
-    for impl in ("coport", "amqp", "oslo"):
-        for n in levels:
-            r = results.get(impl, {}).get(n)
-            if not r:
-                continue
-            print("%-8s %5d %12.1f %10.3f %10.3f %9d" % (impl, n, r["calls_per_s"], r["p50_ms"],
-                                                         r["p99_ms"], r["calls"]))
-            for key, unit in (("calls_per_s", "calls/s"), ("p50_ms", "ms"), ("p99_ms", "ms")):
-                line = {"name": "rabbit.%s.%s_c%d" % (impl, key, n), "kind": "measurement",
-                        "value": r[key], "unit": unit, "impl": impl, "concurrency": n,
-                        "calls": r["calls"], "seconds": r["seconds"]}
-                if "repeats" in r:
-                    line["repeats"] = r["repeats"]  # a median of that many windows
-                lines.append(line)
+    print("\n%-8s %-7s %5s %12s %10s %10s %9s" % ("impl", "broker", "conc", "calls/s", "p50 ms",
+                                                  "p99 ms", "calls"))
+    for prefix, where, table in (("rabbit.", "single", results),
+                                 ("rabbit.cluster.", "cluster", cluster_results)):
+        for impl in ("coport", "amqp", "oslo"):
+            for n in levels:
+                r = table.get(impl, {}).get(n)
+                if not r:
+                    continue
+                print("%-8s %-7s %5d %12.1f %10.3f %10.3f %9d" % (
+                    impl, where, n, r["calls_per_s"], r["p50_ms"], r["p99_ms"], r["calls"]))
+                for key, unit in (("calls_per_s", "calls/s"), ("p50_ms", "ms"), ("p99_ms", "ms")):
+                    line = {"name": "%s%s.%s_c%d" % (prefix, impl, key, n),
+                            "kind": "measurement", "value": r[key], "unit": unit, "impl": impl,
+                            "concurrency": n, "calls": r["calls"], "seconds": r["seconds"]}
+                    if "repeats" in r:
+                        line["repeats"] = r["repeats"]  # a median of that many windows
+                    if table is cluster_results:
+                        line["broker"] = "cluster of 3, quorum queues"
+                    lines.append(line)
 
     def ratio(name, numerator, denominator, aim, num_name, den_name, samples=None):
         """numerator / denominator; with samples (per-pair ratios), their
@@ -362,6 +404,21 @@ def main(argv=None):
             num, den, samples = paired(1, "p50_ms")
             ratio("rabbit.coport_over_amqp_latency_c1", num, den, None, "coport p50 ms (c=1, pairs)",
                   "rabbitmq-c p50 ms (c=1, pairs)", samples)
+    cc, co = cluster_results.get("coport", {}), cluster_results.get("oslo", {})
+    if cc and co:
+        for n in levels:
+            if n in cc and n in co:
+                ratio("rabbit.cluster.call_c%d" % n, cc[n]["calls_per_s"], co[n]["calls_per_s"],
+                      None, "coport calls/s (cluster, c=%d)" % n, "oslo calls/s (cluster, c=%d)" % n)
+        if 1 in cc and 1 in co:
+            ratio("rabbit.cluster.latency_c1", co[1]["p50_ms"], cc[1]["p50_ms"], None,
+                  "oslo p50 ms (cluster, c=1)", "coport p50 ms (cluster, c=1)")
+    if cc and c:
+        for n in levels:
+            if n in cc and n in c:
+                ratio("rabbit.cluster.coport_over_single_c%d" % n, cc[n]["calls_per_s"],
+                      c[n]["calls_per_s"], None, "coport calls/s (cluster, c=%d)" % n,
+                      "coport calls/s (single broker, c=%d)" % n)
     if a.json:
         with open(a.json, "w") as f:
             for line in lines:

@@ -140,6 +140,29 @@ std::string precondition_failed(amqp_connection_state_t c) {
   return std::to_string(m->reply_code) + " " + to_string(m->reply_text);
 }
 
+/// Whether the broker's reply refuses a declaration for good: the channel
+/// or connection closed with ACCESS_REFUSED, RESOURCE_LOCKED,
+/// PRECONDITION_FAILED or NOT_ALLOWED. Any other code is a failure of the
+/// moment, which the next connection retries: NOT_FOUND for a queue that a
+/// cluster node took with it when it went down between the queue's
+/// declaration and its binding (a classic queue of that node), or for a
+/// durable classic queue whose node is down; INTERNAL_ERROR for a quorum
+/// queue that has no quorum yet.
+bool refused_for_good(amqp_connection_state_t c) {
+  const amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION) return false;
+  int code = 0;
+  if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    code = static_cast<amqp_channel_close_t*>(r.reply.decoded)->reply_code;
+  } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    code = static_cast<amqp_connection_close_t*>(r.reply.decoded)->reply_code;
+  } else {
+    return true;
+  }
+  return code == AMQP_ACCESS_REFUSED || code == AMQP_RESOURCE_LOCKED || code == AMQP_PRECONDITION_FAILED ||
+         code == AMQP_NOT_ALLOWED;
+}
+
 /// `configuration`: the call only reads local settings (a CA file), so its
 /// failure is permanent.
 void check_status(int status, const std::string& what, bool configuration = false) {
@@ -851,8 +874,9 @@ class core : public std::enable_shared_from_this<core> {
       // The broker refuses these queues (arguments that differ from an
       // existing queue's, permissions): the subscriber learns it, once,
       // and is dropped, never declared again; the channel the refusal
-      // closed is reopened.
-      if (e.refused || amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+      // closed is reopened. Any other failure (a queue gone with a cluster
+      // node that just went down) is retried on the next connection.
+      if (e.refused || refused_for_good(conn_)) {
         log_->error("rabbit: {}", e.what());
         std::erase(subscribers_, s);
         s->refuse(e.refused ? *e.refused

@@ -24,16 +24,36 @@ From the shell:
     broker.py restart DIR
     broker.py kill9|pause|resume|status|log DIR
     broker.py delete-queues DIR PREFIX   deletes them; prints their names as JSON
+
+A cluster (Cluster below: three nodes by default, joined, one Erlang
+cookie, quorum queues replicated on every node):
+
+    c = broker.start_cluster("/tmp/state")
+    c.url                  rabbit://coport:PW@127.0.0.1:P1,coport:PW@127.0.0.1:P2,.../
+    c.nodes                the Broker of each node (node 1 is c.nodes[0])
+    c.leader_of(queue), c.members_of(queue)   node numbers (1-based)
+    c.running_nodes()      the names of the nodes the cluster sees running
+    c.kill9(n); c.stop_node(n); c.start_again(n)   (it rejoins)
+    c.pause(n); c.resume(n)
+    c.stop()               never leaves beam.smp running
+    broker.load_cluster("/tmp/state")
+
+    broker.py start-cluster DIR [--nodes N]   prints the URL and nodes as JSON
+    broker.py stop-cluster|cluster-status|cluster-log DIR
+    broker.py node-kill9|node-stop|node-start|node-pause|node-resume DIR N
+    broker.py leader|members DIR QUEUE        node numbers as JSON
 """
 
 import argparse
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
@@ -179,8 +199,11 @@ class Broker:
     """One private RabbitMQ node; its description lives in state_dir/broker.json."""
 
     def __init__(self, state_dir, tls=False, node=None, port=None, dist_port=None,
-                 tls_port=None, pgid=None):
+                 tls_port=None, pgid=None, home=None):
         self.state_dir = os.path.abspath(state_dir)
+        # HOME of the node and its CLI tools, where the Erlang cookie lives:
+        # the state directory, or the cluster's (one cookie for its nodes).
+        self.home = os.path.abspath(home) if home else None
         self.tls = tls
         self.node = node
         self.port = port
@@ -250,6 +273,8 @@ class Broker:
     def _save(self):
         d = {"tls": self.tls, "node": self.node, "port": self.port,
              "dist_port": self.dist_port, "tls_port": self.tls_port, "pgid": self.pgid}
+        if self.home:
+            d["home"] = self.home
         tmp = self._path(STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
             json.dump(d, f)
@@ -259,7 +284,7 @@ class Broker:
     def _env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
         env.update({
-            "HOME": self.state_dir,  # the Erlang cookie lives here
+            "HOME": self.home or self.state_dir,  # the Erlang cookie lives here
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
@@ -523,6 +548,279 @@ class Broker:
         return pid
 
 
+# ---- a cluster of nodes ----
+
+CLUSTER_FILE = "cluster.json"
+CLUSTER_NODES = 3
+
+
+def _in_parallel(fns):
+    """Runs the functions in threads; returns their results, or raises the
+    first exception one of them raised (after all have ended)."""
+    results = [None] * len(fns)
+    errors = []
+
+    def run(i, fn):
+        try:
+            results[i] = fn()
+        except BaseException as e:  # noqa: B902 -- passed on below
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(i, fn), daemon=True) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+class Cluster:
+    """Several private RabbitMQ nodes on 127.0.0.1 joined in one cluster.
+
+    Each node is a Broker with its own node name, ports, data and logs in
+    state_dir/node<N>; all of them share one Erlang cookie (HOME is
+    state_dir for every node and its CLI tools). The nodes boot in
+    parallel, then the second and later ones join the first
+    (rabbitmqctl stop_app; join_cluster; start_app). The cluster's
+    description is state_dir/cluster.json (load_cluster() reads it), each
+    node's its broker.json.
+
+    Quorum queues declared in it get a member on every node: RabbitMQ's
+    default initial group size (quorum_cluster_size) is 3 in 3.10, and each
+    node's advanced.config sets it to the number of nodes all the same, so
+    that the replication does not depend on a default. It also sets
+    cluster_partition_handling to pause_minority (RabbitMQ's advice for
+    three nodes or more): a node that was cut off from the others long
+    enough for them to see it down (a pause of more than net_ticktime,
+    45 to 75 s) stops serving and comes back by itself once it sees them,
+    instead of leaving the cluster split.
+    """
+
+    def __init__(self, state_dir, size=CLUSTER_NODES, nodes=None):
+        self.state_dir = os.path.abspath(state_dir)
+        self.size = size
+        self.nodes = nodes or [Broker(self._node_dir(i), home=self.state_dir)
+                               for i in range(1, size + 1)]
+
+    def _node_dir(self, i):
+        return os.path.join(self.state_dir, "node%d" % i)
+
+    # ---- description ----
+    @property
+    def url(self):
+        """The failover list of every node's AMQP listener."""
+        return "rabbit://%s/" % ",".join("%s:%s@127.0.0.1:%d" % (USER, PASSWORD, b.port)
+                                          for b in self.nodes)
+
+    def describe(self):
+        return {"url": self.url, "state_dir": self.state_dir,
+                "nodes": [b.describe() for b in self.nodes]}
+
+    def index_of(self, node_name):
+        """The number (1-based) of the node called node_name, or None."""
+        for i, b in enumerate(self.nodes, 1):
+            if b.node == node_name:
+                return i
+        return None
+
+    def node(self, n):
+        """Node number n (1-based), a Broker."""
+        if not 1 <= n <= len(self.nodes):
+            raise BrokerError("the cluster has nodes 1 to %d, not %s" % (len(self.nodes), n))
+        return self.nodes[n - 1]
+
+    def _save(self):
+        d = {"size": self.size, "nodes": [os.path.basename(b.state_dir) for b in self.nodes]}
+        tmp = os.path.join(self.state_dir, CLUSTER_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(d, f)
+        os.replace(tmp, os.path.join(self.state_dir, CLUSTER_FILE))
+
+    def log_tail(self, lines=20):
+        return "\n".join("==== node %d (%s) ====\n%s" % (i, b.node, b.log_tail(lines))
+                         for i, b in enumerate(self.nodes, 1))
+
+    # ---- life cycle ----
+    def _write_cookie(self):
+        path = os.path.join(self.state_dir, ".erlang.cookie")
+        if os.path.exists(path):
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as f:
+            f.write("COPORTTEST%016X" % random.getrandbits(64))
+
+    def _progress(self, t0, what):
+        print("broker: cluster %s: %s (%.1fs)" % (os.path.basename(self.state_dir), what,
+                                                  time.monotonic() - t0),
+              file=sys.stderr, flush=True)
+
+    def start(self, progress=True):
+        """Boots the nodes in parallel on fresh ports, joins them to the
+        first and waits until all run as one cluster."""
+        os.makedirs(self.state_dir, exist_ok=True)
+        self._write_cookie()
+        t0 = time.monotonic()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            # All ports chosen at once: the nodes do not pick the same.
+            ports = _free_ports(2 * len(self.nodes))
+            base = "coport-test-%d-%06x" % (os.getpid(), random.getrandbits(24))
+            for i, b in enumerate(self.nodes, 1):
+                os.makedirs(b.state_dir, exist_ok=True)
+                b.port, b.dist_port = ports[2 * i - 2], ports[2 * i - 1]
+                b.node = "%s-%d@localhost" % (base, i)
+                # Not in rabbitmq.conf's schema: the advanced configuration,
+                # which start_again() leaves as it is.
+                with open(os.path.join(b.state_dir, "advanced.config"), "w") as f:
+                    f.write("[{rabbit, [{quorum_cluster_size, %d},\n"
+                            "           {cluster_partition_handling, pause_minority}]}].\n"
+                            % len(self.nodes))
+                try:
+                    os.unlink(os.path.join(b.log_dir, "console.log"))
+                except FileNotFoundError:
+                    pass
+            self._save()
+            try:
+                for b in self.nodes:
+                    b._launch()
+                _in_parallel([b._wait_ready for b in self.nodes])
+                if progress:
+                    self._progress(t0, "%d nodes booted" % len(self.nodes))
+                self._join()
+                if progress:
+                    self._progress(t0, "%d nodes joined" % len(self.nodes))
+                return self
+            except BrokerError as e:
+                self.stop()
+                if attempt == START_ATTEMPTS or not _lost_port_race(str(e)):
+                    raise
+                print("broker: a port of the cluster was taken before it could listen (attempt "
+                      "%d of %d); starting again on other ports" % (attempt, START_ATTEMPTS),
+                      file=sys.stderr, flush=True)
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _join(self):
+        first, others = self.nodes[0], self.nodes[1:]
+        # Each node in its own thread; the joins themselves one at a time
+        # (each changes the cluster's schema), the rest overlaps.
+        turns = [threading.Event() for _ in others] + [threading.Event()]
+        turns[0].set()
+
+        def join(i, b):
+            try:
+                b.ctl("stop_app")
+                if not turns[i].wait(START_TIMEOUT):
+                    raise BrokerError("%s: the node before it did not join" % b.node)
+                b.ctl("join_cluster", first.node)
+            finally:
+                turns[i + 1].set()
+            b.ctl("start_app")
+        _in_parallel([lambda i=i, b=b: join(i, b) for i, b in enumerate(others)])
+        want = sorted(b.node for b in self.nodes)
+        deadline = time.monotonic() + START_TIMEOUT
+        while sorted(self.running_nodes()) != want:
+            if time.monotonic() > deadline:
+                raise BrokerError("the cluster runs %s, not %s" % (self.running_nodes(), want))
+            time.sleep(0.1)
+
+    def stop(self):
+        """Stops every node (in parallel); never leaves beam.smp running."""
+        _in_parallel([b.stop for b in self.nodes])
+
+    def is_running(self):
+        return any(b.is_running() for b in self.nodes)
+
+    # Per node: n is the node's number, 1-based.
+    def kill9(self, n):
+        self.node(n).kill9()
+
+    def stop_node(self, n):
+        self.node(n).stop()
+
+    def start_again(self, n):
+        """Starts a stopped or killed node again (same name, ports and data):
+        it is still a member and rejoins the cluster."""
+        self.node(n).start_again()
+
+    def pause(self, n):
+        self.node(n).pause()
+
+    def resume(self, n):
+        self.node(n).resume()
+
+    # ---- questions, asked of a node that answers ----
+    def _ask(self, *args, timeout=20):
+        """rabbitmqctl ARGS on the first running, not paused node that answers."""
+        errors = []
+        for b in self.nodes:
+            pid = b.beam_pid()
+            if not _pid_alive(pid) or _proc_state(pid) == "T":
+                continue
+            try:
+                return b.ctl(*args, timeout=timeout)
+            except BrokerError as e:
+                errors.append(str(e))
+        raise BrokerError("no node of the cluster answered rabbitmqctl %s:\n%s"
+                          % (args[0], "\n".join(errors) or "(none runs)"))
+
+    # Both read the node's own database (rabbitmqctl eval), never the other
+    # nodes: they answer while a node is paused, where cluster_status or
+    # list_queues wait for it.
+    def running_nodes(self):
+        """The names of the nodes the cluster sees running."""
+        return _NODE_NAME.findall(self._ask("eval", "rabbit_nodes:all_running()."))
+
+    def _leader_and_members(self, queue, vhost="/"):
+        if not _SAFE_NAME.match(queue) or not _SAFE_NAME.match(vhost):
+            raise BrokerError("unexpected characters in queue %r or vhost %r" % (queue, vhost))
+        out = self._ask("eval", (
+            'case rabbit_amqqueue:lookup(rabbit_misc:r(<<"%s">>, queue, <<"%s">>)) of '
+            '{ok, Q} -> case amqqueue:get_type(Q) of rabbit_quorum_queue -> '
+            '{_, L} = amqqueue:get_pid(Q), '
+            '[L | maps:get(nodes, amqqueue:get_type_state(Q))]; _ -> [] end; '
+            '_ -> [] end.') % (vhost, queue))
+        names = _NODE_NAME.findall(out)
+        return (names[0], names[1:]) if names else (None, [])
+
+    def leader_of(self, queue):
+        """The number (1-based) of the node leading quorum queue `queue`
+        (None: no such quorum queue)."""
+        return self.index_of(self._leader_and_members(queue)[0])
+
+    def members_of(self, queue):
+        """The numbers of the nodes holding a member of quorum queue
+        `queue`, sorted."""
+        return sorted(i for i in map(self.index_of, self._leader_and_members(queue)[1]) if i)
+
+
+_NODE_NAME = re.compile(r"'([^'@\s]+@[^'\s]+)'")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:/-]*$")
+
+
+def start_cluster(state_dir, nodes=CLUSTER_NODES, progress=True):
+    return Cluster(state_dir, size=nodes).start(progress=progress)
+
+
+def load_cluster(state_dir):
+    """The cluster a previous start_cluster() (perhaps in another process)
+    left in state_dir."""
+    state_dir = os.path.abspath(state_dir)
+    try:
+        with open(os.path.join(state_dir, CLUSTER_FILE)) as f:
+            d = json.load(f)
+    except OSError as e:
+        raise BrokerError("no cluster state in %s: %s" % (state_dir, e))
+    return Cluster(state_dir, size=d["size"],
+                   nodes=[load(os.path.join(state_dir, n)) for n in d["nodes"]])
+
+
+def is_cluster(state_dir):
+    return os.path.exists(os.path.join(os.path.abspath(state_dir), CLUSTER_FILE))
+
+
 def start(state_dir, tls=False):
     return Broker(state_dir, tls=tls).start()
 
@@ -536,7 +834,8 @@ def load(state_dir):
     except OSError as e:
         raise BrokerError("no broker state in %s: %s" % (state_dir, e))
     return Broker(state_dir, tls=d["tls"], node=d["node"], port=d["port"],
-                  dist_port=d["dist_port"], tls_port=d.get("tls_port"), pgid=d.get("pgid"))
+                  dist_port=d["dist_port"], tls_port=d.get("tls_port"), pgid=d.get("pgid"),
+                  home=d.get("home"))
 
 
 def stop(state_dir):
@@ -547,15 +846,57 @@ def restart(state_dir):
     return load(state_dir).restart()
 
 
+CLUSTER_COMMANDS = ["start-cluster", "stop-cluster", "cluster-status", "cluster-log", "leader",
+                    "members", "node-kill9", "node-stop", "node-start", "node-pause",
+                    "node-resume"]
+
+
+def _cluster_command(p, a):
+    if a.command == "start-cluster":
+        c = start_cluster(a.state_dir, nodes=a.nodes)
+        print(json.dumps(c.describe()), flush=True)
+        return 0
+    c = load_cluster(a.state_dir)
+    if a.command == "stop-cluster":
+        c.stop()
+    elif a.command == "cluster-status":
+        d = c.describe()
+        for b, n in zip(c.nodes, d["nodes"]):
+            n["running"] = b.is_running()
+            n["paused"] = _proc_state(b.beam_pid()) == "T"
+        d["running_nodes"] = c.running_nodes() if c.is_running() else []
+        print(json.dumps(d), flush=True)
+    elif a.command == "cluster-log":
+        print(c.log_tail(100))
+    elif a.command in ("leader", "members"):
+        if not a.prefix:
+            p.error("%s needs a queue" % a.command)
+        print(json.dumps(c.leader_of(a.prefix) if a.command == "leader"
+                         else c.members_of(a.prefix)), flush=True)
+    else:
+        try:
+            n = int(a.prefix or "")
+        except ValueError:
+            p.error("%s needs the node's number" % a.command)
+        {"node-kill9": c.kill9, "node-stop": c.stop_node, "node-start": c.start_again,
+         "node-pause": c.pause, "node-resume": c.resume}[a.command](n)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="private RabbitMQ broker for coport's tests")
     p.add_argument("command", choices=["start", "stop", "restart", "kill9", "pause", "resume",
-                                       "status", "log", "delete-queues"])
+                                       "status", "log", "delete-queues"] + CLUSTER_COMMANDS)
     p.add_argument("state_dir")
-    p.add_argument("prefix", nargs="?", help="delete-queues: the names' prefix")
+    p.add_argument("prefix", nargs="?", help="delete-queues: the names' prefix; "
+                   "node-*: the node's number (1-based); leader, members: the queue")
     p.add_argument("--tls", action="store_true", help="also listen with TLS (start only)")
+    p.add_argument("--nodes", type=int, default=CLUSTER_NODES,
+                   help="start-cluster: how many nodes (%d)" % CLUSTER_NODES)
     a = p.parse_args(argv)
     try:
+        if a.command in CLUSTER_COMMANDS:
+            return _cluster_command(p, a)
         if a.command == "start":
             b = start(a.state_dir, tls=a.tls)
             print(json.dumps(b.describe()), flush=True)

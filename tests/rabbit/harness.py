@@ -55,11 +55,14 @@ class _Terminated(BaseException):
     pass
 
 
-def _url_password(url):
+def _url_passwords(url):
+    """The passwords of a URL, one per host of a failover list
+    (rabbit://u:p@h1:p1,u:p@h2:p2/)."""
     try:
-        return urllib.parse.urlsplit(url).password if url else None
+        netloc = urllib.parse.urlsplit(url).netloc if url else ""
+        return [urllib.parse.urlsplit("x://%s/" % part).password for part in netloc.split(",")]
     except ValueError:
-        return None
+        return []
 
 
 def with_query(url, query):
@@ -103,7 +106,7 @@ def _ctl_json(text):
 
 # Passwords no program may print: the private brokers' and that of an
 # external broker given by COPORT_TEST_RABBIT_URL.
-SECRETS = sorted({p for p in (PASSWORD, _url_password(os.environ.get("COPORT_TEST_RABBIT_URL")))
+SECRETS = sorted({p for p in [PASSWORD] + _url_passwords(os.environ.get("COPORT_TEST_RABBIT_URL"))
                   if p and len(p) >= 4}, key=len, reverse=True)
 
 # Stretches the windows a test's checks need between two of its own steps
@@ -483,6 +486,14 @@ class Harness:
             raise Skip("needs a broker of its own (COPORT_TEST_RABBIT_STATE, set by "
                        "with_broker.py when it starts one)")
         return broker.load(self.state_dir)
+
+    def need_cluster(self):
+        """The cluster with_broker.py --cluster started (a broker.Cluster)."""
+        if not (self.state_dir and os.environ.get("COPORT_TEST_RABBIT_CLUSTER") == "1"
+                and broker.is_cluster(self.state_dir)):
+            raise Skip("needs a RabbitMQ cluster of its own (COPORT_TEST_RABBIT_CLUSTER and "
+                       "COPORT_TEST_RABBIT_STATE, set by with_broker.py --cluster)")
+        return broker.load_cluster(self.state_dir)
 
     def need_tls(self):
         if not (self.tls_url and self.ca_file and self.wrong_ca_file):

@@ -596,7 +596,9 @@ def cmd_client(a):
 
 def cmd_call_loop(a):
     """`count` calls of echo, one after the other, on the topic: prints one
-    JSON line per call {"i":..,"ok":bool,"ms":..,"error":..} and a summary."""
+    JSON line per call {"i":..,"ok":bool,"ms":..,"start":..,"error":..} and
+    a summary. start is the call's start on the monotonic clock
+    (CLOCK_MONOTONIC, which the test driver's time.monotonic() reads too)."""
     transport = rpc_transport(a.url)
     client = _client(transport, a.topic, a.timeout)
     ok = failed = 0
@@ -604,7 +606,7 @@ def cmd_call_loop(a):
         _say("ready")
     for i in range(a.count):
         start = time.monotonic()
-        rec = {"i": i}
+        rec = {"i": i, "start": round(start, 4)}
         try:
             got = client.call({}, "echo", value=i)
             rec["ok"] = got == i
