@@ -291,7 +291,9 @@ struct delivery {
   std::string body;
   std::uint64_t tag = 0;
   std::uint64_t generation = 0;
-  std::string queue;
+  std::string queue;       ///< the queue it was consumed from
+  std::string expiration;  ///< its expiration property; empty: none
+  bool redelivered = false;  ///< the broker delivered it before
 };
 
 class core;
@@ -302,6 +304,10 @@ class subscriber {
   virtual ~subscriber() = default;
   std::vector<queue_spec> queues;
   bool no_ack = false;
+  /// RPC requests: what it does not take is given back as a new message
+  /// (core::give_back), never requeued, since a delivery the broker
+  /// repeats is dropped (it may have run: at most once).
+  bool at_most_once = false;
   /// Connection thread. The message of `d.tag`; the subscriber acks it.
   virtual void on_delivery(delivery d) = 0;
   /// Connection thread: its queues cannot be declared (the broker refused
@@ -447,6 +453,24 @@ class core : public std::enable_shared_from_this<core> {
   const rabbit_settings& settings() const { return settings_; }
   const transport_options& options() const { return options_; }
   const std::string& described() const { return described_; }
+
+  /// Any thread: gives an RPC request that was taken and not handed out
+  /// back to its queue as a new message (same body and expiration), then
+  /// acknowledges the delivery. A requeue would make the broker mark it
+  /// redelivered, and RPC listeners drop those. Should the connection fail
+  /// in between, the broker delivers the original again, marked, and only
+  /// the new copy runs.
+  void give_back(std::string queue, std::string body, std::string expiration, std::uint64_t generation,
+                 std::uint64_t tag) {
+    publish_op p;
+    p.what = "request given back to queue " + queue;
+    p.to = binding{"", "direct", false, false, std::move(queue)};
+    p.body = std::move(body);
+    p.expiration = std::move(expiration);
+    p.deadline = clock::now() + settings_.send_timeout;
+    post(std::move(p));
+    post(ack_op{generation, tag, ack_op::ack});
+  }
 
   binding topic_exchange(const std::string& name, std::string routing_key) const {
     return binding{name, "topic", settings_.queues_durable(), settings_.auto_delete, std::move(routing_key)};
@@ -694,6 +718,7 @@ class core : public std::enable_shared_from_this<core> {
     declared_exchanges_.clear();
     declared_queues_.clear();
     by_tag_.clear();
+    cancelled_at_most_once_.clear();
     // Everything consumed before comes back, in order.
     auto subs = subscribers_;
     for (auto& s : subs) declare_and_consume(s);
@@ -718,6 +743,7 @@ class core : public std::enable_shared_from_this<core> {
     healthy_ = false;
     close_connection();
     by_tag_.clear();
+    cancelled_at_most_once_.clear();
     // Written but not confirmed: the broker may or may not have them.
     for (auto& [seq, h] : unconfirmed_) complete(h, asio::error::connection_aborted);
     unconfirmed_.clear();
@@ -771,8 +797,9 @@ class core : public std::enable_shared_from_this<core> {
     if (auto* u = std::get_if<unsubscribe_op>(&o)) {
       std::erase(subscribers_, u->s);
       for (auto it = by_tag_.begin(); it != by_tag_.end();) {
-        if (it->second == u->s) {
+        if (it->second.s == u->s) {
           const std::string tag = it->first;
+          if (u->s->at_most_once) cancelled_at_most_once_[tag] = it->second.queue;
           it = by_tag_.erase(it);
           amqp_basic_cancel(conn_, channel, bytes(tag));
           check(conn_, "basic.cancel");
@@ -889,7 +916,7 @@ class core : public std::enable_shared_from_this<core> {
       const std::string tag = "coport-" + make_unique_id();
       amqp_basic_consume(conn_, channel, bytes(q.name), bytes(tag), 0, s->no_ack ? 1 : 0, 0, amqp_empty_table);
       check(conn_, "consuming from " + q.name);
-      by_tag_[tag] = s;
+      by_tag_[tag] = consumer{s, q.name};
     }
     s->declared();
   }
@@ -955,10 +982,20 @@ class core : public std::enable_shared_from_this<core> {
   }
 
   void deliver(amqp_envelope_t& env) {
-    auto it = by_tag_.find(to_string(env.consumer_tag));
+    const std::string tag = to_string(env.consumer_tag);
+    std::string expiration;
+    if (env.message.properties._flags & AMQP_BASIC_EXPIRATION_FLAG) {
+      expiration = to_string(env.message.properties.expiration);
+    }
+    auto it = by_tag_.find(tag);
     if (it == by_tag_.end()) {
       // For a consumer just cancelled (a listener that stopped): back to the
-      // queue for the others. Only listeners are cancelled, and they ack.
+      // queue for the others, as a new message for RPC requests. Only
+      // listeners are cancelled, and they ack.
+      if (auto c = cancelled_at_most_once_.find(tag); c != cancelled_at_most_once_.end()) {
+        give_back(c->second, to_string(env.message.body), std::move(expiration), generation_, env.delivery_tag);
+        return;
+      }
       healthy_on(amqp_basic_reject(conn_, channel, env.delivery_tag, 1), "requeue");
       return;
     }
@@ -966,8 +1003,10 @@ class core : public std::enable_shared_from_this<core> {
     d.body = to_string(env.message.body);
     d.tag = env.delivery_tag;
     d.generation = generation_;
-    d.queue = to_string(env.routing_key);
-    auto s = it->second;
+    d.queue = it->second.queue;
+    d.expiration = std::move(expiration);
+    d.redelivered = env.redelivered != 0;
+    auto s = it->second.s;
     s->on_delivery(std::move(d));
   }
 
@@ -1054,7 +1093,14 @@ class core : public std::enable_shared_from_this<core> {
   std::chrono::milliseconds backoff_;
   std::map<std::uint64_t, std::unique_ptr<send_handler>> unconfirmed_;
   std::vector<std::shared_ptr<subscriber>> subscribers_;
-  std::unordered_map<std::string, std::shared_ptr<subscriber>> by_tag_;
+  struct consumer {
+    std::shared_ptr<subscriber> s;
+    std::string queue;
+  };
+  std::unordered_map<std::string, consumer> by_tag_;
+  /// The queues of RPC consumers cancelled on this connection, by tag: a
+  /// delivery still on its way to one is given back.
+  std::unordered_map<std::string, std::string> cancelled_at_most_once_;
   std::set<std::string> declared_exchanges_;
   std::set<std::string> declared_queues_;
 };
@@ -1113,7 +1159,7 @@ class rabbit_incoming_notification final : public incoming_notification {
 /// delivered wait here (prefetch bounds them) until an executor receives.
 class rabbit_listener final : public listener_impl, public subscriber {
  public:
-  rabbit_listener(std::shared_ptr<core> c, bool rpc) : core_(std::move(c)), rpc_(rpc) {}
+  rabbit_listener(std::shared_ptr<core> c, bool rpc) : core_(std::move(c)), rpc_(rpc) { at_most_once = rpc; }
 
   void attach(std::weak_ptr<rabbit_listener> self) { self_ = std::move(self); }
 
@@ -1155,9 +1201,26 @@ class rabbit_listener final : public listener_impl, public subscriber {
 
   // Connection thread.
   void on_delivery(delivery d) override {
+    if (rpc_ && d.redelivered) {
+      // The broker delivers a request again when the consumer it went to
+      // is gone before its acknowledgement arrived (a connection or a
+      // cluster node lost): that consumer may have run it. Requests run at
+      // most once, so it is dropped; its caller times out. What coport
+      // gives back unrun is a new message (core::give_back), not this.
+      core_->log().warn("rabbit: dropped a request{} that the broker delivered again on queue {}: it may have run "
+                        "already, and requests run at most once",
+                        message_id_note(d.body, core_->options().limits), d.queue);
+      core_->post(ack_op{d.generation, d.tag, ack_op::ack});
+      return;
+    }
     item m;
     m.generation = d.generation;
     m.tag = d.tag;
+    if (rpc_) {
+      m.body = d.body;
+      m.queue = d.queue;
+      m.expiration = d.expiration;
+    }
     try {
       if (rpc_) {
         m.message = decode_request(d.body, core_->options().limits);
@@ -1175,7 +1238,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
     std::unique_lock lk(mutex_);
     if (ended_) {
       lk.unlock();
-      core_->post(ack_op{m.generation, m.tag, ack_op::requeue});
+      give_back(std::move(m));
       return;
     }
     if (rpc_ && !calls_.empty()) {
@@ -1202,7 +1265,21 @@ class rabbit_listener final : public listener_impl, public subscriber {
     std::variant<rpc_request, notification> message;
     std::uint64_t generation = 0;
     std::uint64_t tag = 0;
+    // RPC requests: what give_back() needs.
+    std::string body;
+    std::string queue;
+    std::string expiration;
   };
+
+  // Back to the broker for the other consumers: a request as a new
+  // message, a notification by requeue.
+  void give_back(item m) {
+    if (rpc_) {
+      core_->give_back(std::move(m.queue), std::move(m.body), std::move(m.expiration), m.generation, m.tag);
+    } else {
+      core_->post(ack_op{m.generation, m.tag, ack_op::requeue});
+    }
+  }
 
   void hand_call(call_receiver h, item m) {
     // At most once: acknowledged as it is handed to the executor.
@@ -1234,7 +1311,7 @@ class rabbit_listener final : public listener_impl, public subscriber {
     }
     // Taken from the broker but never handed out: back to the queue for
     // the other consumers.
-    for (auto& m : ready) core_->post(ack_op{m.generation, m.tag, ack_op::requeue});
+    for (auto& m : ready) give_back(std::move(m));
     for (auto& h : calls) std::move(h)(ec, std::unique_ptr<incoming_call>());
     for (auto& h : notes) std::move(h)(ec, std::unique_ptr<incoming_notification>());
   }
