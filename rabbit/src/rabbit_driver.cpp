@@ -304,9 +304,9 @@ class subscriber {
   virtual ~subscriber() = default;
   std::vector<queue_spec> queues;
   bool no_ack = false;
-  /// RPC requests: what it does not take is given back as a new message
-  /// (core::give_back), never requeued, since a delivery the broker
-  /// repeats is dropped (it may have run: at most once).
+  /// RPC requests: a call it does not take is given back as a new
+  /// message (core::give_back), never requeued, since a call the broker
+  /// delivers again is dropped (it may have run: at most once).
   bool at_most_once = false;
   /// Connection thread. The message of `d.tag`; the subscriber acks it.
   virtual void on_delivery(delivery d) = 0;
@@ -454,12 +454,12 @@ class core : public std::enable_shared_from_this<core> {
   const transport_options& options() const { return options_; }
   const std::string& described() const { return described_; }
 
-  /// Any thread: gives an RPC request that was taken and not handed out
-  /// back to its queue as a new message (same body and expiration), then
+  /// Any thread: gives a call that was taken and not handed out back to
+  /// its queue as a new message (same body and expiration), then
   /// acknowledges the delivery. A requeue would make the broker mark it
-  /// redelivered, and RPC listeners drop those. Should the connection fail
-  /// in between, the broker delivers the original again, marked, and only
-  /// the new copy runs.
+  /// redelivered, and RPC listeners drop such calls. Should the connection
+  /// fail in between, the broker delivers the original again, marked, and
+  /// at most the new copy runs.
   void give_back(std::string queue, std::string body, std::string expiration, std::uint64_t generation,
                  std::uint64_t tag) {
     publish_op p;
@@ -990,11 +990,14 @@ class core : public std::enable_shared_from_this<core> {
     auto it = by_tag_.find(tag);
     if (it == by_tag_.end()) {
       // For a consumer just cancelled (a listener that stopped): back to the
-      // queue for the others, as a new message for RPC requests. Only
-      // listeners are cancelled, and they ack.
+      // queue for the others, as a new message for a call. Only listeners
+      // are cancelled, and they ack.
       if (auto c = cancelled_at_most_once_.find(tag); c != cancelled_at_most_once_.end()) {
-        give_back(c->second, to_string(env.message.body), std::move(expiration), generation_, env.delivery_tag);
-        return;
+        std::string body = to_string(env.message.body);
+        if (is_call_body(body)) {
+          give_back(c->second, std::move(body), std::move(expiration), generation_, env.delivery_tag);
+          return;
+        }
       }
       healthy_on(amqp_basic_reject(conn_, channel, env.delivery_tag, 1), "requeue");
       return;
@@ -1008,6 +1011,14 @@ class core : public std::enable_shared_from_this<core> {
     d.redelivered = env.redelivered != 0;
     auto s = it->second.s;
     s->on_delivery(std::move(d));
+  }
+
+  bool is_call_body(const std::string& body) const {
+    try {
+      return decode_request(body, options_.limits).is_call();
+    } catch (const std::exception&) {
+      return false;  // the consumer that takes it next drops it
+    }
   }
 
   void other_frame() {
@@ -1201,18 +1212,6 @@ class rabbit_listener final : public listener_impl, public subscriber {
 
   // Connection thread.
   void on_delivery(delivery d) override {
-    if (rpc_ && d.redelivered) {
-      // The broker delivers a request again when the consumer it went to
-      // is gone before its acknowledgement arrived (a connection or a
-      // cluster node lost): that consumer may have run it. Requests run at
-      // most once, so it is dropped; its caller times out. What coport
-      // gives back unrun is a new message (core::give_back), not this.
-      core_->log().warn("rabbit: dropped a request{} that the broker delivered again on queue {}: it may have run "
-                        "already, and requests run at most once",
-                        message_id_note(d.body, core_->options().limits), d.queue);
-      core_->post(ack_op{d.generation, d.tag, ack_op::ack});
-      return;
-    }
     item m;
     m.generation = d.generation;
     m.tag = d.tag;
@@ -1233,6 +1232,19 @@ class rabbit_listener final : public listener_impl, public subscriber {
       core_->log().error("rabbit: dropped an undecodable message{} from queue {} ({} bytes): {}",
                          message_id_note(d.body, core_->options().limits), d.queue, d.body.size(), e.what());
       core_->post(ack_op{d.generation, d.tag, ack_op::reject});
+      return;
+    }
+    if (d.redelivered && is_call(m)) {
+      // The broker delivers a call again when the consumer it went to was
+      // gone before its acknowledgement arrived (a connection or a cluster
+      // node lost): that consumer may have run it. Calls run at most once,
+      // so it is dropped, and its caller times out; a call coport gives
+      // back unrun is a new message (core::give_back), not this. A cast
+      // is kept: casts are at least once, as the broker confirmed them.
+      core_->log().warn("rabbit: dropped a call (message id {}) that the broker delivered again on queue {}: it may "
+                        "have run already, and calls run at most once",
+                        std::get<rpc_request>(m.message).msg_id, d.queue);
+      core_->post(ack_op{d.generation, d.tag, ack_op::ack});
       return;
     }
     std::unique_lock lk(mutex_);
@@ -1271,10 +1283,15 @@ class rabbit_listener final : public listener_impl, public subscriber {
     std::string expiration;
   };
 
-  // Back to the broker for the other consumers: a request as a new
-  // message, a notification by requeue.
+  static bool is_call(const item& m) {
+    const auto* r = std::get_if<rpc_request>(&m.message);
+    return r && r->is_call();
+  }
+
+  // Back to the broker for the other consumers: a call as a new message,
+  // a cast or a notification by requeue.
   void give_back(item m) {
-    if (rpc_) {
+    if (is_call(m)) {
       core_->give_back(std::move(m.queue), std::move(m.body), std::move(m.expiration), m.generation, m.tag);
     } else {
       core_->post(ack_op{m.generation, m.tag, ack_op::requeue});
