@@ -1,6 +1,6 @@
 // coport-bench: the project's benchmark program.
 //
-//   coport-bench [--quick] [--json FILE] [--report DIR] [--no-rabbit] [--repeat N]
+//   coport-bench [--quick] [--json FILE] [--report DIR] [--no-rabbit] [--rabbit-cluster] [--repeat N]
 //                [--clock wall|cpu] [--list] [--help] [--version] [NAME...]
 //
 // What it measures: the floors (a coroutine resume, a Boost.Context switch,
@@ -12,7 +12,9 @@
 // latency per executor and method kind; and, in a full run where
 // rabbitmq-server is installed, RPC over a private broker against
 // oslo.messaging and against rabbitmq-c alone (bench/rabbit_bench.py,
-// coport-bench-amqp). --report writes the HTML page.
+// coport-bench-amqp), and with --rabbit-cluster coport and oslo.messaging
+// once more on a private three-node cluster with quorum queues, in the same
+// run. --report writes the HTML page.
 //
 // Machines here are shared and noisy, so the figures that matter are ratios
 // of two measurements taken back to back in the same run (docs/architecture.md,
@@ -1362,6 +1364,8 @@ struct settings {
   std::optional<std::string> report_dir;
   /// --no-rabbit: leave out the broker figures of a full run.
   bool rabbit = true;
+  /// --rabbit-cluster: the broker figures also on a three-node cluster.
+  bool rabbit_cluster = false;
   std::vector<std::string> filters;
   /// `--parked KIND N`: be the child process of one memory measurement.
   std::optional<std::pair<std::string, std::size_t>> parked;
@@ -1796,7 +1800,7 @@ json::object machine_description(const settings& s, double seconds) {
 /// against the floor, rabbitmq-c alone (coport-bench-amqp), when built. Its
 /// figures join the results as "external" lines. False, with the reason
 /// on stderr, when it cannot run here.
-bool run_rabbit(double seconds, report& rep) {
+bool run_rabbit(double seconds, bool cluster, report& rep) {
   const char* python = "/usr/bin/python3";
   const char* broker = "/usr/lib/rabbitmq/bin/rabbitmq-server";
   for (const char* needed : {python, broker, COPORT_BENCH_RABBIT_SCRIPT, COPORT_BENCH_SERVER_BIN,
@@ -1828,9 +1832,11 @@ bool run_rabbit(double seconds, report& rep) {
   } else {
     std::fprintf(stderr, "rabbit: no rabbitmq-c floor: built without the rabbit:// transport (COPORT_WITH_RABBIT)\n");
   }
+  if (cluster) cmd += " --cluster";
   cmd += " 1>&2";
-  std::fprintf(stderr, "rabbit: coport against oslo.messaging%s over a private broker, %s s per figure ...\n",
-               floor ? " and rabbitmq-c alone" : "", secs);
+  std::fprintf(stderr, "rabbit: coport against oslo.messaging%s over a private broker%s, %s s per figure ...\n",
+               floor ? " and rabbitmq-c alone" : "",
+               cluster ? ", then on a three-node cluster with quorum queues" : "", secs);
   const int status = std::system(cmd.c_str());
   std::ifstream in(out);
   std::string line;
@@ -1896,6 +1902,10 @@ std::optional<int> parse(int argc, char** argv, settings& s) {
   app.add_flag("--no-rabbit", no_rabbit,
                "leave out the RabbitMQ figures (a full run includes them when rabbitmq-server is installed: "
                "a private broker, ~2 min)");
+  bool rabbit_cluster = false;
+  app.add_flag("--rabbit-cluster", rabbit_cluster,
+               "also measure coport and oslo.messaging on a private three-node RabbitMQ cluster with quorum queues "
+               "(~1.5 min more)");
   int repeats = 0;
   app.add_option("--repeat", repeats, "repeats of each measurement, 1 to 1000")
       ->type_name("N")
@@ -1930,6 +1940,7 @@ std::optional<int> parse(int argc, char** argv, settings& s) {
   if (!json_path.empty()) s.json_path = json_path;
   if (!report_dir.empty()) s.report_dir = report_dir;
   s.rabbit = !no_rabbit;
+  s.rabbit_cluster = rabbit_cluster;
   s.cpu_clock = clock == "cpu";
   if (!parked.empty()) {
     char* end = nullptr;
@@ -2038,7 +2049,7 @@ int run_main(int argc, char** argv) {
   }
 
   if (!latencies.empty()) run_latencies(latencies, s.quick, rep);
-  if (rabbit) run_rabbit(10, rep);
+  if (rabbit) run_rabbit(10, s.rabbit_cluster, rep);
 
   if (s.json_path) {
     for (const auto& line : rep.lines) json_out << json::serialize(line) << '\n';
