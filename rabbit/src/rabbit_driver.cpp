@@ -514,6 +514,10 @@ class core : public std::enable_shared_from_this<core> {
         } else {
           lost(e.what());
         }
+        if (pause_before_reconnect_) {
+          pause_before_reconnect_ = false;
+          wait_before_retry();
+        }
       }
     }
     flush_before_close();
@@ -909,6 +913,10 @@ class core : public std::enable_shared_from_this<core> {
         s->refuse(e.refused ? *e.refused
                             : declare_refused("queue", s->queues.empty() ? std::string() : s->queues.front().name,
                                               "", "", "", e.what()));
+      } else if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+        // The broker cannot do it now: the next connection waits the
+        // retry interval first, rather than asking again at once.
+        pause_before_reconnect_ = true;
       }
       throw;
     }
@@ -932,14 +940,18 @@ class core : public std::enable_shared_from_this<core> {
       if (p.declare_queue) declare_queue(*p.declare_queue);
       declare_exchange(p.to);
     } catch (const amqp_failure& e) {
-      if (e.refused || amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+      if (e.refused || refused_for_good(conn_)) {
         // Refused by the broker (e.g. an exchange of another type or
         // durability): this message fails, the connection is reopened.
         log_->error("rabbit: {} refused: {}", p.what, e.what());
         complete(p.done, e.refused ? make_error_code(errc::declare_refused)
                                    : boost::system::error_code(asio::error::access_denied));
       } else {
-        retry_current_ = true;  // the connection failed: sent after reconnecting
+        // The connection failed, or the broker cannot do it now (a queue's
+        // cluster node just went down): sent after reconnecting, until its
+        // deadline.
+        retry_current_ = true;
+        if (amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) pause_before_reconnect_ = true;
       }
       throw;
     }
@@ -1097,6 +1109,7 @@ class core : public std::enable_shared_from_this<core> {
   amqp_connection_state_t conn_ = nullptr;
   bool healthy_ = true;
   bool retry_current_ = false;
+  bool pause_before_reconnect_ = false;
   std::uint64_t generation_ = 0;
   std::uint64_t next_seq_ = 1;
   std::size_t next_host_ = 0;
