@@ -152,6 +152,14 @@ void close_raw(amqp_connection_state_t c) {
   amqp_destroy_connection(c);
 }
 
+// `inner` in oslo.messaging's version 2.0 envelope, serialized.
+std::string sealed(const std::string& inner) {
+  json::object env;
+  env["oslo.version"] = "2.0";
+  env["oslo.message"] = inner;
+  return json::serialize(env);
+}
+
 // Publishes raw bytes to the control exchange with routing key `key`, the
 // way a broken peer would.
 void publish_raw(const std::string& url, const std::string& key, const std::string& body) {
@@ -305,12 +313,6 @@ TEST_CASE("bad messages are dropped once each, with their message id, and the se
   asio_loop loop;
   rpc_server s(tr, topic(t, "s1"), make_service("s1"), loop.get_executor());
   s.start();
-  auto sealed = [](const std::string& inner) {
-    json::object env;
-    env["oslo.version"] = "2.0";
-    env["oslo.message"] = inner;
-    return json::serialize(env);
-  };
   // Five bodies no decoder accepts; two carry a message id, the last is
   // over the size limit (its id is not read: the limit is there to spare
   // parsing it).
@@ -772,10 +774,7 @@ TEST_CASE("a reply whose queue is gone comes back from the broker: logged once w
   inner["_msg_id"] = "returned-reply-1";
   inner["_reply_q"] = "reply_" + make_unique_id();  // never declared
   inner["version"] = "1.3";
-  json::object env;
-  env["oslo.version"] = "2.0";
-  env["oslo.message"] = json::serialize(inner);
-  publish_raw(url, t, json::serialize(env));
+  publish_raw(url, t, sealed(json::serialize(inner)));
   CHECK(logged_within(log, "(message id returned-reply-1)", 30s));
   rpc_client client(tr, topic(t));
   CHECK(call(client, "echo", args("value", "after")) == "after");
@@ -805,17 +804,11 @@ TEST_CASE("a call the broker delivers again is dropped, once, with its message i
   inner["args"] = json::object{};
   inner["_msg_id"] = "delivered-twice-1";
   inner["_reply_q"] = "reply_" + make_unique_id();
-  json::object env;
-  env["oslo.version"] = "2.0";
-  env["oslo.message"] = json::serialize(inner);
-  publish_raw(url, t, json::serialize(env));
+  publish_raw(url, t, sealed(json::serialize(inner)));
   json::object cast_inner;
   cast_inner["method"] = "note";
   cast_inner["args"] = json::object{};
-  json::object cast_env;
-  cast_env["oslo.version"] = "2.0";
-  cast_env["oslo.message"] = json::serialize(cast_inner);
-  publish_raw(url, t, json::serialize(cast_env));
+  publish_raw(url, t, sealed(json::serialize(cast_inner)));
 
   // A consumer takes both and goes away without acknowledging them, as a
   // server whose connection or node is lost: the broker delivers them
