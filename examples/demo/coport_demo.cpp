@@ -2,7 +2,7 @@
 // Boost.Fiber to C++20 coroutines, under load, and what coport says about it.
 //
 //   coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]
-//               [--http-port N]
+//               [--http-port N] [--stall-threshold MS]
 //   coport-demo --help | --version
 //
 // The service (metering.hpp) stores usage samples and answers queries on
@@ -84,6 +84,8 @@ struct config {
   bool json = false;
   bool verbose = false;
   unsigned http_port = 0;  // 0: an ephemeral port
+  /// The service loop's stall threshold (bridge::runtime_options); 0 off.
+  unsigned stall_threshold_ms = 25;
 };
 
 // Reads the command line into `c`: std::nullopt when the demo is to run,
@@ -116,6 +118,12 @@ std::optional<int> parse_command_line(int argc, char** argv, config& c) {
                  "the system chooses, printed)")
       ->type_name("N")
       ->check(CLI::Range(0u, 65535u).description(""));
+  app.add_option("--stall-threshold", c.stall_threshold_ms,
+                 "report native work that holds the service's loop\n"
+                 "longer than MS milliseconds as a stall (default 25;\n"
+                 "0 turns the detector off)")
+      ->type_name("MS")
+      ->check(CLI::Range(0u, 60000u).description(""));
   return cli::parse(app, argc, argv);
 }
 
@@ -337,7 +345,8 @@ struct service_loop {
 /// Serves `p` on `transport` (and its REST API on `http_port`, announced on
 /// `text`), sends `plan` through `drv`, checks everything.
 outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transport, const demo::traffic& plan,
-                  demo::driver& drv, std::string label, std::uint16_t http_port, FILE* text) {
+                  demo::driver& drv, std::string label, std::uint16_t http_port,
+                  std::chrono::milliseconds stall_threshold, FILE* text) {
   const bool on_fibers = p.executor == "fiber_executor";
 
   service_loop loops;
@@ -345,6 +354,7 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
   if (on_fibers) {
     bridge::runtime_options o;
     o.name = "metering";
+    o.stall_threshold = stall_threshold;
     loops.loop.emplace(std::move(o));
     service_ex = loops.loop->get_executor();
     listener_ex = loops.loop->get_executor("metering.notifications");
@@ -558,7 +568,8 @@ int main(int argc, char** argv) {
     const auto started = std::chrono::steady_clock::now();
     outcome out;
     try {
-      out = run_phase(p, transport, plan, drv, label, static_cast<std::uint16_t>(cfg.http_port), text);
+      out = run_phase(p, transport, plan, drv, label, static_cast<std::uint16_t>(cfg.http_port),
+                      std::chrono::milliseconds(cfg.stall_threshold_ms), text);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "coport-demo: %s: %s\n", p.name.c_str(), e.what());
       return ex::exit_failure;
