@@ -80,6 +80,8 @@ function(coport_install_package)
         list(APPEND packages_${c} spdlog)
       elseif(lib MATCHES "^rabbitmq::")
         list(APPEND packages_${c} rabbitmq-c)
+      elseif(lib MATCHES "^prometheus-cpp::")
+        list(APPEND packages_${c} prometheus-cpp)
       else()
         message(FATAL_ERROR "coport_${c} links ${lib}: say in coport_install_package "
           "(cmake/CoportTargets.cmake) which package provides it")

@@ -18,8 +18,10 @@
 #define COPORT_EXAMPLES_CLI_HPP
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/ip/address.hpp>
 
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <initializer_list>
@@ -233,6 +235,46 @@ inline CLI::Validator one_of(std::initializer_list<std::string_view> words) {
           list += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
         }
         return "expects " + list + ", got '" + text + "'";
+      },
+      "");
+}
+
+/// An address to listen on: "HOST:PORT", an IPv6 host in brackets
+/// ("[::1]:9100"); port 0 lets the system choose.
+struct listen_address {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+/// Reads "HOST:PORT"; std::nullopt unless HOST is an IP address and PORT a
+/// number up to 65535.
+inline std::optional<listen_address> parse_listen_address(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port = text.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return std::nullopt;  // an IPv6 address without its brackets
+  }
+  unsigned n = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || n > 65535) return std::nullopt;
+  boost::system::error_code bad;
+  boost::asio::ip::make_address(std::string(host), bad);
+  if (bad) return std::nullopt;
+  return listen_address{std::string(host), static_cast<std::uint16_t>(n)};
+}
+
+/// "HOST:PORT" as parse_listen_address() reads it.
+inline CLI::Validator listen_address_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (parse_listen_address(text)) return {};
+        return "expects HOST:PORT with an IP address (IPv6 in brackets) and a port up to 65535, got '" + text +
+               "'";
       },
       "");
 }

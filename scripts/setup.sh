@@ -24,6 +24,11 @@ packages=(
   # the clang-tidy module coport-* (tools/tidy): Debian's clang-tidy loads it
   # with --load; it is built against clang's and LLVM's headers and CMake files
   clang-tidy-16 libclang-16-dev llvm-16-dev
+  # coport::admin's /metrics (prometheus-cpp's text serializer), and its
+  # tests: a real Prometheus server scrapes coport-demo, headless Chromium
+  # renders the dashboard and drives its policy form over the DevTools
+  # protocol (python3-websocket)
+  prometheus-cpp-dev prometheus chromium python3-websocket
 )
 # Packages a script needs beyond these (scripts/fuzz.sh: clang and libFuzzer).
 read -r -a extra <<<"${COPORT_SETUP_EXTRA:-}"

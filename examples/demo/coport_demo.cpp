@@ -2,7 +2,7 @@
 // Boost.Fiber to C++20 coroutines, under load, and what coport says about it.
 //
 //   coport-demo [--calls N] [--notifications N] [--transport URL] [--phases] [--json] [--verbose]
-//               [--http-port N] [--stall-threshold MS]
+//               [--http-port N] [--stall-threshold MS] [--http HOST:PORT]
 //   coport-demo --help | --version
 //
 // The service (metering.hpp) stores usage samples and answers queries on
@@ -29,6 +29,12 @@
 //      no migration points (they run on a coport runtime): no REST API,
 //      notifications stored by the ported client.
 //
+// --http HOST:PORT serves the service's admin HTTP server (coport::admin):
+// /metrics for Prometheus, the /migration dashboard, /migration.json and
+// POST /policy (with the token in $COPORT_ADMIN_TOKEN). After the traffic
+// and the report the demo then keeps serving, the service idle, until
+// SIGINT or SIGTERM, so that a person (or Prometheus) can look at it.
+//
 // Each phase serves a fresh store and gets the same traffic. Exit status: 0
 // when every answer and the report's counts are as expected, 1 otherwise
 // (with what was wrong on stderr), 3 when the transport cannot be opened,
@@ -38,6 +44,7 @@
 #include "rest.hpp"
 #include "traffic.hpp"
 
+#include <coport/admin/http_server.hpp>
 #include <coport/bridge/runtime.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
@@ -56,6 +63,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <map>
@@ -86,6 +94,9 @@ struct config {
   unsigned http_port = 0;  // 0: an ephemeral port
   /// The service loop's stall threshold (bridge::runtime_options); 0 off.
   unsigned stall_threshold_ms = 25;
+  /// --http: the admin server's address, and its token ($COPORT_ADMIN_TOKEN).
+  std::optional<cli::listen_address> http;
+  std::optional<std::string> admin_token;
 };
 
 // Reads the command line into `c`: std::nullopt when the demo is to run,
@@ -124,7 +135,22 @@ std::optional<int> parse_command_line(int argc, char** argv, config& c) {
                  "0 turns the detector off)")
       ->type_name("MS")
       ->check(CLI::Range(0u, 60000u).description(""));
-  return cli::parse(app, argc, argv);
+  std::string http;
+  CLI::Option* http_option =
+      app.add_option("--http", http,
+                     "serve /metrics, the /migration dashboard and POST\n"
+                     "/policy on HOST:PORT (port 0: one the system\n"
+                     "chooses, printed), then keep serving after the\n"
+                     "traffic until SIGINT or SIGTERM; policy changes\n"
+                     "need the token in $COPORT_ADMIN_TOKEN")
+          ->type_name("HOST:PORT")
+          ->check(cli::listen_address_check());
+  return cli::parse(app, argc, argv, [&] {
+    if (http_option->count() == 0) return;
+    if (c.phases || c.json) throw ex::usage_error("--http serves the default run, not --phases or --json");
+    c.http = cli::parse_listen_address(http);
+    if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); token && *token) c.admin_token = token;
+  });
 }
 
 // ------------------------------------------------------------------ phases
@@ -227,6 +253,15 @@ struct outcome {
   std::vector<std::string> problems;  // empty: every check passed
   std::string interim;                // phase 3: the verdict before set_all(ported)
   std::size_t rest_queries = 0;       // REST queries sent (none on coro_executor)
+};
+
+/// --http: the admin server of a phase served on fiber_executor.
+struct http_admin {
+  cli::listen_address at;
+  std::optional<std::string> token;
+  /// Called once the traffic is over and checked, while the service and the
+  /// admin server are still up: shows the outcome and serves until a signal.
+  std::function<void(const outcome&, const std::string& url)> hold;
 };
 
 /// What was sent through the service's migration points, for their rows.
@@ -346,7 +381,7 @@ struct service_loop {
 /// `text`), sends `plan` through `drv`, checks everything.
 outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transport, const demo::traffic& plan,
                   demo::driver& drv, std::string label, std::uint16_t http_port,
-                  std::chrono::milliseconds stall_threshold, FILE* text) {
+                  std::chrono::milliseconds stall_threshold, const http_admin* admin, FILE* text) {
   const bool on_fibers = p.executor == "fiber_executor";
 
   service_loop loops;
@@ -400,6 +435,24 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
   }
   executor->start();
   listener.start();
+  // The admin server: the same report as full_report() below (the
+  // executor's methods, then the points), the policies of both, and the
+  // loop's work tags.
+  std::optional<coport::admin::http_server> http;
+  if (admin && on_fibers) {
+    coport::admin::server_options o;
+    o.host = admin->at.host;
+    o.port = admin->at.port;
+    o.token = admin->token;
+    http.emplace(std::move(o));
+    http->add({[&executor] { return mig::report(executor->report()); },
+               [&controls](std::string_view name, mig::policy p) { return controls->set_policy(name, p); }});
+    http->add(coport::admin::source_of(*points));
+    http->add_work_counters("metering", loops.loop->registry());
+    http->start();
+    std::fprintf(text, "admin http: %s\n", http->url().c_str());
+    std::fflush(text);
+  }
   // The report: the service's methods, then its other points.
   auto full_report = [&] {
     msg::migration_report r = executor->report();
@@ -492,6 +545,8 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
   }
   if (points) check_points(out.report, through_points, out.problems);
 
+  if (http && admin->hold) admin->hold(out, http->url());
+  if (http) http->stop();
   loops.finish();
   return out;
 }
@@ -515,6 +570,13 @@ std::string traffic_line(const demo::traffic& plan, std::size_t callers, bool re
 int main(int argc, char** argv) {
   config cfg;
   if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
+  // --http serves until SIGINT or SIGTERM, taken by sigwait(): blocked here,
+  // before any thread starts, so that every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (cfg.http) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   std::shared_ptr<msg::transport> transport;
   try {
@@ -566,47 +628,66 @@ int main(int argc, char** argv) {
     std::fflush(text);
 
     const auto started = std::chrono::steady_clock::now();
+    // The outcome on stdout (or in the JSON), and whether it was as expected.
+    auto show = [&](const outcome& out) {
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+      std::fprintf(stderr, "%s: done in %.2f s\n", label.c_str(), took.count());
+
+      if (!out.interim.empty()) {
+        std::fprintf(text, "half-way through the queries: %sset_all(ported): every method now answered by its ported form\n",
+                     out.interim.c_str());
+      }
+      if (out.problems.empty()) {
+        std::string rest;
+        if (out.rest_queries > 0) {
+          rest = "; " + std::to_string(out.rest_queries) +
+                 " REST queries answered as expected, a malformed request refused with 400, an unknown route "
+                 "with 404";
+        }
+        std::fprintf(text, "checked: %zu calls answered as expected (totals equal the volumes sent, %.2f in all); "
+                           "%zu notifications stored%s\n",
+                     plan.call_count(), plan.volume_sent(), plan.notifications().size(), rest.c_str());
+      } else {
+        ok = false;
+        std::fprintf(stderr, "coport-demo: %s: FAILED\n", p.name.c_str());
+        for (const auto& problem : out.problems) std::fprintf(stderr, "  %s\n", problem.c_str());
+      }
+      if (cfg.json) {
+        json::object entry;
+        entry["phase"] = p.name;
+        entry["executor"] = p.executor;
+        entry["checked"] = out.problems.empty();
+        entry["report"] = out.report.to_json();
+        json_phases.push_back(std::move(entry));
+      } else {
+        std::fprintf(stdout, "\n%s", out.report.to_text().c_str());
+      }
+      std::fflush(stdout);
+    };
+    bool shown = false;
+    http_admin admin;
+    if (cfg.http) {
+      admin.at = *cfg.http;
+      admin.token = cfg.admin_token;
+      admin.hold = [&](const outcome& out, const std::string& url) {
+        show(out);
+        shown = true;
+        std::fprintf(stdout, "\nserving until SIGINT or SIGTERM: %smigration\n", url.c_str());
+        std::fflush(stdout);
+        int signal = 0;
+        sigwait(&stop_signals, &signal);
+        std::fprintf(stderr, "coport-demo: %s: stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+      };
+    }
     outcome out;
     try {
       out = run_phase(p, transport, plan, drv, label, static_cast<std::uint16_t>(cfg.http_port),
-                      std::chrono::milliseconds(cfg.stall_threshold_ms), text);
+                      std::chrono::milliseconds(cfg.stall_threshold_ms), cfg.http ? &admin : nullptr, text);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "coport-demo: %s: %s\n", p.name.c_str(), e.what());
       return ex::exit_failure;
     }
-    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    std::fprintf(stderr, "%s: done in %.2f s\n", label.c_str(), took.count());
-
-    if (!out.interim.empty()) {
-      std::fprintf(text, "half-way through the queries: %sset_all(ported): every method now answered by its ported form\n",
-                   out.interim.c_str());
-    }
-    if (out.problems.empty()) {
-      std::string rest;
-      if (out.rest_queries > 0) {
-        rest = "; " + std::to_string(out.rest_queries) +
-               " REST queries answered as expected, a malformed request refused with 400, an unknown route "
-               "with 404";
-      }
-      std::fprintf(text, "checked: %zu calls answered as expected (totals equal the volumes sent, %.2f in all); "
-                         "%zu notifications stored%s\n",
-                   plan.call_count(), plan.volume_sent(), plan.notifications().size(), rest.c_str());
-    } else {
-      ok = false;
-      std::fprintf(stderr, "coport-demo: %s: FAILED\n", p.name.c_str());
-      for (const auto& problem : out.problems) std::fprintf(stderr, "  %s\n", problem.c_str());
-    }
-    if (cfg.json) {
-      json::object entry;
-      entry["phase"] = p.name;
-      entry["executor"] = p.executor;
-      entry["checked"] = out.problems.empty();
-      entry["report"] = out.report.to_json();
-      json_phases.push_back(std::move(entry));
-    } else {
-      std::fprintf(stdout, "\n%s", out.report.to_text().c_str());
-    }
-    std::fflush(stdout);
+    if (!shown) show(out);
   }
 
   if (cfg.json) {

@@ -54,6 +54,7 @@ std::vector<method_report> metrics_table::report() const {
     m.in_flight = r.metrics->in_flight.load(std::memory_order_relaxed);
     m.p50 = r.metrics->latency.percentile(0.5);
     m.p99 = r.metrics->latency.percentile(0.99);
+    m.latency = r.metrics->latency.buckets();
     out.push_back(std::move(m));
   }
   std::sort(out.begin(), out.end(), [](const method_report& a, const method_report& b) {

@@ -103,6 +103,8 @@ migration_report make_report(const migration_controls& controls, const std::vect
             fr.cancelled = mr.cancelled;
             fr.p50 = mr.p50;
             fr.p99 = mr.p99;
+            fr.in_flight = mr.in_flight;
+            fr.latency = mr.latency;
             fr.implicit_yields = mr.implicit_yields;
             fr.stalls = mr.stalls;
             break;

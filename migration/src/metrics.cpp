@@ -32,7 +32,24 @@ std::uint64_t lower_of(std::size_t b) noexcept {
 
 void latency_histogram::record(std::chrono::nanoseconds d) noexcept {
   const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
+  sum_ns_.fetch_add(ns, std::memory_order_relaxed);
   buckets_[bucket_of(ns)].fetch_add(1, std::memory_order_relaxed);
+}
+
+latency_buckets latency_histogram::buckets() const noexcept {
+  // Bound j (4^j µs = 2^(2j) µs) is the lower bound of bucket 1 + 8j: the
+  // records below it are those of buckets 0 .. 8j.
+  static_assert(4 * 2 * (latency_buckets::size - 1) + 1 < bucket_count);
+  latency_buckets out;
+  std::uint64_t seen = 0;
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < bucket_count; ++i) {
+    if (next < latency_buckets::size && i == 1 + 8 * next) out.cumulative[next++] = seen;
+    seen += buckets_[i].load(std::memory_order_relaxed);
+  }
+  out.count = seen;
+  out.sum = std::chrono::nanoseconds(static_cast<std::int64_t>(sum_ns_.load(std::memory_order_relaxed)));
+  return out;
 }
 
 std::uint64_t latency_histogram::count() const noexcept {

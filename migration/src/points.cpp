@@ -194,6 +194,8 @@ report registry::make_report() const {
       f.cancelled = m.cancelled.load(std::memory_order_relaxed);
       f.p50 = m.latency.percentile(0.5);
       f.p99 = m.latency.percentile(0.99);
+      f.in_flight = m.in_flight.load(std::memory_order_relaxed);
+      f.latency = m.latency.buckets();
       if (counters) {
         const work_counters c = counters(k == form_kind::fiber ? p->full_name() + " [legacy]" : p->full_name());
         f.implicit_yields = c.implicit_yields;

@@ -79,6 +79,7 @@ struct method_report {
   std::int64_t in_flight = 0;
   std::chrono::nanoseconds p50{};
   std::chrono::nanoseconds p99{};
+  migration::latency_buckets latency{};
   /// fiber_executor: times the form blocked fibers from a hosted coroutine,
   /// and kept its loop past the stall threshold (zero elsewhere).
   std::uint64_t implicit_yields = 0;

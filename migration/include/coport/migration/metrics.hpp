@@ -13,6 +13,24 @@
 
 namespace coport::migration {
 
+/// A latency histogram read at once, in the buckets exported to Prometheus
+/// (`admin::http_server`'s /metrics): powers of four from 1 µs to about 67 s,
+/// which fall exactly on the histogram's own bucket bounds, so the counts
+/// are exact, not interpolated.
+struct latency_buckets {
+  static constexpr std::size_t size = 14;
+  /// The bounds, in seconds: 1 µs, 4 µs, 16 µs ... 67.1 s.
+  static constexpr std::array<double, size> bounds_seconds{1e-6,      4e-6,     1.6e-5,   6.4e-5,   2.56e-4,
+                                                           1.024e-3,  4.096e-3, 1.6384e-2, 6.5536e-2, 0.262144,
+                                                           1.048576,  4.194304, 16.777216, 67.108864};
+  /// Records below each bound (cumulative).
+  std::array<std::uint64_t, size> cumulative{};
+  /// Every record (the +Inf bucket).
+  std::uint64_t count = 0;
+  /// The sum of the recorded latencies.
+  std::chrono::nanoseconds sum{};
+};
+
 /// Latencies in a fixed set of logarithmic buckets (four per power of two,
 /// from 1 µs to about 9 hours); thread-safe, lock-free.
 class latency_histogram {
@@ -22,11 +40,15 @@ class latency_histogram {
   /// to within a bucket (at most 19% above the true value); zero if empty.
   [[nodiscard]] std::chrono::nanoseconds percentile(double q) const noexcept;
   [[nodiscard]] std::uint64_t count() const noexcept;
+  /// The counts in Prometheus' buckets, and the sum. Read while records go
+  /// on, the sum may lag the counts by the records in progress.
+  [[nodiscard]] latency_buckets buckets() const noexcept;
 
   static constexpr std::size_t bucket_count = 4 * 45;
 
  private:
   std::array<std::atomic<std::uint64_t>, bucket_count> buckets_{};
+  std::atomic<std::uint64_t> sum_ns_{0};
 };
 
 /// Counters of one form of one point (or RPC method).

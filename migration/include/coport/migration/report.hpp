@@ -5,6 +5,7 @@
 // its forms, policy, per-form records and diagnostics, shadow results, and
 // the readiness verdict with its reasons. Text for people, JSON for tools.
 
+#include <coport/migration/metrics.hpp>
 #include <coport/migration/policy.hpp>
 
 #include <boost/json/object.hpp>
@@ -49,6 +50,11 @@ struct report {
     std::uint64_t implicit_yields = 0;
     /// Times it kept its loop from Asio past the stall threshold.
     std::uint64_t stalls = 0;
+    /// Calls running now.
+    std::int64_t in_flight = 0;
+    /// The latency histogram, for Prometheus (not in to_json(): the JSON
+    /// keeps p50 and p99).
+    latency_buckets latency{};
   };
   struct method_row {
     std::string endpoint;
