@@ -137,6 +137,11 @@ if(COPORT_WITH_FIBERS)
     MESSAGE "--calls: expects a whole number of at least 1, got '0'" ARGS --calls 0)
   cli_refused(example_demo_missing_value coport-demo LABELS ${cli_labels}
     MESSAGE "--transport: .*missing" ARGS --transport)
+  cli_refused(example_demo_bad_http_address coport-demo LABELS ${cli_labels}
+    MESSAGE "--http: expects HOST:PORT with an IP address \\(IPv6 in brackets\\) and a port up to 65535, got 'localhost:80'"
+    ARGS --http localhost:80)
+  cli_refused(example_demo_http_with_phases coport-demo LABELS ${cli_labels}
+    MESSAGE "--http serves the default run, not --phases or --json" ARGS --http 127.0.0.1:0 --phases)
   cli_refused(example_demo_bad_command_line_masks_password coport-demo LABELS ${cli_labels}
     MESSAGE "rabbit://u:[*]+@host/" NOT_OUTPUT "secret" ARGS rabbit://u:secret@host/)
 endif()

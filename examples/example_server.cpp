@@ -17,6 +17,11 @@
 // only. coro_executor always runs the ported forms; the policies steer
 // fiber_executor.
 //
+// --http HOST:PORT (when built with coport::admin) also serves the admin
+// HTTP server: /metrics for Prometheus, the /migration dashboard,
+// /migration.json and POST /policy, whose token is $COPORT_ADMIN_TOKEN; it
+// prints "admin http: http://HOST:PORT/" before "ready".
+//
 // Prints "ready" on stdout once it takes requests. SIGTERM or SIGINT stops
 // it gracefully (calls in flight finish and reply; a second signal cancels
 // them), then it exits 0. Logs go to stderr. Exit 64: bad command line;
@@ -31,6 +36,9 @@
 #include <coport/bridge/fiber.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
 #endif
+#if COPORT_HAS_ADMIN
+#include <coport/admin/http_server.hpp>
+#endif
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -38,6 +46,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -80,6 +89,7 @@ struct config {
   msg::migration_options migration;
   bool native = false;
   std::optional<msg::admin_options> admin;  // --admin, --admin-token
+  std::optional<cli::listen_address> http;  // --http
 };
 
 // --policy METHOD=POLICY (with_method) and --default-policy POLICY, as a
@@ -174,7 +184,22 @@ std::optional<int> parse_command_line(int argc, char** argv, config& c) {
                                              "context (coport_admin_token); implies --admin")
                                   ->type_name("TOKEN");
 
+#if COPORT_HAS_ADMIN
+  std::string http;
+  CLI::Option* http_option =
+      app.add_option("--http", http,
+                     "serve /metrics, the /migration dashboard and POST\n"
+                     "/policy on HOST:PORT (port 0: one the system\n"
+                     "chooses, printed); policy changes need the token\n"
+                     "in $COPORT_ADMIN_TOKEN")
+          ->type_name("HOST:PORT")
+          ->check(cli::listen_address_check());
+#endif
+
   return cli::parse(app, argc, argv, [&] {
+#if COPORT_HAS_ADMIN
+    if (http_option->count() > 0) c.http = cli::parse_listen_address(http);
+#endif
     std::optional<std::string> admin_token;
     if (token_option->count() > 0) {
       if (token.empty()) throw ex::usage_error("--admin-token must not be empty");
@@ -389,6 +414,39 @@ int main(int argc, char** argv) {
     log.info("admin endpoint on (namespace {}{})", msg::admin_namespace,
              cfg.admin->token ? ", token required" : ", no token: any caller");
   }
+#if COPORT_HAS_ADMIN
+  // The admin HTTP server: the executor's report and policies, and the
+  // loops that run it (fiber_executor).
+  std::optional<coport::admin::http_server> http;
+  if (cfg.http) {
+    coport::admin::server_options o;
+    o.host = cfg.http->host;
+    o.port = cfg.http->port;
+    o.logger = transport->options().logger;  // null: the admin server's own, on stderr
+    if (const char* token = std::getenv("COPORT_ADMIN_TOKEN"); token && *token) o.token = token;
+    http.emplace(std::move(o));
+    http->add({[&srv] { return coport::migration::report(srv.executor->report()); },
+               [&controls](std::string_view name, msg::policy p) { return controls->set_policy(name, p); }});
+#if COPORT_HAS_FIBERS
+    if (srv.loop) {
+      http->add_loop(*srv.loop);
+      http->add_work_counters("coport", srv.loop->registry());
+    } else if (srv.loops) {
+      for (std::size_t i = 0; i < srv.loops->size(); ++i) http->add_loop((*srv.loops)[i]);
+      http->add_work_counters("coport", srv.loops->registry());
+    }
+#endif
+    try {
+      http->start();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "coport-example-server: cannot serve HTTP on %s:%u: %s\n", cfg.http->host.c_str(),
+                   static_cast<unsigned>(cfg.http->port), e.what());
+      srv.executor->async_stop(asio::use_future).get();
+      return ex::exit_failure;
+    }
+    ex::print_line("admin http: " + http->url());
+  }
+#endif
   ex::print_line("ready");
 
   // First signal: a graceful stop. A second one while draining cancels the

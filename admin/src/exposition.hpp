@@ -5,6 +5,7 @@
 // Prometheus' text format by prometheus-cpp's serializer.
 
 #include <coport/bridge/diagnostics.hpp>
+#include <coport/bridge/runtime.hpp>
 #include <coport/migration/report.hpp>
 
 #include <atomic>
@@ -30,10 +31,14 @@ struct server_counters {
 /// The name under which a report row's point is shown and its policy set.
 std::string point_name(const migration::report::method_row& row);
 
+/// What /metrics reads besides the report.
+struct exposed {
+  std::vector<std::pair<std::string, const bridge::diagnostics*>> work;
+  std::vector<const bridge::runtime*> loops;
+};
+
 /// The body of GET /metrics.
-std::string exposition(const migration::report& r,
-                       const std::vector<std::pair<std::string, const bridge::diagnostics*>>& work,
-                       const server_counters& server);
+std::string exposition(const migration::report& r, const exposed& more, const server_counters& server);
 
 }  // namespace coport::admin::detail
 

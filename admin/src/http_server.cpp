@@ -105,7 +105,7 @@ struct http_server::impl {
   server_options opts;
   std::shared_ptr<spdlog::logger> log;
   std::vector<migration_source> sources;
-  std::vector<std::pair<std::string, const bridge::diagnostics*>> work;
+  detail::exposed more;
   detail::server_counters counters;
 
   // Touched on the server's thread only once started, and by the public
@@ -178,7 +178,7 @@ struct http_server::impl {
     if (target == "/metrics") {
       if (!get) return only("GET");
       return text(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-                  detail::exposition(report(), work, counters), v);
+                  detail::exposition(report(), more, counters), v);
     }
     if (target == "/migration") {
       if (!get) return only("GET");
@@ -445,7 +445,12 @@ void http_server::add(migration_source source) {
 
 void http_server::add_work_counters(std::string name, const bridge::diagnostics& counters) {
   if (impl_->started) throw std::logic_error("admin::http_server::add_work_counters after start()");
-  impl_->work.emplace_back(std::move(name), &counters);
+  impl_->more.work.emplace_back(std::move(name), &counters);
+}
+
+void http_server::add_loop(const bridge::runtime& loop) {
+  if (impl_->started) throw std::logic_error("admin::http_server::add_loop after start()");
+  impl_->more.loops.push_back(&loop);
 }
 
 void http_server::start() {
@@ -495,7 +500,7 @@ std::string http_server::url() const {
 }
 
 std::string http_server::metrics_text() const {
-  return detail::exposition(impl_->report(), impl_->work, impl_->counters);
+  return detail::exposition(impl_->report(), impl_->more, impl_->counters);
 }
 
 migration::report http_server::report() const { return impl_->report(); }

@@ -133,6 +133,28 @@ void work_families(families& out, const std::vector<std::pair<std::string, const
   }
 }
 
+void loop_families(families& out, const std::vector<const bridge::runtime*>& loops) {
+  if (loops.empty()) return;
+  auto& busy = out.add("coport_loop_busy_seconds_total", "Time the loop's thread ran work since it started.",
+                       MetricType::Counter);
+  auto& idle = out.add("coport_loop_idle_seconds_total", "Time the loop waited in the kernel since it started.",
+                       MetricType::Counter);
+  auto& stalls = out.add("coport_loop_stalls_total", "Stalls found on the loop.", MetricType::Counter);
+  auto& work = out.add("coport_loop_tracked_work",
+                       "Fibers and coroutines started through the loop's runtime and still running.",
+                       MetricType::Gauge);
+  auto& fibers = out.add("coport_loop_fibers", "Fibers alive on the loop (pooled and raw).", MetricType::Gauge);
+  for (const bridge::runtime* rt : loops) {
+    const bridge::loop_stats s = rt->stats();
+    const std::vector<ClientMetric::Label> labels{{"loop", s.name}};
+    counter(busy, labels, seconds(s.busy));
+    counter(idle, labels, seconds(s.idle));
+    counter(stalls, labels, static_cast<double>(s.stalls));
+    gauge(work, labels, static_cast<double>(s.tracked_work));
+    gauge(fibers, labels, static_cast<double>(s.fibers));
+  }
+}
+
 void server_families(families& out, const server_counters& s) {
   counter(out.add("coport_admin_requests_total", "Requests the admin server answered.", MetricType::Counter), {},
           static_cast<double>(s.requests.load(std::memory_order_relaxed)));
@@ -157,12 +179,11 @@ std::string point_name(const migration::report::method_row& row) {
   return row.endpoint.empty() ? row.method : row.endpoint + "." + row.method;
 }
 
-std::string exposition(const migration::report& r,
-                       const std::vector<std::pair<std::string, const bridge::diagnostics*>>& work,
-                       const server_counters& server) {
+std::string exposition(const migration::report& r, const exposed& more, const server_counters& server) {
   families out;
   migration_families(out, r);
-  work_families(out, work);
+  loop_families(out, more.loops);
+  work_families(out, more.work);
   server_families(out, server);
   return prometheus::TextSerializer().Serialize(
       std::vector<MetricFamily>(std::make_move_iterator(out.list.begin()), std::make_move_iterator(out.list.end())));

@@ -325,7 +325,7 @@ void loop::report_stop() {
     log->warn("loop '{}': {} raw fiber(s) did not end after the stop (blocked where a stop cannot "
               "reach them, or retrying after operation_aborted): {}; they are abandoned: never "
               "resumed, their stacks never freed",
-              opts.name, raw_live_, names);
+              opts.name, raw_live_.load(), names);
     abandon_raw_fibers();
     if (stopping_ && !work_left()) wake_loop();
   }
@@ -372,8 +372,34 @@ void loop::report_violation(violation::kind k, const work_tag* tag, std::string 
   log->error("loop '{}': {}", opts.name, v.message);
 }
 
+loop_stats loop::stats() const noexcept {
+  using namespace std::chrono;
+  const std::int64_t now = steady_clock::now().time_since_epoch().count();
+  std::int64_t idle = idle_ns_.load(std::memory_order_relaxed);
+  // A wait going on now counts as idle up to now.
+  if (const std::int64_t since = idle_since_ns_.load(std::memory_order_relaxed); since != 0 && since < now) {
+    idle += now - since;
+  }
+  const std::int64_t up = now - started_at_.time_since_epoch().count();
+  loop_stats s;
+  s.name = opts.name;
+  s.idle = nanoseconds(std::clamp<std::int64_t>(idle, 0, up));
+  s.busy = nanoseconds(up) - s.idle;
+  s.stalls = stalls_.load(std::memory_order_relaxed);
+  s.tracked_work = tracked_count.load(std::memory_order_relaxed);
+#if COPORT_BRIDGE_FIBERS
+  s.fibers = pool.live() + raw_live_.load(std::memory_order_relaxed);
+#endif
+  return s;
+}
+
 void loop::leave_idle() noexcept {
   idle_.store(false, std::memory_order_seq_cst);
+  const std::int64_t since = idle_since_ns_.exchange(0, std::memory_order_relaxed);
+  if (since != 0) {
+    idle_ns_.fetch_add(std::chrono::steady_clock::now().time_since_epoch().count() - since,
+                       std::memory_order_relaxed);
+  }
   if (watchdog_asleep_.load(std::memory_order_seq_cst) && watchdog_asleep_.exchange(false)) {
     // Taking the mutex orders this notify after the watchdog's wait began
     // (it checks the flag under the mutex before waiting).
@@ -429,6 +455,7 @@ void loop::watchdog_main() {
     if (!stalled && held >= threshold) {
       stalled = current_tag();
       stalled->stalls.fetch_add(1, std::memory_order_relaxed);
+      stalls_.fetch_add(1, std::memory_order_relaxed);
       std::string message = "'" + stalled->name + "' kept the loop from Asio for " +
                             std::to_string(held.count() / 1000) + " ms (threshold " +
                             std::to_string(threshold.count()) + " ms)";

@@ -111,7 +111,8 @@ class fiber_pool {
   void run(fiber_job* job);
   /// Releases idle fibers; busy ones exit when their job ends.
   void release_idle();
-  std::size_t live() const noexcept { return live_; }
+  /// Read on any thread (the loop's stats()).
+  std::size_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
 
  private:
   struct worker {
@@ -128,7 +129,7 @@ class fiber_pool {
   loop& loop_;
   worker* idle_ = nullptr;
   std::size_t idle_count_ = 0;
-  std::size_t live_ = 0;
+  std::atomic<std::size_t> live_{0};  // written on the loop thread only
 };
 
 class loop_algorithm;
@@ -277,7 +278,7 @@ class loop {
   bool loop_parked_ = false;
   bool draining_fibers_ = false;
   fiber_info* raw_head_ = nullptr;
-  std::size_t raw_live_ = 0;
+  std::atomic<std::size_t> raw_live_{0};  // written on the loop thread only
   std::atomic<bool> wake_pending_{false};
   bool woken_ = false;  // a wake-up handler ran (loop thread only)
 #endif
@@ -294,8 +295,24 @@ class loop {
   // watchdog does not sleep or the loop wakes it.
   std::atomic<bool> idle_{false};
   std::atomic<bool> watchdog_asleep_{false};
-  void enter_idle() noexcept { idle_.store(true, std::memory_order_seq_cst); }
+  void enter_idle() noexcept {
+    idle_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    idle_.store(true, std::memory_order_seq_cst);
+  }
   void leave_idle() noexcept;
+
+ public:
+  // ---- runtime::stats(), read on any thread ----
+  const std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+  // Time spent waiting in the kernel, up to the last wake-up; and when the
+  // wait going on now began (0: none).
+  std::atomic<std::int64_t> idle_ns_{0};
+  std::atomic<std::int64_t> idle_since_ns_{0};
+  // Stalls the watchdog found on this loop (its work tags count them by name).
+  std::atomic<std::uint64_t> stalls_{0};
+  [[nodiscard]] loop_stats stats() const noexcept;
+
+ private:
 
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_running_;
   std::thread thread_;

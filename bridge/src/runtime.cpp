@@ -42,6 +42,8 @@ std::size_t runtime::tracked_work() const noexcept {
   return loop_->tracked_count.load(std::memory_order_relaxed);
 }
 
+loop_stats runtime::stats() const noexcept { return loop_->stats(); }
+
 runtime& runtime::of(const loop_executor& ex) noexcept { return *ex.get_loop()->owner; }
 
 runtime_pool::runtime_pool(std::size_t threads, runtime_options options)

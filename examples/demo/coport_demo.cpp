@@ -449,6 +449,7 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
                [&controls](std::string_view name, mig::policy p) { return controls->set_policy(name, p); }});
     http->add(coport::admin::source_of(*points));
     http->add_work_counters("metering", loops.loop->registry());
+    http->add_loop(*loops.loop);
     http->start();
     std::fprintf(text, "admin http: %s\n", http->url().c_str());
     std::fflush(text);
@@ -572,11 +573,7 @@ int main(int argc, char** argv) {
   if (const std::optional<int> status = parse_command_line(argc, argv, cfg)) return *status;
   // --http serves until SIGINT or SIGTERM, taken by sigwait(): blocked here,
   // before any thread starts, so that every thread inherits the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  if (cfg.http) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  if (cfg.http) ex::block_stop_signals();
 
   std::shared_ptr<msg::transport> transport;
   try {
@@ -674,6 +671,7 @@ int main(int argc, char** argv) {
         shown = true;
         std::fprintf(stdout, "\nserving until SIGINT or SIGTERM: %smigration\n", url.c_str());
         std::fflush(stdout);
+        const sigset_t stop_signals = ex::stop_signal_set();
         int signal = 0;
         sigwait(&stop_signals, &signal);
         std::fprintf(stderr, "coport-demo: %s: stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");

@@ -7,6 +7,7 @@
 // with migration points), on a thread of its own.
 
 #include <coport/bridge/diagnostics.hpp>
+#include <coport/bridge/runtime.hpp>
 #include <coport/migration/policy.hpp>
 #include <coport/migration/report.hpp>
 
@@ -100,6 +101,10 @@ class http_server {
   /// Adds a bridge runtime's work tags to /metrics (`coport_work_*` with
   /// label runtime=`name`); `counters` must outlive the server.
   void add_work_counters(std::string name, const bridge::diagnostics& counters);
+  /// Adds a loop's figures to /metrics (`coport_loop_*` with label
+  /// loop=its name: busy and idle time, stalls, work and fibers alive);
+  /// `loop` must outlive the server.
+  void add_loop(const bridge::runtime& loop);
 
   /// Binds and starts serving; throws boost::system::system_error when the
   /// address cannot be bound.

@@ -23,6 +23,25 @@ class logger;
 
 namespace coport::bridge {
 
+/// A moment's view of one loop, for monitoring; read on any thread.
+struct loop_stats {
+  /// The loop's name (runtime_options::name).
+  std::string name;
+  /// Time since the loop started during which its thread ran work (fibers,
+  /// coroutines, handlers), and during which it waited in the kernel.
+  std::chrono::nanoseconds busy{};
+  std::chrono::nanoseconds idle{};
+  /// Stalls the watchdog found on this loop (each also counted on the work
+  /// tag responsible).
+  std::uint64_t stalls = 0;
+  /// Fibers and coroutines started through the runtime and still running
+  /// (tracked_work()).
+  std::size_t tracked_work = 0;
+  /// Fibers alive on the loop: pooled ones (running a job or parked for
+  /// reuse) and raw ones (created with Boost.Fiber calls). 0 without fibers.
+  std::size_t fibers = 0;
+};
+
 /// Settings of one loop (or of each loop of a pool).
 struct runtime_options {
   /// Name of the loop thread, used in logs ("coport-0", "coport-1", ... in a pool).
@@ -148,6 +167,8 @@ class runtime {
   /// Number of fibers and coroutines started through the runtime that are
   /// still running (read on any thread; exact once the loop is idle).
   [[nodiscard]] std::size_t tracked_work() const noexcept;
+  /// The loop's busy and idle time, stalls, work and fibers alive.
+  [[nodiscard]] loop_stats stats() const noexcept;
 
   /// The runtime behind a loop executor.
   static runtime& of(const loop_executor& ex) noexcept;
