@@ -26,7 +26,7 @@
 namespace {
 
 // Languages a fence may name; only cpp is compiled, cmake is extracted.
-const std::set<std::string, std::less<>> known_languages = {"cpp", "cmake", "sh", "text", "json"};
+const std::set<std::string, std::less<>> known_languages = {"cpp", "cmake", "sh", "text", "json", "yaml"};
 
 struct fence {
   std::size_t indent = 0;
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
       current = nullptr;
       if (!known_languages.contains(f.info)) {
         std::cerr << guide << ":" << line_no << ": a code block fenced ```" << f.info
-                  << ": C++ blocks are ```cpp (compiled); other blocks name one of cmake, sh, text, json\n";
+                  << ": C++ blocks are ```cpp (compiled); other blocks name one of cmake, sh, text, json, yaml\n";
         ++errors;
       } else if (f.info == "cpp") {
         cpp_blocks.push_back({line_no + 1, {}});
