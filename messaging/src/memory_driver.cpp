@@ -17,6 +17,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -32,6 +34,17 @@ namespace {
 
 class memory_listener;
 class memory_incoming_notification;
+
+// What one transport's driver counted (transport_stats), shared with its
+// listeners and the calls they took, which may outlive it. Relaxed: each
+// counter is read on its own and orders nothing.
+struct traffic {
+  std::atomic<std::uint64_t> publishes{0};
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint64_t> returns{0};
+
+  static void count(std::atomic<std::uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
+};
 
 struct queue {
   explicit queue(std::string k) : key(std::move(k)) {}
@@ -103,8 +116,9 @@ class broker {
 
 class memory_incoming_call final : public incoming_call {
  public:
-  memory_incoming_call(rpc_request r, std::shared_ptr<broker> b, std::shared_ptr<spdlog::logger> log)
-      : incoming_call(std::move(r)), broker_(std::move(b)), log_(std::move(log)) {}
+  memory_incoming_call(rpc_request r, std::shared_ptr<broker> b, std::shared_ptr<spdlog::logger> log,
+                       std::shared_ptr<traffic> counted)
+      : incoming_call(std::move(r)), broker_(std::move(b)), log_(std::move(log)), traffic_(std::move(counted)) {}
 
   void reply(rpc_reply r) override {
     if (!request_.is_call()) return;
@@ -122,7 +136,9 @@ class memory_incoming_call final : public incoming_call {
       auto it = broker_->reply_sinks().find(request_.reply_q);
       if (it != broker_->reply_sinks().end()) sink = it->second;
     }
+    traffic::count(traffic_->publishes);
     if (!sink) {
+      traffic::count(traffic_->returns);
       log_->warn("memory://{}: reply to message {} dropped: reply queue {} is gone", broker_->name(),
                  request_.msg_id, request_.reply_q);
       return;
@@ -133,6 +149,7 @@ class memory_incoming_call final : public incoming_call {
  private:
   std::shared_ptr<broker> broker_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<traffic> traffic_;
 };
 
 class memory_incoming_notification final : public incoming_notification {
@@ -179,12 +196,13 @@ class memory_incoming_notification final : public incoming_notification {
 class memory_listener final : public listener_impl {
  public:
   memory_listener(std::shared_ptr<broker> b, std::vector<queue*> queues, bool rpc,
-                  std::shared_ptr<spdlog::logger> log, std::string fanout_key = {},
-                  queue* fanout_queue = nullptr)
+                  std::shared_ptr<spdlog::logger> log, std::shared_ptr<traffic> counted,
+                  std::string fanout_key = {}, queue* fanout_queue = nullptr)
       : broker_(std::move(b)),
         queues_(std::move(queues)),
         rpc_(rpc),
         log_(std::move(log)),
+        traffic_(std::move(counted)),
         fanout_key_(std::move(fanout_key)),
         fanout_queue_(fanout_queue) {}
 
@@ -300,7 +318,8 @@ class memory_listener final : public listener_impl {
                      std::variant<rpc_request, notification>* msg) {
     std::unique_ptr<incoming_call> in;
     if (msg) {
-      in = std::make_unique<memory_incoming_call>(std::get<rpc_request>(std::move(*msg)), broker_, log_);
+      traffic::count(traffic_->received);
+      in = std::make_unique<memory_incoming_call>(std::get<rpc_request>(std::move(*msg)), broker_, log_, traffic_);
     }
     std::move(h)(ec, std::move(in));
   }
@@ -309,6 +328,7 @@ class memory_listener final : public listener_impl {
                              std::variant<rpc_request, notification>* msg) {
     std::unique_ptr<incoming_notification> in;
     if (msg) {
+      traffic::count(traffic_->received);
       in = std::make_unique<memory_incoming_notification>(std::get<notification>(std::move(*msg)),
                                                           broker_, q);
     }
@@ -319,6 +339,7 @@ class memory_listener final : public listener_impl {
   std::vector<queue*> queues_;
   const bool rpc_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<traffic> traffic_;
   std::string fanout_key_;
   queue* fanout_queue_;
   // Receives waiting, in order. Boost 1.81's any_completion_handler must
@@ -362,6 +383,9 @@ class memory_driver final : public driver {
       lk.unlock();
       return std::move(h)(asio::error::connection_reset);
     }
+    // Before the hand-off, which may complete a receive at once: what the
+    // message leads to never shows before its publish.
+    traffic::count(traffic_->publishes);
     if (to.fanout) {
       // Every server of the topic gets a copy; none listening: dropped, as
       // a fanout exchange without queues drops it.
@@ -386,6 +410,7 @@ class memory_driver final : public driver {
       lk.unlock();
       return std::move(h)(asio::error::connection_reset);
     }
+    traffic::count(traffic_->publishes);
     auto& bound = broker_->notify_bindings(key);
     // The listeners without a pool always have their queue, even before any
     // listens, so that nothing sent is lost.
@@ -409,7 +434,7 @@ class memory_driver final : public driver {
     queue* fan = broker_->queue_for(ex + "/" + server.topic + "_fanout_" + make_unique_id());
     broker_->fanout(fanout_key).push_back(fan);
     return std::make_shared<memory_listener>(broker_, std::vector<queue*>{own, shared, fan}, true,
-                                             log_, fanout_key, fan);
+                                             log_, traffic_, fanout_key, fan);
   }
 
   std::shared_ptr<listener_impl> listen_notifications(const std::vector<target>& targets,
@@ -426,18 +451,35 @@ class memory_driver final : public driver {
         queues.push_back(q);
       }
     }
-    return std::make_shared<memory_listener>(broker_, std::move(queues), false, log_);
+    return std::make_shared<memory_listener>(broker_, std::move(queues), false, log_, traffic_);
   }
 
   std::string start_replies(std::function<void(rpc_reply)> sink) override {
     std::string name = "reply_" + make_unique_id();
+    // Counted as a reply reaches this transport. One pointer to capture:
+    // the sink is copied for each reply.
+    auto own = std::make_shared<std::pair<std::shared_ptr<traffic>, std::function<void(rpc_reply)>>>(
+        traffic_, std::move(sink));
     std::lock_guard lk(broker_->mutex);
-    broker_->reply_sinks()[name] = std::move(sink);
+    broker_->reply_sinks()[name] = [own](rpc_reply r) {
+      traffic::count(own->first->received);
+      own->second(std::move(r));
+    };
     reply_queues_.push_back(name);
     return name;
   }
 
   std::string describe() const override { return "memory://" + broker_->name(); }
+
+  transport_stats stats() const override {
+    transport_stats s;
+    s.driver = "memory";
+    s.connected = true;
+    s.publishes = traffic_->publishes.load(std::memory_order_relaxed);
+    s.returns = traffic_->returns.load(std::memory_order_relaxed);
+    s.received = traffic_->received.load(std::memory_order_relaxed);
+    return s;
+  }
 
   void shutdown() override {
     std::lock_guard lk(broker_->mutex);
@@ -453,6 +495,7 @@ class memory_driver final : public driver {
   std::shared_ptr<broker> broker_;
   transport_options options_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<traffic> traffic_ = std::make_shared<traffic>();
   std::vector<std::string> reply_queues_;
 };
 

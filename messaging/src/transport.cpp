@@ -95,6 +95,14 @@ std::string no_driver_message(const std::string& scheme, std::string_view url) {
 
 }  // namespace
 
+transport_stats driver::stats() const {
+  const std::string url = describe();
+  transport_stats s;
+  s.driver = url.substr(0, url.find("://"));
+  s.connected = true;
+  return s;
+}
+
 void register_driver(std::string scheme, driver_factory factory) {
   std::lock_guard lk(registry_mutex());
   registry()[std::move(scheme)] = std::move(factory);

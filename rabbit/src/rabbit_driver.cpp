@@ -476,6 +476,23 @@ class core : public std::enable_shared_from_this<core> {
     return binding{name, "topic", settings_.queues_durable(), settings_.auto_delete, std::move(routing_key)};
   }
 
+  /// Any thread: the connection's state and what its thread counted.
+  transport_stats stats() const {
+    constexpr auto relaxed = std::memory_order_relaxed;
+    transport_stats s;
+    s.driver = "rabbit";
+    s.connected = connected_.load(relaxed);
+    s.connects = connects_.load(relaxed);
+    s.reconnects = reconnects_.load(relaxed);
+    s.publishes = publishes_.load(relaxed);
+    s.confirms = confirms_.load(relaxed);
+    s.nacks = nacks_.load(relaxed);
+    s.returns = returns_.load(relaxed);
+    s.redeliveries = redeliveries_.load(relaxed);
+    s.received = received_.load(relaxed);
+    return s;
+  }
+
  private:
   void signal() {
     const std::uint64_t one = 1;
@@ -485,6 +502,13 @@ class core : public std::enable_shared_from_this<core> {
   void drain_signal() {
     std::uint64_t value;
     [[maybe_unused]] auto n = ::read(wake_fd_, &value, sizeof value);
+  }
+
+  // Connection thread: the counters have no other writer, so a load and a
+  // store do (no locked read-modify-write); readers may see the old value
+  // a moment longer, as with any relaxed counter.
+  static void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
   // ---------------------------------------------------- connection thread
@@ -625,6 +649,9 @@ class core : public std::enable_shared_from_this<core> {
       const rabbit_host& h = settings_.hosts[order[i]];
       try {
         open(h);
+        if (connects_.load(std::memory_order_relaxed) > 0) count(reconnects_);
+        count(connects_);
+        connected_.store(true, std::memory_order_relaxed);
         next_host_ = order[i];
         backoff_ = settings_.retry_interval;
         log_->info("rabbit: connected to {}:{} (vhost {}) as {}", h.host, h.port, settings_.vhost, h.user);
@@ -738,6 +765,7 @@ class core : public std::enable_shared_from_this<core> {
     }
     amqp_destroy_connection(conn_);
     conn_ = nullptr;
+    connected_.store(false, std::memory_order_relaxed);
     healthy_ = true;
   }
 
@@ -965,9 +993,15 @@ class core : public std::enable_shared_from_this<core> {
       props.expiration = bytes(p.expiration);
     }
     const std::uint64_t seq = next_seq_++;
+    // Counted before the write: whatever the message leads to (a delivery,
+    // a reply) never shows before its publish. A write that fails counts
+    // too: part of it may have gone out.
+    count(publishes_);
     const int st = amqp_basic_publish(conn_, channel, bytes(p.to.exchange), bytes(p.to.routing_key),
                                       p.mandatory ? 1 : 0, 0, &props, bytes(p.body));
-    if (p.done) unconfirmed_.emplace(seq, std::move(p.done));
+    // Replies too (no handler): confirms are counted per message, and a
+    // confirm with `multiple` covers those not confirmed yet up to its tag.
+    unconfirmed_.emplace(seq, std::move(p.done));
     healthy_on(st, "publish");
   }
 
@@ -994,6 +1028,8 @@ class core : public std::enable_shared_from_this<core> {
   }
 
   void deliver(amqp_envelope_t& env) {
+    count(received_);
+    if (env.redelivered) count(redeliveries_);
     const std::string tag = to_string(env.consumer_tag);
     std::string expiration;
     if (env.message.properties._flags & AMQP_BASIC_EXPIRATION_FLAG) {
@@ -1057,6 +1093,7 @@ class core : public std::enable_shared_from_this<core> {
         if (rr.reply_type != AMQP_RESPONSE_NORMAL) throw amqp_failure("reading a returned message: " + describe(rr));
         const std::string body = to_string(m.body);
         amqp_destroy_message(&m);
+        count(returns_);
         // Undeliverable, as oslo.messaging 14 treats a returned reply: said
         // once and dropped, never published again.
         log_->warn("rabbit: the reply{} to queue {} was returned by the broker ({}): the caller's reply queue is "
@@ -1083,14 +1120,17 @@ class core : public std::enable_shared_from_this<core> {
   }
 
   void confirmed(std::uint64_t tag, bool multiple, boost::system::error_code ec) {
+    std::uint64_t n = 0;
     if (multiple) {
       auto end = unconfirmed_.upper_bound(tag);
-      for (auto it = unconfirmed_.begin(); it != end; ++it) complete(it->second, ec);
+      for (auto it = unconfirmed_.begin(); it != end; ++it, ++n) complete(it->second, ec);
       unconfirmed_.erase(unconfirmed_.begin(), end);
     } else if (auto it = unconfirmed_.find(tag); it != unconfirmed_.end()) {
       complete(it->second, ec);
       unconfirmed_.erase(it);
+      n = 1;
     }
+    count(ec ? nacks_ : confirms_, n);
   }
 
   const rabbit_settings settings_;
@@ -1115,6 +1155,8 @@ class core : public std::enable_shared_from_this<core> {
   std::size_t next_host_ = 0;
   std::minstd_rand random_{std::random_device{}()};
   std::chrono::milliseconds backoff_;
+  /// Published on this channel and not confirmed yet, by sequence number;
+  /// the handler is null for a reply or a call given back.
   std::map<std::uint64_t, std::unique_ptr<send_handler>> unconfirmed_;
   std::vector<std::shared_ptr<subscriber>> subscribers_;
   struct consumer {
@@ -1127,6 +1169,19 @@ class core : public std::enable_shared_from_this<core> {
   std::unordered_map<std::string, std::string> cancelled_at_most_once_;
   std::set<std::string> declared_exchanges_;
   std::set<std::string> declared_queues_;
+
+  // transport_stats: written by the connection thread only (count()),
+  // read by any thread in stats(). Relaxed: each is read on its own and
+  // orders nothing.
+  std::atomic<bool> connected_{false};
+  std::atomic<std::uint64_t> connects_{0};
+  std::atomic<std::uint64_t> reconnects_{0};
+  std::atomic<std::uint64_t> publishes_{0};
+  std::atomic<std::uint64_t> confirms_{0};
+  std::atomic<std::uint64_t> nacks_{0};
+  std::atomic<std::uint64_t> returns_{0};
+  std::atomic<std::uint64_t> redeliveries_{0};
+  std::atomic<std::uint64_t> received_{0};
 };
 
 // --------------------------------------------------------------- messages
@@ -1512,6 +1567,8 @@ class rabbit_driver final : public driver {
   }
 
   std::string describe() const override { return core_->described(); }
+
+  transport_stats stats() const override { return core_->stats(); }
 
   void shutdown() override { core_->shutdown(); }
 

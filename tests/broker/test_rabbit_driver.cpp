@@ -493,6 +493,14 @@ TEST_CASE("after a broker restart the driver reconnects, re-declares and serves"
   CHECK(text.find("connection lost") != std::string::npos);
   CHECK(text.find("connected to") != std::string::npos);
   CHECK(text.find(password_of(url)) == std::string::npos);
+  // Both sides answered after the restart: connected again, and counted so
+  // (more than once if a connection made while the broker started was lost).
+  for (const auto& side : {server_side, client_side}) {
+    const transport_stats st = side->stats();
+    CHECK(st.connected);
+    CHECK(st.reconnects >= 1);
+    CHECK(st.connects == st.reconnects + 1);
+  }
 }
 
 TEST_CASE("a reply queue deleted under a client: calls end, the queue is declared again, calls are answered",
@@ -540,6 +548,13 @@ TEST_CASE("a reply queue deleted under a client: calls end, the queue is declare
   const std::string text = log.text();
   INFO(text);
   CHECK(text.find("cancelled a consumer") != std::string::npos);
+  // The client's connection was made again, once; the server's, holding
+  // no reply queue, stayed.
+  const transport_stats c = client_side->stats();
+  CHECK(c.connected);
+  CHECK(c.connects == 2);
+  CHECK(c.reconnects == 1);
+  CHECK(server_side->stats().reconnects == 0);
 }
 
 TEST_CASE("TLS: calls cross a TLS connection verified against the CA; a wrong CA is refused", "[rabbit][tls]") {
@@ -581,6 +596,10 @@ TEST_CASE("TLS: calls cross a TLS connection verified against the CA; a wrong CA
     auto tr = open(bad + "&retry_interval=0.2", log);
     rpc_client client(tr, topic(fresh_topic("tls")), client_options{.timeout = 60s});
     CHECK_THROWS_AS(call(client, "echo", args("value", 1), 20s), transport_error);
+    const transport_stats st = tr->stats();
+    CHECK_FALSE(st.connected);
+    CHECK(st.connects == 0);
+    CHECK(st.publishes == 0);
     const std::string text = log.text();
     INFO(text);
     CHECK(text.find("cannot connect") != std::string::npos);
@@ -776,6 +795,7 @@ TEST_CASE("a reply whose queue is gone comes back from the broker: logged once w
   inner["version"] = "1.3";
   publish_raw(url, t, sealed(json::serialize(inner)));
   CHECK(logged_within(log, "(message id returned-reply-1)", 30s));
+  CHECK(tr->stats().returns == 1);  // counted before it is logged
   rpc_client client(tr, topic(t));
   CHECK(call(client, "echo", args("value", "after")) == "after");
   wait(s.async_stop(asio::use_future));
@@ -783,6 +803,7 @@ TEST_CASE("a reply whose queue is gone comes back from the broker: logged once w
   INFO(text);
   CHECK(count_lines(text, "was returned by the broker") == 1);
   CHECK(count_lines(text, "the reply (message id returned-reply-1) to queue reply_") == 1);
+  CHECK(tr->stats().returns == 1);  // the later reply was routed
 }
 
 TEST_CASE("a call the broker delivers again is dropped, once, with its message id (at most once); a cast runs",
@@ -837,4 +858,89 @@ TEST_CASE("a call the broker delivers again is dropped, once, with its message i
   wait(s.async_stop(asio::use_future));
   CHECK(seen->value() == 2);
   CHECK(count_lines(log.text(), "that the broker delivered again") == 1);
+  // The dropped call and the cast that ran, both marked by the broker; the
+  // later call, its reply and cast were not.
+  CHECK(tr->stats().redeliveries == 2);
+}
+
+namespace {
+
+// Waits up to `d` for `pred` to hold: the broker confirms a reply when it
+// has routed it, and no completion tells the test when that is.
+template <class Pred>
+bool holds_within(std::chrono::seconds d, Pred pred) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a transport's stats count its connection, publishes, confirms and deliveries, on each side",
+          "[rabbit][stats]") {
+  captured_log log;
+  const std::string url = broker_url();
+  auto server_side = open(url, log);
+  auto client_side = open(url, log);
+  const std::string t = fresh_topic("stats");
+  asio_loop loop;
+  auto seen = std::make_shared<counter>();
+  rpc_server s(server_side, topic(t, "s1"), make_service("s1", seen), loop.get_executor());
+  s.start();
+  // A started server consumes its queues: its connection is up.
+  const transport_stats started = server_side->stats();
+  CHECK(started.driver == "rabbit");
+  CHECK(started.connected);
+  CHECK(started.connects == 1);
+  CHECK(started.publishes == 0);
+  CHECK(started.received == 0);
+  counter noted;
+  auto ep = std::make_shared<notification_endpoint>("audit");
+  ep->on(priority::info, [&](const notification&) -> notification_result {
+    noted.add();
+    return notification_result::handled;
+  });
+  notification_listener listener(server_side, {topic(t + "_events")}, {ep}, loop.get_executor());
+  listener.start();
+
+  constexpr int calls = 10;
+  constexpr int casts = 4;
+  rpc_client client(client_side, topic(t));
+  for (int i = 0; i < calls; ++i) CHECK(call(client, "add", args("a", i, "b", 1)) == i + 1);
+  for (int i = 0; i < casts; ++i) wait(client.async_cast("note", {}, asio::use_future));
+  REQUIRE(seen->wait_for(casts, 30s));
+  notifier n(client_side, "stats-test", {t + "_events"});
+  wait(n.async_info({}, "thing.done", json::object{}, asio::use_future));
+  REQUIRE(noted.wait_for(1, 30s));
+  wait(listener.async_stop(asio::use_future));
+  wait(s.async_stop(asio::use_future));
+
+  transport_stats c = client_side->stats();
+  CHECK(c.publishes == calls + casts + 1);  // the calls, the casts, the notification
+  CHECK(c.received == calls);               // the replies
+  transport_stats sv = server_side->stats();
+  CHECK(sv.publishes == calls);             // the replies
+  CHECK(sv.received == calls + casts + 1);  // the calls, the casts, the notification
+  // Every publish is confirmed, once: the casts and the notification before
+  // they completed, the calls and replies when the broker got to them.
+  CHECK(holds_within(30s, [&] {
+    c = client_side->stats();
+    sv = server_side->stats();
+    return c.confirms == c.publishes && sv.confirms == sv.publishes;
+  }));
+  INFO("client confirms " << c.confirms << " of " << c.publishes << ", server " << sv.confirms << " of "
+                          << sv.publishes);
+  CHECK(c.confirms == calls + casts + 1);
+  CHECK(sv.confirms == calls);
+  for (const auto& x : {c, sv}) {
+    CHECK(x.connected);
+    CHECK(x.connects == 1);
+    CHECK(x.reconnects == 0);
+    CHECK(x.nacks == 0);
+    CHECK(x.returns == 0);
+    CHECK(x.redeliveries == 0);
+  }
 }

@@ -305,6 +305,11 @@ TEST_CASE("a notification the transport refuses fails naming the topic, others s
     CHECK_THAT(e.what(), Catch::Matchers::Contains("'broken'"));
   }
   CHECK(*taken == std::vector<std::string>{"fine.error"});
+  // A driver that counts nothing reports the default: its scheme, connected.
+  const transport_stats st = t->stats();
+  CHECK(st.driver == "refusing");
+  CHECK(st.connected);
+  CHECK(st.publishes == 0);
 }
 
 TEST_CASE("a notifier refuses an empty topic list and bad topic names", "[messaging][notify]") {

@@ -1,5 +1,6 @@
 #include <coport/messaging/client.hpp>
 #include <coport/messaging/server.hpp>
+#include <coport/messaging/notify.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -458,4 +459,97 @@ TEST_CASE("a transport whose last owner is a call's timeout handler closes on th
     CHECK(thread != std::this_thread::get_id());
     CHECK(timed_out);
   }
+}
+
+TEST_CASE("a memory transport's stats count each call, reply, cast and notification, on each side",
+          "[messaging][rpc][stats]") {
+  const std::string url = unique_memory_url();
+  auto client_side = transport::create(url);
+  auto server_side = transport::create(url);  // the same broker, counted apart
+  CHECK(client_side->stats().driver == "memory");
+  CHECK(client_side->stats().connected);
+  CHECK(client_side->stats().publishes == 0);
+  CHECK(client_side->stats().received == 0);
+
+  constexpr int calls = 7;
+  constexpr int casts = 3;
+  asio_loop loop;
+  std::promise<void> all_cast;
+  std::atomic<int> cast_count{0};
+  auto d = example_service("s1");
+  auto e = std::make_shared<endpoint>("notes", endpoint_target{std::nullopt, "1.3"});
+  e->add("note", {}, [&] {
+    if (++cast_count == casts) all_cast.set_value();
+  });
+  d->add(e);
+  rpc_server server(server_side, topic("stats", "s1"), d, loop.get_executor());
+  server.start();
+  std::promise<void> noted;
+  auto ne = std::make_shared<notification_endpoint>("audit");
+  ne->on(priority::info, [&](const notification&) {
+    noted.set_value();
+    return notification_result::handled;
+  });
+  notification_listener notes(server_side, {topic("stats_events")}, {ne}, loop.get_executor());
+  notes.start();
+
+  rpc_client client(client_side, topic("stats"));
+  for (int i = 0; i < calls; ++i) CHECK(wait(client.async_call("add", args("a", i, "b", 1), asio::use_future)) == i + 1);
+  for (int i = 0; i < casts; ++i) wait(client.async_cast("note", {}, asio::use_future));
+  wait(all_cast.get_future());
+  notifier n(client_side, "stats-test", {"stats_events"});
+  wait(n.async_info({}, "thing.done", json::object{}, asio::use_future));
+  wait(noted.get_future());
+  wait(notes.async_stop(asio::use_future));
+  wait(server.async_stop(asio::use_future));
+
+  const transport_stats c = client_side->stats();
+  CHECK(c.publishes == calls + casts + 1);  // the calls, the casts, the notification
+  CHECK(c.received == calls);               // the replies
+  const transport_stats s = server_side->stats();
+  CHECK(s.publishes == calls);               // the replies
+  CHECK(s.received == calls + casts + 1);    // the calls, the casts, the notification
+  for (const auto& x : {c, s}) {
+    CHECK(x.connected);
+    CHECK(x.connects == 0);
+    CHECK(x.reconnects == 0);
+    CHECK(x.confirms == 0);
+    CHECK(x.nacks == 0);
+    CHECK(x.returns == 0);
+    CHECK(x.redeliveries == 0);
+  }
+}
+
+TEST_CASE("a memory reply whose caller's transport is gone counts as returned on the server's side",
+          "[messaging][rpc][stats]") {
+  const std::string url = unique_memory_url();
+  auto server_side = transport::create(url);
+  auto client_side = transport::create(url);
+  asio_loop loop;
+  std::promise<void> entered;
+  asio::steady_timer release(loop.get_executor(), asio::steady_timer::time_point::max());
+  auto e = std::make_shared<endpoint>("held");
+  e->add("hold", {}, [&]() -> asio::awaitable<int> {
+    entered.set_value();
+    boost::system::error_code released;
+    co_await release.async_wait(asio::redirect_error(asio::use_awaitable, released));
+    co_return 1;
+  });
+  auto d = std::make_shared<dispatcher>();
+  d->add(e);
+  rpc_server server(server_side, topic("gone", "s1"), d, loop.get_executor());
+  server.start();
+  auto held = std::make_unique<rpc_client>(client_side, topic("gone"), client_options{.timeout = 30s});
+  auto reply = held->async_call("hold", {}, asio::use_future);
+  wait(entered.get_future());
+  // The caller goes, and its reply queue with it; then the method replies.
+  held.reset();
+  client_side.reset();
+  CHECK_THROWS_AS(wait(std::move(reply)), transport_error);
+  asio::post(loop.get_executor(), [&] { release.cancel(); });
+  wait(server.async_stop(asio::use_future));  // once the reply was sent
+  const transport_stats s = server_side->stats();
+  CHECK(s.received == 1);
+  CHECK(s.publishes == 1);
+  CHECK(s.returns == 1);
 }

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -234,6 +235,34 @@ class listener {
   std::shared_ptr<listener_impl> impl_;
 };
 
+/// A moment's view of a transport's connection and traffic, for monitoring
+/// (read on any thread; counters since the transport was created). Each
+/// field is read on its own, not as one snapshot: a confirm counted between
+/// two reads may show before its publish does.
+///
+/// memory:// has no connection and no broker flags: `connected` is always
+/// true, and connects, reconnects, confirms, nacks and redeliveries stay 0.
+struct transport_stats {
+  std::string driver;            ///< the URL's scheme: "memory", "rabbit"
+  bool connected = false;        ///< a connection to the broker is up, as the driver last saw it
+  std::uint64_t connects = 0;    ///< connections made (the first included)
+  std::uint64_t reconnects = 0;  ///< connections made again after one was lost
+  /// Messages published: calls, casts, replies, notifications, and
+  /// (rabbit://) calls a listener took and gave back to their queue as new
+  /// messages. A publish that fails before it goes out is not counted.
+  std::uint64_t publishes = 0;
+  std::uint64_t confirms = 0;  ///< publisher confirms received: messages the broker took (acks)
+  std::uint64_t nacks = 0;     ///< publisher confirms that were negative, one per message
+  /// Replies the broker could not route (their reply queue is gone): on
+  /// rabbit:// each basic.return, on memory:// each reply it dropped.
+  std::uint64_t returns = 0;
+  std::uint64_t redeliveries = 0;  ///< messages received with the broker's redelivered flag
+  /// Messages received: requests, replies and notifications, each delivery
+  /// counted (a message delivered again counts again), whatever became of
+  /// it (an undecodable one, a call dropped as redelivered).
+  std::uint64_t received = 0;
+};
+
 /// What a transport driver implements (memory://, rabbit://).
 class driver {
  public:
@@ -255,6 +284,10 @@ class driver {
   virtual std::string start_replies(std::function<void(rpc_reply)> sink) = 0;
   /// The URL, with any password masked.
   virtual std::string describe() const = 0;
+  /// The driver's connection and traffic now; any thread, never blocks on
+  /// the broker. The default, for a driver that counts nothing: the scheme
+  /// of describe(), connected, every counter 0.
+  virtual transport_stats stats() const;
   /// Stops every thread and connection of the driver.
   virtual void shutdown() = 0;
 };
@@ -345,6 +378,9 @@ class transport : public std::enable_shared_from_this<transport> {
 
   /// Calls waiting for a reply now.
   std::size_t pending_calls() const;
+  /// The connection's state and the traffic since the transport was
+  /// created (see transport_stats); any thread.
+  [[nodiscard]] transport_stats stats() const { return driver_->stats(); }
 
  private:
   struct pending_call;
