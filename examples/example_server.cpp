@@ -427,6 +427,7 @@ int main(int argc, char** argv) {
     http.emplace(std::move(o));
     http->add({[&srv] { return coport::migration::report(srv.executor->report()); },
                [&controls](std::string_view name, msg::policy p) { return controls->set_policy(name, p); }});
+    http->add_transport(cfg.topic, transport);
 #if COPORT_HAS_FIBERS
     if (srv.loop) {
       http->add_loop(*srv.loop);

@@ -6,10 +6,12 @@
 
 #include <coport/bridge/diagnostics.hpp>
 #include <coport/bridge/runtime.hpp>
+#include <coport/messaging/transport.hpp>
 #include <coport/migration/report.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +37,7 @@ std::string point_name(const migration::report::method_row& row);
 struct exposed {
   std::vector<std::pair<std::string, const bridge::diagnostics*>> work;
   std::vector<const bridge::runtime*> loops;
+  std::vector<std::pair<std::string, std::shared_ptr<const messaging::transport>>> transports;
 };
 
 /// The body of GET /metrics.

@@ -448,6 +448,12 @@ void http_server::add_work_counters(std::string name, const bridge::diagnostics&
   impl_->more.work.emplace_back(std::move(name), &counters);
 }
 
+void http_server::add_transport(std::string name, std::shared_ptr<const messaging::transport> transport) {
+  if (impl_->started) throw std::logic_error("admin::http_server::add_transport after start()");
+  if (!transport) throw std::invalid_argument("admin::http_server::add_transport without a transport");
+  impl_->more.transports.emplace_back(std::move(name), std::move(transport));
+}
+
 void http_server::add_loop(const bridge::runtime& loop) {
   if (impl_->started) throw std::logic_error("admin::http_server::add_loop after start()");
   impl_->more.loops.push_back(&loop);

@@ -155,6 +155,44 @@ void loop_families(families& out, const std::vector<const bridge::runtime*>& loo
   }
 }
 
+void transport_families(
+    families& out,
+    const std::vector<std::pair<std::string, std::shared_ptr<const messaging::transport>>>& transports) {
+  if (transports.empty()) return;
+  auto& connected = out.add("coport_transport_connected",
+                            "1 while the transport's connection is up (as its driver last saw it).",
+                            MetricType::Gauge);
+  struct family {
+    const char* name;
+    const char* help;
+    std::uint64_t messaging::transport_stats::*field;
+  };
+  static constexpr family counters[] = {
+      {"coport_transport_connects_total", "Connections made, the first included.",
+       &messaging::transport_stats::connects},
+      {"coport_transport_reconnects_total", "Connections made again after one was lost.",
+       &messaging::transport_stats::reconnects},
+      {"coport_transport_publishes_total", "Messages published: calls, casts, replies, notifications.",
+       &messaging::transport_stats::publishes},
+      {"coport_transport_confirms_total", "Publisher confirms received (acks).", &messaging::transport_stats::confirms},
+      {"coport_transport_nacks_total", "Publisher confirms that were negative.", &messaging::transport_stats::nacks},
+      {"coport_transport_returns_total", "Messages returned as unroutable.", &messaging::transport_stats::returns},
+      {"coport_transport_redeliveries_total", "Messages received with the broker's redelivered flag.",
+       &messaging::transport_stats::redeliveries},
+      {"coport_transport_received_total", "Messages received: requests, replies, notifications.",
+       &messaging::transport_stats::received},
+  };
+  std::vector<MetricFamily*> fs;
+  for (const auto& c : counters) fs.push_back(&out.add(c.name, c.help, MetricType::Counter));
+  for (const auto& [name, t] : transports) {
+    const messaging::transport_stats s = t->stats();
+    gauge(connected, {{"transport", name}, {"driver", s.driver}}, s.connected ? 1 : 0);
+    for (std::size_t i = 0; i < std::size(counters); ++i) {
+      counter(*fs[i], {{"transport", name}}, static_cast<double>(s.*counters[i].field));
+    }
+  }
+}
+
 void server_families(families& out, const server_counters& s) {
   counter(out.add("coport_admin_requests_total", "Requests the admin server answered.", MetricType::Counter), {},
           static_cast<double>(s.requests.load(std::memory_order_relaxed)));
@@ -183,6 +221,7 @@ std::string exposition(const migration::report& r, const exposed& more, const se
   families out;
   migration_families(out, r);
   loop_families(out, more.loops);
+  transport_families(out, more.transports);
   work_families(out, more.work);
   server_families(out, server);
   return prometheus::TextSerializer().Serialize(

@@ -450,6 +450,7 @@ outcome run_phase(const phase& p, const std::shared_ptr<msg::transport>& transpo
     http->add(coport::admin::source_of(*points));
     http->add_work_counters("metering", loops.loop->registry());
     http->add_loop(*loops.loop);
+    http->add_transport("metering", transport);
     http->start();
     std::fprintf(text, "admin http: %s\n", http->url().c_str());
     std::fflush(text);

@@ -65,6 +65,8 @@ def main():
         for p in points:
             if not re.search(r'^coport_migration_policy\{point="%s",policy="[^"]+"\} 1$' % re.escape(p), text, re.M):
                 fail("/metrics has no policy series for %s" % p)
+        if not re.search(r'^coport_transport_connected\{transport="example",driver="memory"\} 1$', text, re.M):
+            fail("/metrics has no coport_transport_connected series for the server's transport")
         loops = re.findall(r'^coport_loop_busy_seconds_total\{loop="([^"]+)"\}', text, re.M)
         if executor == "fiber" and not loops:
             fail("/metrics has no coport_loop_* series on fiber_executor")

@@ -401,6 +401,7 @@ TEST_CASE("hostile clients get refusals and cost the service nothing: every call
   admin::http_server server(o);
   server.add({[&ex] { return mig::report(ex.report()); },
               [&controls](std::string_view n, mig::policy p) { return controls->set_policy(n, p); }});
+  server.add_transport("service", t);
   server.start();
   const auto port = server.port();
 
@@ -515,6 +516,12 @@ TEST_CASE("hostile clients get refusals and cost the service nothing: every call
   const auto s = samples(get(port, "/metrics").body);
   CHECK(s.at("coport_migration_calls_total{point=\"metering.echo\",form=\"ported\"}") == answered.load());
   CHECK(s.at("coport_migration_errors_total{point=\"metering.echo\",form=\"ported\"}") == 0);
+  // The transport, shared by the client and the service: each call is a
+  // request and a reply, published and received.
+  CHECK(s.at("coport_transport_connected{transport=\"service\",driver=\"memory\"}") == 1);
+  CHECK(s.at("coport_transport_publishes_total{transport=\"service\"}") == 2 * answered.load());
+  CHECK(s.at("coport_transport_received_total{transport=\"service\"}") == 2 * answered.load());
+  CHECK(s.at("coport_transport_returns_total{transport=\"service\"}") == 0);
 
   server.stop();
   guard.reset();

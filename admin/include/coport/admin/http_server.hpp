@@ -8,6 +8,7 @@
 
 #include <coport/bridge/diagnostics.hpp>
 #include <coport/bridge/runtime.hpp>
+#include <coport/messaging/transport.hpp>
 #include <coport/migration/policy.hpp>
 #include <coport/migration/report.hpp>
 
@@ -105,6 +106,9 @@ class http_server {
   /// loop=its name: busy and idle time, stalls, work and fibers alive);
   /// `loop` must outlive the server.
   void add_loop(const bridge::runtime& loop);
+  /// Adds a transport's connection and traffic to /metrics
+  /// (`coport_transport_*` with label transport=`name`).
+  void add_transport(std::string name, std::shared_ptr<const messaging::transport> transport);
 
   /// Binds and starts serving; throws boost::system::system_error when the
   /// address cannot be bound.
