@@ -4,7 +4,7 @@
 # and met (boolean or null). Shape only: no figure is compared with a speed.
 #
 #   cmake -DBENCH_JSON=<file> [-DMIN_MEASUREMENTS=<n>] [-DMIN_RATIOS=<n>] [-DMIN_MEMORY=<n>]
-#         [-DMIN_THROUGHPUT=<n>] [-DREQUIRED=<name>,<name>...] -P check_bench_json.cmake
+#         [-DMIN_THROUGHPUT=<n>] [-DMIN_SIZE=<n>] [-DREQUIRED=<name>,<name>...] -P check_bench_json.cmake
 #
 # REQUIRED names lines that must be there (a ratio is named
 # "<numerator>/<denominator>"). A file with broker figures (names
@@ -15,6 +15,8 @@
 # Memory figures ("kind": "memory") have a positive value in bytes, a
 # positive "parked" count, an aim and met. Call figures ("kind":
 # "throughput") have positive calls/s, p50_us and p99_us, p50 <= p99.
+# Size figures ("kind": "size", the admin server's /metrics body) have a
+# positive value in bytes, and positive "series" and "points" counts.
 # Broker figures ("kind": "external") have a name, unit and positive value.
 
 cmake_minimum_required(VERSION 3.25)
@@ -73,6 +75,7 @@ set(measurements 0)
 set(ratios 0)
 set(memory 0)
 set(throughput 0)
+set(sizes 0)
 while(NOT rest STREQUAL "")
   string(FIND "${rest}" "\n" eol)
   if(eol EQUAL -1)
@@ -125,6 +128,10 @@ while(NOT rest STREQUAL "")
     if(p50 GREATER p99)
       string(APPEND problems "${where}: p50_us ${p50} above p99_us ${p99}\n")
     endif()
+  elseif(kind STREQUAL "size")
+    math(EXPR sizes "${sizes} + 1")
+    check_positive("${line}" "${where}" series)
+    check_positive("${line}" "${where}" points)
   elseif(kind STREQUAL "external")
     # checked above: name, unit, value
   else()
@@ -140,6 +147,9 @@ if(DEFINED MIN_MEMORY AND memory LESS MIN_MEMORY)
 endif()
 if(DEFINED MIN_THROUGHPUT AND throughput LESS MIN_THROUGHPUT)
   string(APPEND problems "${throughput} call figures, expected at least ${MIN_THROUGHPUT}\n")
+endif()
+if(DEFINED MIN_SIZE AND sizes LESS MIN_SIZE)
+  string(APPEND problems "${sizes} size figures, expected at least ${MIN_SIZE}\n")
 endif()
 if(ratios LESS MIN_RATIOS)
   string(APPEND problems "${ratios} ratios, expected at least ${MIN_RATIOS}\n")
@@ -163,4 +173,4 @@ if(problems)
   message(FATAL_ERROR "${BENCH_JSON} is not well formed:\n${problems}")
 endif()
 message(STATUS "${BENCH_JSON}: ${measurements} measurements, ${ratios} ratios, ${memory} memory figures, "
-               "${throughput} call figures, well formed")
+               "${throughput} call figures, ${sizes} size figures, well formed")
