@@ -269,6 +269,26 @@ inline std::optional<listen_address> parse_listen_address(std::string_view text)
 }
 
 /// "HOST:PORT" as parse_listen_address() reads it.
+inline CLI::Validator listen_address_check();
+
+/// --http HOST:PORT, the address of the admin HTTP server (coport::admin),
+/// read into `text`; `after_start` says what the program does once it
+/// serves (a help line fragment, or empty).
+inline CLI::Option* add_http_option(CLI::App& app, std::string& text, const std::string& after_start = "") {
+  return app
+      .add_option("--http", text,
+                  "serve /metrics, the /migration dashboard and POST\n"
+                  "/policy on HOST:PORT (port 0: one the system\n"
+                  "chooses, printed)" +
+                      after_start +
+                      ";\n"
+                      "policy changes need the token in\n"
+                      "$COPORT_ADMIN_TOKEN")
+      ->type_name("HOST:PORT")
+      ->check(listen_address_check());
+}
+
+/// "HOST:PORT" as parse_listen_address() reads it.
 inline CLI::Validator listen_address_check() {
   return CLI::Validator(
       [](std::string& text) -> std::string {

@@ -186,14 +186,7 @@ std::optional<int> parse_command_line(int argc, char** argv, config& c) {
 
 #if COPORT_HAS_ADMIN
   std::string http;
-  CLI::Option* http_option =
-      app.add_option("--http", http,
-                     "serve /metrics, the /migration dashboard and POST\n"
-                     "/policy on HOST:PORT (port 0: one the system\n"
-                     "chooses, printed); policy changes need the token\n"
-                     "in $COPORT_ADMIN_TOKEN")
-          ->type_name("HOST:PORT")
-          ->check(cli::listen_address_check());
+  CLI::Option* http_option = cli::add_http_option(app, http);
 #endif
 
   return cli::parse(app, argc, argv, [&] {

@@ -137,14 +137,7 @@ std::optional<int> parse_command_line(int argc, char** argv, config& c) {
       ->check(CLI::Range(0u, 60000u).description(""));
   std::string http;
   CLI::Option* http_option =
-      app.add_option("--http", http,
-                     "serve /metrics, the /migration dashboard and POST\n"
-                     "/policy on HOST:PORT (port 0: one the system\n"
-                     "chooses, printed), then keep serving after the\n"
-                     "traffic until SIGINT or SIGTERM; policy changes\n"
-                     "need the token in $COPORT_ADMIN_TOKEN")
-          ->type_name("HOST:PORT")
-          ->check(cli::listen_address_check());
+      cli::add_http_option(app, http, ", then keep serving after\nthe traffic until SIGINT or SIGTERM");
   return cli::parse(app, argc, argv, [&] {
     if (http_option->count() == 0) return;
     if (c.phases || c.json) throw ex::usage_error("--http serves the default run, not --phases or --json");
