@@ -4,9 +4,10 @@ service, on either executor. Usage: test_example_server_http.py SERVER fiber|cor
 Starts the server on memory:// with --http 127.0.0.1:0 and the token in
 $COPORT_ADMIN_TOKEN, then checks: /metrics has a policy series for every
 method of the report and the loops' series on fiber_executor; POST /policy
-without the token is refused (401) and with it sets example.echo to legacy,
-which /migration.json, /metrics and /policy/changes then show; SIGTERM stops
-the server with exit status 0.
+without the token is refused (401) and with it sets example.echo's policy
+(legacy where it has both forms, its one form's policy in a build without
+fibers, where it has only its ported form), which /migration.json, /metrics
+and /policy/changes then show; SIGTERM stops the server with exit status 0.
 """
 
 import json
@@ -32,7 +33,7 @@ def main():
     token = secrets.token_hex(12)
     env = dict(os.environ, COPORT_ADMIN_TOKEN=token)
     proc = subprocess.Popen([server, "--transport", "memory://", "--topic", "example", "--executor", executor,
-                             "--policy", "echo=canary:10", "--http", "127.0.0.1:0"],
+                             "--http", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
                             start_new_session=True)
     lines, ready = [], threading.Event()
@@ -48,8 +49,9 @@ def main():
     errors = []
     threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
     try:
-        if not ready.wait(START_WITHIN):
-            fail("no 'ready' line; stdout: %r" % lines)
+        if not ready.wait(START_WITHIN) or not any(l.startswith("ready") for l in lines):
+            proc.wait(STOP_WITHIN)
+            fail("no 'ready' line; stdout: %r; stderr: %r" % (lines, errors[-5:]))
         urls = [m.group(1) for m in (re.match(r"^admin http: (http://[0-9.]+:[0-9]+)/$", l) for l in lines) if m]
         if not urls:
             fail("no 'admin http:' line before 'ready'; stdout: %r" % lines)
@@ -73,22 +75,22 @@ def main():
         if executor == "coro" and loops:
             fail("/metrics has loop series on coro_executor, which runs on no coport loop: %r" % loops)
 
-        change = json.dumps({"point": "example.echo", "policy": "legacy", "by": "test"}).encode()
+        echo = [r for r in report["methods"] if r["method"] == "echo"][0]
+        before, wanted = echo["policy"], ("legacy" if echo["kinds"] == "both" else echo["policy"])
+        change = json.dumps({"point": "example.echo", "policy": wanted, "by": "test"}).encode()
         status, _, _ = http.post("/policy", change, {"Content-Type": "application/json"})
         if status != 401:
             fail("POST /policy without the token answered %d, expected 401" % status)
         status, _, body = http.post("/policy", change, {"Authorization": "Bearer " + token})
-        if status != 200 or json.loads(body) != {"point": "example.echo", "policy": "legacy",
-                                                 "previous": "canary:10"}:
+        if status != 200 or json.loads(body) != {"point": "example.echo", "policy": wanted, "previous": before}:
             fail("POST /policy with the token: %d %r" % (status, body))
         echo = [r for r in json.loads(http.get("/migration.json")[2])["methods"] if r["method"] == "echo"][0]
-        if echo["policy"] != "legacy":
-            fail("/migration.json shows echo under %r after the change" % echo["policy"])
-        if 'coport_migration_policy{point="example.echo",policy="legacy"} 1' not in http.get("/metrics")[2].decode():
+        if echo["policy"] != wanted:
+            fail("/migration.json shows echo under %r after the change to %r" % (echo["policy"], wanted))
+        if ('coport_migration_policy{point="example.echo",policy="%s"} 1' % wanted) not in http.get("/metrics")[2].decode():
             fail("/metrics does not show the new policy")
         changes = json.loads(http.get("/policy/changes")[2])["changes"]
-        if [(c["point"], c["from"], c["to"], c["who"]) for c in changes] != [("example.echo", "canary:10", "legacy",
-                                                                              "test")]:
+        if [(c["point"], c["from"], c["to"], c["who"]) for c in changes] != [("example.echo", before, wanted, "test")]:
             fail("/policy/changes: %r" % changes)
         if any(token in e for e in errors):
             fail("the token was logged")
