@@ -121,12 +121,17 @@ struct http_server::impl {
   bool started = false;
   bool stopped = false;
 
-  explicit impl(server_options o) : opts(std::move(o)) {
-    log = opts.logger;
-    if (!log) {
-      log = spdlog::get("coport-admin");
-      if (!log) log = spdlog::stderr_color_mt("coport-admin");
-    }
+  explicit impl(server_options o) : opts(std::move(o)), log(opts.logger ? opts.logger : default_logger()) {}
+
+  // One logger for every server without one of its own, made once even when
+  // servers start on several threads at a time (spdlog refuses a second
+  // logger of the same name).
+  static std::shared_ptr<spdlog::logger> default_logger() {
+    static const std::shared_ptr<spdlog::logger> shared = [] {
+      auto l = spdlog::get("coport-admin");
+      return l ? l : spdlog::stderr_color_mt("coport-admin");
+    }();
+    return shared;
   }
 
   void refuse(refusal r) { counters.refused[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed); }
