@@ -381,10 +381,17 @@ loop_stats loop::stats() const noexcept {
     idle += now - since;
   }
   const std::int64_t up = now - started_at_.time_since_epoch().count();
+  idle = std::clamp<std::int64_t>(idle, 0, up);
+  const auto at_least_given = [](std::atomic<std::int64_t>& given, std::int64_t v) {
+    std::int64_t seen = given.load(std::memory_order_relaxed);
+    while (seen < v && !given.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
+    }
+    return std::max(seen, v);
+  };
   loop_stats s;
   s.name = opts.name;
-  s.idle = nanoseconds(std::clamp<std::int64_t>(idle, 0, up));
-  s.busy = nanoseconds(up) - s.idle;
+  s.idle = nanoseconds(at_least_given(idle_given_, idle));
+  s.busy = nanoseconds(at_least_given(busy_given_, up - idle));
   s.stalls = stalls_.load(std::memory_order_relaxed);
   s.tracked_work = tracked_count.load(std::memory_order_relaxed);
 #if COPORT_BRIDGE_FIBERS

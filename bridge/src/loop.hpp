@@ -310,6 +310,12 @@ class loop {
   std::atomic<std::int64_t> idle_since_ns_{0};
   // Stalls the watchdog found on this loop (its work tags count them by name).
   std::atomic<std::uint64_t> stalls_{0};
+  // The busy and idle times stats() last gave: a reading taken while the
+  // loop leaves a wait may miss or count twice that wait (two atomics read
+  // one after the other), so each is never given lower than before, which
+  // keeps them counters (never decreasing) for Prometheus.
+  mutable std::atomic<std::int64_t> busy_given_{0};
+  mutable std::atomic<std::int64_t> idle_given_{0};
   [[nodiscard]] loop_stats stats() const noexcept;
 
  private:
