@@ -24,6 +24,12 @@ START_WITHIN = 120 * TIME_SCALE  # the demo's traffic, report and start
 STOP_WITHIN = 30 * TIME_SCALE
 
 
+def point_name(row):
+    """The name a report row's point has on /metrics and in POST /policy:
+    "endpoint.method", or the method alone for a point without an endpoint."""
+    return row["endpoint"] + "." + row["method"] if row.get("endpoint") else row["method"]
+
+
 class ServedDemo:
     def __init__(self, demo_path, token="", args=(), url=None):
         self.demo_path = demo_path

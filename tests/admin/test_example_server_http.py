@@ -20,7 +20,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from served_demo import START_WITHIN, STOP_WITHIN, ServedDemo  # noqa: E402
+from served_demo import START_WITHIN, STOP_WITHIN, ServedDemo, point_name  # noqa: E402
 
 
 def fail(what):
@@ -59,7 +59,7 @@ def main():
 
         status, _, body = http.get("/migration.json")
         report = json.loads(body)
-        points = [(r["endpoint"] + "." + r["method"]) for r in report["methods"]]
+        points = [point_name(r) for r in report["methods"]]
         if status != 200 or "example.echo" not in points:
             fail("/migration.json: %d %r" % (status, body[:300]))
         status, headers, body = http.get("/metrics")

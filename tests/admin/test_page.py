@@ -34,9 +34,8 @@ import traceback
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from served_demo import ServedDemo  # noqa: E402
+from served_demo import TIME_SCALE as SCALE, ServedDemo, point_name  # noqa: E402
 
-SCALE = float(os.environ.get("COPORT_TEST_TIME_SCALE") or 1)
 WAIT = 60 * SCALE
 POINT = "rest.usage"          # the point whose policy the form changes
 SHADOWED = "metering.stats"   # the point the demo shadows with mismatching answers
@@ -198,10 +197,6 @@ def parse_dom(text):
 
 
 # ---------------------------------------------------------------- the server's state
-
-def point_name(m):
-    return m["endpoint"] + "." + m["method"] if m.get("endpoint") else m["method"]
-
 
 def get_json(demo, path):
     status, _, body = demo.get(path)

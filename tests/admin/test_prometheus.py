@@ -34,11 +34,10 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from served_demo import ServedDemo  # noqa: E402
+from served_demo import TIME_SCALE, ServedDemo, point_name  # noqa: E402
 
 PROMETHEUS = "/usr/bin/prometheus"
 JOB = "coport-demo"
-TIME_SCALE = float(os.environ.get("COPORT_TEST_TIME_SCALE", "1") or "1")
 SCRAPE_WITHIN = 60 * TIME_SCALE     # Prometheus up, target up, a post-serving scrape stored
 READY_WITHIN = 60 * TIME_SCALE      # Prometheus answers /-/ready
 STOP_WITHIN = 15 * TIME_SCALE       # Prometheus exits after SIGTERM
@@ -326,7 +325,7 @@ class Comparison:
                       % (q, buckets, value, reported))
 
     def row(self, row):
-        point = row["endpoint"] + "." + row["method"] if row["endpoint"] else row["method"]
+        point = point_name(row)
         for f in row["forms"]:
             self.form(point, f)
 
