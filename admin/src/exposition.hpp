@@ -30,9 +30,6 @@ struct server_counters {
   std::atomic<std::uint64_t> policy_changes{0};
 };
 
-/// The name under which a report row's point is shown and its policy set.
-std::string point_name(const migration::report::method_row& row);
-
 /// What /metrics reads besides the report.
 struct exposed {
   std::vector<std::pair<std::string, const bridge::diagnostics*>> work;

@@ -72,7 +72,7 @@ void migration_families(families& out, const migration::report& r) {
   auto& policy = out.add("coport_migration_policy", "The point's current policy (the label; the value is 1).",
                          MetricType::Gauge);
   for (const auto& row : r.methods) {
-    const std::string point = point_name(row);
+    const std::string point = row.full_name();
     for (const auto& f : row.forms) {
       const std::vector<ClientMetric::Label> labels{
           {"point", point}, {"form", f.kind == migration::form_kind::fiber ? "legacy" : "ported"}};
@@ -212,10 +212,6 @@ void server_families(families& out, const server_counters& s) {
 }
 
 }  // namespace
-
-std::string point_name(const migration::report::method_row& row) {
-  return row.endpoint.empty() ? row.method : row.endpoint + "." + row.method;
-}
 
 std::string exposition(const migration::report& r, const exposed& more, const server_counters& server) {
   families out;

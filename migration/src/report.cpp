@@ -37,17 +37,13 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
-std::string full_name(const report::method_row& m) {
-  return m.endpoint.empty() ? m.method : m.endpoint + "." + m.method;
-}
-
 }  // namespace
 
 void report::judge() {
   not_ready.clear();
   std::vector<std::string> fiber_only_methods, fiber_only_points, not_ported, yields, hosted, mismatched, stalled;
   for (const auto& row : methods) {
-    const std::string full = full_name(row);
+    const std::string full = row.full_name();
     if (row.kinds == "fiber") {
       (row.unit == "point" ? fiber_only_points : fiber_only_methods).push_back(full);
     } else if (row.kinds == "both" && row.policy != "ported") {
@@ -106,7 +102,7 @@ std::string report::to_text() const {
   std::string out = "migration report (" + executor + ")\n";
   const std::size_t name_w = [&] {
     std::size_t w = 6;
-    for (const auto& m : methods) w = std::max(w, full_name(m).size());
+    for (const auto& m : methods) w = std::max(w, m.full_name().size());
     return w;
   }();
   out += pad("method", name_w) + pad("kinds", 9) + pad("policy", 10) + pad("form", 9) + pad("mode", 11) +
@@ -115,7 +111,7 @@ std::string report::to_text() const {
   for (const auto& m : methods) {
     bool first = true;
     for (const auto& f : m.forms) {
-      std::string line = first ? pad(full_name(m), name_w) + pad(m.kinds, 9) + pad(m.policy, 10)
+      std::string line = first ? pad(m.full_name(), name_w) + pad(m.kinds, 9) + pad(m.policy, 10)
                                : pad("", name_w) + pad("", 9) + pad("", 10);
       line += pad(f.kind == form_kind::fiber ? "legacy" : "ported", 9) + pad(f.mode.empty() ? "-" : f.mode, 11) +
               pad(std::to_string(f.calls), 8, true) + pad(std::to_string(f.errors), 7, true) +

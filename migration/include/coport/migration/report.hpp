@@ -67,6 +67,10 @@ struct report {
     std::vector<form_row> forms;  ///< legacy first
     std::uint64_t shadow_calls = 0;
     std::uint64_t shadow_mismatches = 0;
+
+    /// "endpoint.method", or the method alone for a point without an
+    /// endpoint: the name the report shows and policies are set by.
+    [[nodiscard]] std::string full_name() const { return endpoint.empty() ? method : endpoint + "." + method; }
   };
   /// Where the figures come from ("fiber_executor", "coro_executor",
   /// "migration points", or several joined with " + ").
