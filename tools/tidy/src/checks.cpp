@@ -65,6 +65,11 @@ const char* const on_loop =
 
 // ---- check_base ----
 
+void check_base::add_fixes(DiagnosticBuilder& d, const std::optional<rewrite>& fix) {
+  if (!fix) return;
+  for (const edit& e : fix->edits) d << FixItHint::CreateReplacement(e.range, e.text);
+}
+
 check_base::check_base(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx)
     : ClangTidyCheck(name, ctx),
       patterns_text_(Options.get("FiberBlockingFunctions", "").str()),
@@ -130,14 +135,18 @@ void check_base::report_chain_notes(const chain& ch) {
   }
 }
 
-void check_base::report_through(analysis& a, const call_site& c, const std::string& who) {
+void check_base::report_through(analysis& a, const call_site& c, const std::string& who, const rewriter* fixes) {
   std::optional<chain> ch = a.chain_through(c);
   if (!ch) return;
   std::string callee = a.display_name(c.callee);
   std::string text = who + " calls '" + callee + "', which blocks fibers" +
                      (ch->from_facts ? " (known from the program facts)" : "") + ": " + ch->text(callee);
   if (once(c.loc, text)) {
-    diag(c.loc, "%0") << text;
+    {
+      auto d = diag(c.loc, "%0");
+      d << text;
+      if (fixes) add_fixes(d, fixes->certain(c));
+    }
     report_chain_notes(*ch);
   }
 }
@@ -148,6 +157,7 @@ void fiber_blocking_in_coroutine::registerMatchers(MatchFinder* finder) { regist
 
 void fiber_blocking_in_coroutine::check(const MatchFinder::MatchResult& r) {
   analysis& a = analysis_for(*r.Context);
+  const rewriter fixes(*r.Context);
   for (const FunctionDecl* f : functions_of(r)) {
     if (!f->hasBody() || f->isImplicit() || !analysis::is_coroutine(f) || a.in_system_header(f) || !first_look(f))
       continue;
@@ -159,10 +169,14 @@ void fiber_blocking_in_coroutine::check(const MatchFinder::MatchResult& r) {
                                ? "coroutine '" + coro + "' calls '" + l->what + "' with the fiber-blocking token '" +
                                      l->token + "'; " + l->instead
                                : "coroutine '" + coro + "' calls fiber-blocking '" + l->what + "'; " + l->instead;
-        if (once(c.loc, text)) diag(c.loc, "%0") << text;
+        if (once(c.loc, text)) {
+          auto d = diag(c.loc, "%0");
+          d << text;
+          add_fixes(d, fixes.certain(c));
+        }
         continue;
       }
-      report_through(a, c, "coroutine '" + coro + "'");
+      report_through(a, c, "coroutine '" + coro + "'", &fixes);
     }
   }
 }

@@ -4,6 +4,7 @@
 #define COPORT_TIDY_CHECKS_HPP
 
 #include "analysis.hpp"
+#include "rewrite.hpp"
 
 #include <clang-tidy/ClangTidyCheck.h>
 
@@ -33,7 +34,9 @@ class check_base : public clang::tidy::ClangTidyCheck {
   void report_chain_notes(const chain& ch);
   /// "WHO calls 'G', which blocks fibers: G -> ... -> Q", with a note per
   /// step, when the callee of `c` blocks fibers.
-  void report_through(analysis& a, const call_site& c, const std::string& who);
+  void report_through(analysis& a, const call_site& c, const std::string& who, const rewriter* fixes = nullptr);
+  /// The fix-its of a certain rewrite, on diagnostic `d`.
+  static void add_fixes(clang::DiagnosticBuilder& d, const std::optional<rewrite>& fix);
   void register_function_matchers(clang::ast_matchers::MatchFinder* finder);
 
   std::string patterns_text_;

@@ -6,7 +6,10 @@
 // coport-blocking-on-loop             Asio handlers that block fibers, and
 //                                     coroutines that block their thread
 // coport-inventory-facts              the facts coport-inventory joins
+// coport-port                         writes the coroutine forms of named
+//                                     legacy functions (tools/port drives it)
 #include "checks.hpp"
+#include "port.hpp"
 
 #include <clang-tidy/ClangTidyModule.h>
 #include <clang-tidy/ClangTidyModuleRegistry.h>
@@ -20,6 +23,7 @@ class module : public clang::tidy::ClangTidyModule {
     f.registerCheck<fiber_blocking_in_coroutine>("coport-fiber-blocking-in-coroutine");
     f.registerCheck<blocking_on_loop>("coport-blocking-on-loop");
     f.registerCheck<inventory_facts>("coport-inventory-facts");
+    f.registerCheck<port_check>("coport-port");
   }
 };
 

@@ -1,0 +1,510 @@
+#include "port.hpp"
+
+#include "rewrite.hpp"
+
+#include <clang/AST/ASTContext.h>
+#include <clang/AST/DeclCXX.h>
+#include <clang/AST/ExprCXX.h>
+#include <clang/AST/ParentMapContext.h>
+#include <clang/AST/RecursiveASTVisitor.h>
+#include <clang/AST/StmtCXX.h>
+#include <clang/ASTMatchers/ASTMatchers.h>
+#include <clang/Basic/SourceManager.h>
+#include <clang/Lex/Lexer.h>
+
+#include <algorithm>
+#include <set>
+
+namespace coport::tidy {
+
+using namespace clang;
+using namespace clang::ast_matchers;
+
+namespace {
+
+std::vector<std::string> split_list(llvm::StringRef text) {
+  llvm::SmallVector<llvm::StringRef, 8> parts;
+  text.split(parts, ';', -1, false);
+  std::vector<std::string> out;
+  for (llvm::StringRef p : parts)
+    if (!p.trim().empty()) out.push_back(p.trim().str());
+  return out;
+}
+
+bool ends_with_name(const std::string& qualified, const std::string& wanted) {
+  if (qualified == wanted) return true;
+  return qualified.size() > wanted.size() + 2 &&
+         qualified.compare(qualified.size() - wanted.size(), wanted.size(), wanted) == 0 &&
+         qualified.compare(qualified.size() - wanted.size() - 2, 2, "::") == 0;
+}
+
+std::string last_part(const std::string& qualified) {
+  const auto at = qualified.rfind("::");
+  return at == std::string::npos ? qualified : qualified.substr(at + 2);
+}
+
+// The name of a function's coroutine form: `incr_fiber` -> `incr_coroutine`,
+// `add` -> `add_coroutine`.
+std::string coroutine_name(const std::string& legacy) {
+  std::string base = legacy;
+  for (const char* suffix : {"_fiber", "_legacy"}) {
+    const std::string s = suffix;
+    if (base.size() > s.size() && base.compare(base.size() - s.size(), s.size(), s) == 0) {
+      base.resize(base.size() - s.size());
+      break;
+    }
+  }
+  return base + "_coroutine";
+}
+
+const Expr* skip_implicit(const Expr* e) {
+  while (true) {
+    e = e->IgnoreParenImpCasts();
+    if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr();
+    else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr();
+    else if (auto* w = dyn_cast<ExprWithCleanups>(e)) e = w->getSubExpr();
+    else if (auto* c = dyn_cast<CXXConstructExpr>(e); c && c->getNumArgs() == 1 && !isa<CXXTemporaryObjectExpr>(c))
+      e = c->getArg(0);
+    else return e;
+  }
+}
+
+// The return statements of one body: not those of lambdas or local
+// classes defined in it.
+class returns : public RecursiveASTVisitor<returns> {
+ public:
+  std::vector<const ReturnStmt*> found;
+  bool TraverseLambdaExpr(LambdaExpr*) { return true; }
+  bool TraverseCXXRecordDecl(CXXRecordDecl*) { return true; }
+  bool VisitReturnStmt(ReturnStmt* r) {
+    found.push_back(r);
+    return true;
+  }
+};
+
+// A change to the body, with the character offsets it covers.
+struct site {
+  unsigned begin = 0, end = 0;
+  std::vector<edit> edits;
+  bool wraps = false;  // run_in_fiber around the call: inner sites go with it
+};
+
+}  // namespace
+
+std::string port_check::port_name(const NamedDecl* d) {
+  std::string n = analysis::plain_name(d);
+  const std::string anon = "(anonymous namespace)::";
+  for (auto at = n.find(anon); at != std::string::npos; at = n.find(anon)) n.erase(at, anon.size());
+  return n;
+}
+
+port_check::port_check(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx)
+    : check_base(name, ctx),
+      functions_text_(Options.get("Functions", "").str()),
+      forms_text_(Options.get("CoroutineForms", "").str()) {
+  functions_ = split_list(functions_text_);
+  for (const std::string& pair : split_list(forms_text_)) {
+    const auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {
+      configurationDiag("'%0' in %1.CoroutineForms is not 'legacy=coroutine'") << pair << name;
+      continue;
+    }
+    std::string legacy = pair.substr(0, eq), coro = pair.substr(eq + 1);
+    if (legacy.rfind("::", 0) == 0) legacy.erase(0, 2);
+    forms_[legacy] = coro;
+  }
+}
+
+void port_check::storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) {
+  check_base::storeOptions(opts);
+  Options.store(opts, "Functions", functions_text_);
+  Options.store(opts, "CoroutineForms", forms_text_);
+}
+
+void port_check::registerMatchers(MatchFinder* finder) {
+  finder->addMatcher(functionDecl(isDefinition(), unless(isExpansionInSystemHeader()), unless(isImplicit()))
+                         .bind("function"),
+                     this);
+  finder->addMatcher(initListExpr(unless(isExpansionInSystemHeader())).bind("forms"), this);
+}
+
+bool port_check::wanted(const FunctionDecl* f) const {
+  const std::string n = port_name(f);
+  return std::any_of(functions_.begin(), functions_.end(),
+                     [&](const std::string& w) { return ends_with_name(n, w.rfind("::", 0) == 0 ? w.substr(2) : w); });
+}
+
+void port_check::check(const MatchFinder::MatchResult& r) {
+  if (ctx_ != r.Context) {
+    ctx_ = r.Context;
+    found_.clear();
+    points_.clear();
+  }
+  if (const auto* f = r.Nodes.getNodeAs<FunctionDecl>("function")) {
+    if (f->isThisDeclarationADefinition() && !f->isTemplateInstantiation() && wanted(f) &&
+        std::find(found_.begin(), found_.end(), f) == found_.end())
+      found_.push_back(f);
+    return;
+  }
+  if (const auto* l = r.Nodes.getNodeAs<InitListExpr>("forms")) {
+    const InitListExpr* semantic = l->isSemanticForm() ? l : l->getSemanticForm();
+    if (!semantic) return;
+    const CXXRecordDecl* rec = semantic->getType()->getAsCXXRecordDecl();
+    if (!rec || analysis::plain_name(rec) != "coport::migration::point::forms") return;
+    if (std::find(points_.begin(), points_.end(), semantic) == points_.end()) points_.push_back(semantic);
+  }
+}
+
+void port_check::onEndOfTranslationUnit() {
+  if (!ctx_ || found_.empty()) return;
+  analysis& a = analysis_for(*ctx_);
+  // Every function named gets its coroutine form's name first, so that
+  // one calling another awaits the other's coroutine form.
+  std::map<const FunctionDecl*, std::string> names;
+  for (const FunctionDecl* f : found_) names[f->getCanonicalDecl()] = coroutine_name(f->getNameAsString());
+  for (const FunctionDecl* f : found_) port(a, f, names);
+  for (const InitListExpr* forms : points_) register_point(a, forms, names);
+}
+
+void port_check::port(analysis& a, const FunctionDecl* f, std::map<const FunctionDecl*, std::string>& names) {
+  const SourceManager& sm = ctx_->getSourceManager();
+  const LangOptions& lo = ctx_->getLangOpts();
+  const rewriter rw(*ctx_);
+  const std::string legacy = port_name(f);
+  const std::string coro = names[f->getCanonicalDecl()];
+  auto refuse = [&](const std::string& reason) {
+    names.erase(f->getCanonicalDecl());
+    diag(f->getLocation(), "not ported '%0': %1") << legacy << reason;
+  };
+  auto line_of = [&](SourceLocation loc) { return std::to_string(sm.getExpansionLineNumber(loc)); };
+
+  if (isa<CXXConstructorDecl>(f) || isa<CXXDestructorDecl>(f) || isa<CXXConversionDecl>(f) ||
+      f->isOverloadedOperator())
+    return refuse("a constructor, destructor or operator cannot be a coroutine");
+  if (f->isMain()) return refuse("main cannot be a coroutine");
+  if (analysis::is_coroutine(f)) return refuse("it is a coroutine already");
+  if (const auto* m = dyn_cast<CXXMethodDecl>(f); m && m->isVirtual())
+    return refuse("it is virtual: its overriders need coroutine forms too; port them together by hand");
+  if (f->getDescribedFunctionTemplate() || f->isDependentContext())
+    return refuse("it is a template: port it by hand");
+  if (f->isVariadic()) return refuse("it takes C variadic arguments");
+  const QualType ret = f->getReturnType();
+  if (ret->isReferenceType())
+    return refuse("it returns a reference, which a coroutine cannot hand back safely: return a value, then port it");
+  if (ret->getContainedAutoType()) return refuse("its return type is deduced: write it, then port it");
+  const std::string ret_text = rw.text(f->getReturnTypeSourceRange());
+  const auto* body = dyn_cast_or_null<CompoundStmt>(f->getBody());
+  if (ret_text.empty() || !body || !rw.plain(body->getSourceRange()) || !rw.plain(f->getSourceRange()))
+    return refuse("it is written with macros around its signature or body");
+  for (const NamedDecl* d : f->getDeclContext()->lookup(&ctx_->Idents.get(coro)))
+    if (d) return refuse("'" + coro + "' exists already");
+
+  // ---- the body ----
+  std::vector<site> sites;
+  std::vector<std::string> left;
+  std::set<std::string> left_seen;
+  const FileID file = sm.getFileID(body->getBeginLoc());
+  auto offset = [&](SourceLocation loc) { return sm.getFileOffset(loc); };
+  auto end_offset = [&](const CharSourceRange& r) {
+    return r.isTokenRange() ? offset(Lexer::getLocForEndOfToken(r.getEnd(), 0, sm, lo)) : offset(r.getEnd());
+  };
+  auto in_catch = [&](const Stmt* s) {
+    for (DynTypedNodeList p = ctx_->getParents(*s); !p.empty(); p = ctx_->getParents(p[0])) {
+      if (p[0].get<CXXCatchStmt>()) return true;
+      if (p[0].get<FunctionDecl>() || p[0].get<LambdaExpr>()) return false;
+    }
+    return false;
+  };
+  auto add_site = [&](SourceRange covers, std::vector<edit> edits, bool wraps) {
+    site s;
+    s.begin = offset(covers.getBegin());
+    s.end = end_offset(CharSourceRange::getTokenRange(covers));
+    s.edits = std::move(edits);
+    s.wraps = wraps;
+    sites.push_back(std::move(s));
+  };
+  std::string problem;
+  for (const call_site& c : a.calls_of(f)) {
+    if (!c.expr || !c.callee || !problem.empty()) continue;
+    const auto* call = dyn_cast<CallExpr>(c.expr);
+    // A call of a function whose coroutine form exists or is written now.
+    std::string form;
+    if (auto it = names.find(c.callee->getCanonicalDecl()); it != names.end()) form = it->second;
+    else if (auto it2 = forms_.find(port_name(c.callee)); it2 != forms_.end()) form = last_part(it2->second);
+    if (!form.empty() && call && !isa<CXXOperatorCallExpr>(call)) {
+      SourceLocation name_loc;
+      if (auto* d = dyn_cast<DeclRefExpr>(call->getCallee()->IgnoreParenImpCasts())) name_loc = d->getLocation();
+      else if (auto* me = dyn_cast<MemberExpr>(call->getCallee()->IgnoreParenImpCasts())) name_loc = me->getMemberLoc();
+      if (name_loc.isInvalid() || !rw.plain(call->getSourceRange()) || name_loc.isMacroID()) {
+        problem = "the call of '" + port_name(c.callee) + "' at line " + line_of(c.loc) + " is written with a macro";
+        continue;
+      }
+      if (in_catch(call)) {
+        problem = "the call of '" + port_name(c.callee) + "' at line " + line_of(c.loc) +
+                  " is in a catch block, where co_await is not allowed";
+        continue;
+      }
+      std::vector<edit> edits = rw.await_edits(call);
+      edits.push_back({CharSourceRange::getTokenRange(name_loc, name_loc), form});
+      add_site(call->getSourceRange(), std::move(edits), false);
+      continue;
+    }
+    std::optional<leaf> l = a.leaf_of(c);
+    if (l && l->kind == block_kind::thread) continue;
+    std::optional<chain> ch = l ? std::nullopt : a.chain_through(c);
+    if (!l && !ch) continue;
+    const std::string what = l ? l->what : ch->end.what;
+    if (in_catch(c.expr)) {
+      problem = "'" + what + "' at line " + line_of(c.loc) + " is called in a catch block, where co_await is not allowed";
+      continue;
+    }
+    if (auto fix = rw.certain(c)) {
+      add_site(fix->covers, fix->edits, false);
+      continue;
+    }
+    if (!call) {
+      problem = "it constructs '" + port_name(c.callee) + "' at line " + line_of(c.loc) +
+                ", which blocks fibers (" + (l ? l->text() : ch->text(port_name(c.callee))) +
+                "): a lock over a Boost.Fiber mutex cannot move to a coroutine; make it a bridge::mutex first";
+      continue;
+    }
+    if (l && (what.rfind("boost::fibers::mutex", 0) == 0 || what.rfind("boost::fibers::timed_mutex", 0) == 0 ||
+              what.rfind("boost::fibers::recursive", 0) == 0 ||
+              what.rfind("boost::fibers::condition_variable", 0) == 0)) {
+      problem = "it calls '" + what + "' at line " + line_of(c.loc) +
+                ": a Boost.Fiber mutex belongs to the fiber that locks it; make it a bridge::mutex first";
+      continue;
+    }
+    const std::string call_text = rw.text(call->getSourceRange());
+    if (call_text.empty()) {
+      problem = "the call of '" + what + "' at line " + line_of(c.loc) + " is written with a macro";
+      continue;
+    }
+    const std::string callee = l ? l->what : port_name(c.callee);
+    std::string wrapped = "co_await coport::bridge::run_in_fiber([&] { return " + call_text +
+                          "; } /* coport-port: still blocks fibers: " + callee + " */)";
+    if (rw.await_edits(call).size() == 2) wrapped = "(" + wrapped + ")";
+    add_site(call->getSourceRange(), {edit{rw.chars(call->getSourceRange()), wrapped}}, true);
+    if (left_seen.insert(callee).second) left.push_back(callee);
+  }
+  if (!problem.empty()) return refuse(problem);
+  if (sites.empty())
+    return refuse("it does not block fibers: coroutines can call it as it is");
+
+  returns rv;
+  rv.TraverseStmt(const_cast<CompoundStmt*>(body));
+  for (const ReturnStmt* r : rv.found) {
+    if (r->getReturnLoc().isMacroID()) return refuse("a return at line " + line_of(r->getReturnLoc()) + " is in a macro");
+    add_site(SourceRange(r->getReturnLoc(), r->getReturnLoc()),
+             {edit{CharSourceRange::getTokenRange(r->getReturnLoc(), r->getReturnLoc()), "co_return"}}, false);
+  }
+
+  // A call run in a fiber takes the rewrites inside it along; other
+  // rewrites may nest (a ported call in a channel push's argument) as long
+  // as their edits do not touch.
+  std::sort(sites.begin(), sites.end(), [](const site& x, const site& y) {
+    return x.begin != y.begin ? x.begin < y.begin : x.end > y.end;
+  });
+  std::vector<const site*> kept;
+  std::vector<std::pair<unsigned, unsigned>> wrapped;
+  for (const site& s : sites) {
+    if (std::any_of(wrapped.begin(), wrapped.end(),
+                    [&](const auto& w) { return w.first <= s.begin && s.end <= w.second; }))
+      continue;  // runs inside the fiber
+    if (s.wraps) wrapped.push_back({s.begin, s.end});
+    kept.push_back(&s);
+  }
+  const unsigned body_begin = offset(body->getBeginLoc());
+  std::vector<std::pair<std::pair<unsigned, unsigned>, std::string>> flat;
+  for (const site* s : kept)
+    for (const edit& e : s->edits) {
+      if (sm.getFileID(e.range.getBegin()) != file) return refuse("a call is written in another file than the body");
+      flat.push_back({{offset(e.range.getBegin()), end_offset(e.range)}, e.text});
+    }
+  std::stable_sort(flat.begin(), flat.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (std::size_t i = 1; i < flat.size(); ++i) {
+    const auto& prev = flat[i - 1].first;
+    const auto& cur = flat[i].first;
+    const bool both_insert = prev.first == prev.second && cur.first == cur.second && prev.first == cur.first;
+    if (cur.first < prev.second || both_insert)
+      return refuse("two calls that need rewriting overlap at line " +
+                    std::to_string(sm.getLineNumber(file, cur.first)) + ": port that expression by hand");
+  }
+
+  // Apply the edits to the body's text, from the last one back.
+  std::string text = rw.text(body->getSourceRange());
+  for (auto it = flat.rbegin(); it != flat.rend(); ++it) {
+    const unsigned b = it->first.first - body_begin, e = it->first.second - body_begin;
+    if (b > text.size() || e > text.size() || e < b) return refuse("internal: an edit falls outside the body");
+    text.replace(b, e - b, it->second);
+  }
+
+  // ---- the signature ----
+  auto params_of = [&](const FunctionDecl* d, bool defaults) -> std::optional<std::string> {
+    std::string out;
+    for (const ParmVarDecl* p : d->parameters()) {
+      if (!out.empty()) out += ", ";
+      const QualType t = p->getType();
+      std::string one;
+      const TypeSourceInfo* tsi = p->getTypeSourceInfo();
+      const bool by_value = t->isRValueReferenceType() ||
+                            (t->isLValueReferenceType() && t.getNonReferenceType().isConstQualified() &&
+                             !t.getNonReferenceType()->isFunctionType());
+      if (by_value && tsi) {
+        TypeLoc tl = tsi->getTypeLoc();
+        if (auto ref = tl.getAs<ReferenceTypeLoc>()) {
+          const std::string pointee = rw.text(ref.getPointeeLoc().getUnqualifiedLoc().getSourceRange());
+          if (pointee.empty()) return std::nullopt;
+          one = pointee + (p->getName().empty() ? "" : " " + p->getNameAsString());
+        }
+      }
+      if (one.empty()) {
+        SourceRange r = p->getSourceRange();
+        if (p->hasDefaultArg() && !p->hasUninstantiatedDefaultArg() && p->getDefaultArg())
+          r = SourceRange(r.getBegin(), p->getLocation().isValid() ? p->getLocation() : r.getEnd());
+        one = rw.text(r);
+        if (one.empty()) return std::nullopt;
+      }
+      if (defaults && p->hasDefaultArg() && p->getDefaultArg()) {
+        const std::string def = rw.text(p->getDefaultArg()->getSourceRange());
+        if (def.empty()) return std::nullopt;
+        one += " = " + def;
+      }
+      out += one;
+    }
+    return out;
+  };
+  const auto* method = dyn_cast<CXXMethodDecl>(f);
+  const FunctionDecl* first = f->getCanonicalDecl();
+  const bool declared_before = first != f;
+  const bool in_class = method && !f->isOutOfLine();
+  auto params = params_of(f, !declared_before);
+  if (!params) return refuse("a parameter is written with a macro");
+  const std::string tail = method && method->isConst() ? " const" : "";
+  std::string qualifier;
+  if (f->getQualifierLoc()) {
+    qualifier = Lexer::getSourceText(CharSourceRange::getCharRange(f->getQualifierLoc().getBeginLoc(), f->getLocation()),
+                                     sm, lo)
+                    .str();
+  }
+  const std::string awaitable = "boost::asio::awaitable<" + ret_text + ">";
+  const unsigned column = sm.getExpansionColumnNumber(f->getBeginLoc());
+  const std::string indent(column > 0 ? column - 1 : 0, ' ');
+  std::string prefix;
+  if ((method && method->isStatic() && in_class) || (!method && f->getStorageClass() == SC_Static)) prefix = "static ";
+  std::string definition = "\n\n" + indent + "// The coroutine form of " + legacy + ", written by coport-port.\n" +
+                           indent + prefix + awaitable + " " + qualifier + coro + "(" + *params + ")" + tail + " " +
+                           text;
+  const SourceLocation after = Lexer::getLocForEndOfToken(f->getEndLoc(), 0, sm, lo);
+
+  auto d = diag(f->getLocation(), "%0");
+  std::string message = "ported '" + legacy + "' as '" + coro + "'";
+  if (!left.empty()) {
+    message += ", with " + std::to_string(left.size()) + " call(s) left in run_in_fiber: ";
+    for (std::size_t i = 0; i < left.size(); ++i) message += (i ? ", " : "") + left[i];
+  }
+  d << message;
+  d << FixItHint::CreateInsertion(after, definition);
+  if (declared_before && rw.plain(first->getSourceRange())) {
+    auto decl_params = params_of(first, true);
+    const SourceLocation semi =
+        Lexer::findLocationAfterToken(first->getEndLoc(), tok::semi, sm, lo, /*SkipTrailingWhitespaceAndNewLine=*/false);
+    if (decl_params && semi.isValid()) {
+      const unsigned decl_column = sm.getExpansionColumnNumber(first->getBeginLoc());
+      std::string decl_prefix = (method && method->isStatic()) || (!method && first->getStorageClass() == SC_Static)
+                                    ? "static "
+                                    : "";
+      d << FixItHint::CreateInsertion(semi, "\n" + std::string(decl_column > 0 ? decl_column - 1 : 0, ' ') +
+                                                 decl_prefix + awaitable + " " + coro + "(" + *decl_params + ")" +
+                                                 tail + ";");
+    }
+  }
+}
+
+void port_check::register_point(analysis&, const InitListExpr* forms,
+                                const std::map<const FunctionDecl*, std::string>& names) {
+  const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
+  const DesignatedInitExpr* legacy = nullptr;
+  bool has_ported = false;
+  for (const Expr* init : syntactic->inits()) {
+    const auto* d = dyn_cast_or_null<DesignatedInitExpr>(init);
+    if (!d || d->size() != 1 || !d->getDesignator(0)->isFieldDesignator()) continue;
+    const IdentifierInfo* field = d->getDesignator(0)->getFieldName();
+    if (!field) continue;
+    if (field->getName() == "legacy") legacy = d;
+    if (field->getName() == "ported") has_ported = true;
+  }
+  if (!legacy) return;
+  const auto* lambda = dyn_cast<LambdaExpr>(skip_implicit(legacy->getInit()));
+  if (!lambda) return;
+  const auto* body = dyn_cast_or_null<CompoundStmt>(lambda->getBody());
+  if (!body || body->size() != 1) return;
+  const auto* ret = dyn_cast<ReturnStmt>(body->body_front());
+  if (!ret || !ret->getRetValue()) return;
+  const auto* call = dyn_cast<CallExpr>(skip_implicit(ret->getRetValue()));
+  if (!call || !call->getDirectCallee()) return;
+  const FunctionDecl* callee = call->getDirectCallee();
+  auto it = names.find(callee->getCanonicalDecl());
+  if (it == names.end()) return;
+  const std::string coro = it->second;
+
+  // The point's name: the string its constructor is given.
+  std::string point = "(unnamed)";
+  for (DynTypedNodeList p = ctx_->getParents(*forms); !p.empty(); p = ctx_->getParents(p[0])) {
+    const auto* construct = p[0].get<CXXConstructExpr>();
+    if (construct) {
+      if (construct->getNumArgs() >= 2)
+        if (const auto* s = dyn_cast<StringLiteral>(construct->getArg(1)->IgnoreParenImpCasts()))
+          point = s->getString().str();
+      break;
+    }
+    if (!p[0].get<Expr>()) break;
+  }
+  const SourceLocation where = legacy->getBeginLoc();
+  if (has_ported) {
+    diag(where, "not registered '%0' with migration point '%1': the point has a ported form already") << coro << point;
+    return;
+  }
+  // The coroutine form holds its parameters in its frame: an argument
+  // that is the lambda's own parameter must not be taken by reference.
+  for (unsigned i = 0; i < call->getNumArgs() && i < callee->getNumParams(); ++i) {
+    const QualType t = callee->getParamDecl(i)->getType();
+    const bool by_value = t->isRValueReferenceType() ||
+                          (t->isLValueReferenceType() && t.getNonReferenceType().isConstQualified());
+    const std::string type_name = t.getNonReferenceType().getUnqualifiedType().getAsString();
+    const bool view = type_name.find("basic_string_view") != std::string::npos ||
+                      type_name.find("std::span") != std::string::npos;
+    const auto* ref = dyn_cast<DeclRefExpr>(skip_implicit(call->getArg(i)));
+    const bool own = ref && isa<ParmVarDecl>(ref->getDecl()) &&
+                     ref->getDecl()->getDeclContext() == lambda->getCallOperator();
+    if (own && ((t->isReferenceType() && !by_value) || view)) {
+      diag(where, "not registered '%0' with migration point '%1': %2") << coro << point
+          << "it takes '" + ref->getDecl()->getNameAsString() +
+                 "', the lambda's own parameter, by reference, and would refer to it after the lambda returns";
+      return;
+    }
+  }
+  const rewriter rw(*ctx_);
+  const std::string lambda_text = rw.text(lambda->getSourceRange());
+  SourceLocation name_loc;
+  if (auto* d = dyn_cast<DeclRefExpr>(call->getCallee()->IgnoreParenImpCasts())) name_loc = d->getLocation();
+  else if (auto* me = dyn_cast<MemberExpr>(call->getCallee()->IgnoreParenImpCasts())) name_loc = me->getMemberLoc();
+  if (lambda_text.empty() || name_loc.isInvalid() || name_loc.isMacroID() || !rw.plain(legacy->getSourceRange())) {
+    diag(where, "not registered '%0' with migration point '%1': its legacy form is written with a macro") << coro
+                                                                                                          << point;
+    return;
+  }
+  const SourceManager& sm = ctx_->getSourceManager();
+  const unsigned at = sm.getFileOffset(name_loc) - sm.getFileOffset(lambda->getBeginLoc());
+  const unsigned len = callee->getNameAsString().size();
+  std::string ported = lambda_text;
+  if (at + len > ported.size()) return;
+  ported.replace(at, len, coro);
+  const unsigned column = sm.getExpansionColumnNumber(where);
+  const SourceLocation after = Lexer::getLocForEndOfToken(legacy->getEndLoc(), 0, sm, ctx_->getLangOpts());
+  auto d = diag(where, "registered '%0' as the ported form of migration point '%1'");
+  d << coro << point;
+  d << FixItHint::CreateInsertion(after, ",\n" + std::string(column > 0 ? column - 1 : 0, ' ') + ".ported = " + ported);
+}
+
+}  // namespace coport::tidy

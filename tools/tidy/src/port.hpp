@@ -1,0 +1,61 @@
+// coport-port: writes the coroutine form of named legacy functions next to
+// them, as fix-its, and registers the two forms as a migration point where
+// the legacy form was one. Driven by tools/port/coport_port.py, which runs
+// this check alone and turns its fixes into a patch or an in-place edit.
+//
+// Options:
+//   Functions        `;`-separated names to port (qualified, or the last
+//                    parts of a qualified name: `incr_fiber`, `store::get`)
+//   CoroutineForms   `;`-separated `legacy=coroutine` pairs of qualified
+//                    names whose coroutine forms exist already
+//   FiberBlockingFunctions, ProgramFacts: as for the other coport-* checks
+//
+// One warning per function named, at its name:
+//   ported 'F' as 'G'
+//   ported 'F' as 'G', with N call(s) left in run_in_fiber: Q1, Q2
+//   not ported 'F': REASON
+// and one per migration point whose legacy form calls a ported function:
+//   registered 'G' as the ported form of migration point 'P'
+//   not registered 'G' with migration point 'P': REASON
+#ifndef COPORT_TIDY_PORT_HPP
+#define COPORT_TIDY_PORT_HPP
+
+#include "checks.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace coport::tidy {
+
+class port_check : public check_base {
+ public:
+  port_check(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx);
+  void storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) override;
+  void registerMatchers(clang::ast_matchers::MatchFinder* finder) override;
+  void check(const clang::ast_matchers::MatchFinder::MatchResult& r) override;
+  void onEndOfTranslationUnit() override;
+
+  /// A name as coport-port matches and prints it: qualified, without
+  /// anonymous namespaces.
+  static std::string port_name(const clang::NamedDecl* d);
+
+ private:
+  struct ported;
+  bool wanted(const clang::FunctionDecl* f) const;
+  void port(analysis& a, const clang::FunctionDecl* f, std::map<const clang::FunctionDecl*, std::string>& names);
+  void register_point(analysis& a, const clang::InitListExpr* forms,
+                      const std::map<const clang::FunctionDecl*, std::string>& names);
+
+  std::string functions_text_;
+  std::string forms_text_;
+  std::vector<std::string> functions_;
+  std::map<std::string, std::string> forms_;
+  clang::ASTContext* ctx_ = nullptr;
+  std::vector<const clang::FunctionDecl*> found_;
+  std::vector<const clang::InitListExpr*> points_;
+};
+
+}  // namespace coport::tidy
+
+#endif
