@@ -25,7 +25,9 @@ when coport-port does not exit with 0, when the result differs from
 NAME.expected.cpp by one byte (a unified diff is printed), when the result
 does not compile (clang++-16 -fsyntax-only), when
 coport-fiber-blocking-in-coroutine warns on it (a coroutine form written by
-coport-port must not block fibers), or when a PORT-RESULT line is missing.
+coport-port must not block fibers; the calls it left in run_in_fiber must be
+reported as such, at least one per function listed), or when a PORT-RESULT
+line is missing.
 
 --update rewrites NAME.expected.cpp from the result (for fixture authors:
 read the diff before committing it); the other checks still run.
@@ -152,6 +154,15 @@ def check_fixture(opts, path):
             rc3, out3, err3 = run([opts.clang_tidy, "--load=" + opts.plugin, "--checks=-*," + BLOCKING_CHECK,
                                    "--quiet", work, "--"] + args, opts)
             warnings = [line for line in out3.splitlines() if f"[{BLOCKING_CHECK}]" in line and "warning:" in line]
+            # A call left in run_in_fiber is reported as such, once per
+            # call the summary lists (and nothing else may be).
+            left = [line for line in warnings if "in a fiber, where coport-port left it" in line]
+            warnings = [line for line in warnings if line not in left]
+            left_listed = sum(len(r.split(", ")) for r in re.findall(r"call\(s\) left in run_in_fiber: (.*)$", err,
+                                                                     re.MULTILINE))
+            if len(left) < left_listed:
+                failures.append(f"{BLOCKING_CHECK} reports {len(left)} call(s) left in a fiber; the summary lists "
+                                f"{left_listed}:\n" + indented("\n".join(left)))
             errors = [line for line in (out3 + err3).splitlines()
                       if re.search(r"\b(error|fatal error):", line) or "Stack dump" in line]
             if warnings:

@@ -163,6 +163,7 @@ void fiber_blocking_in_coroutine::check(const MatchFinder::MatchResult& r) {
       continue;
     const std::string coro = a.display_name(f);
     for (const call_site& c : a.calls_of(f)) {
+      report_left_in_fiber(a, c, coro, fixes);
       if (auto l = a.leaf_of(c)) {
         if (l->kind == block_kind::thread) continue;  // coport-blocking-on-loop
         std::string text = l->kind == block_kind::token
@@ -179,6 +180,22 @@ void fiber_blocking_in_coroutine::check(const MatchFinder::MatchResult& r) {
       report_through(a, c, "coroutine '" + coro + "'", &fixes);
     }
   }
+}
+
+// A call coport-port left in a fiber: run_in_fiber around it, with the
+// marker comment coport-port writes. It does not block the coroutine, but
+// it is not ported: reported until someone ports what it calls.
+void fiber_blocking_in_coroutine::report_left_in_fiber(analysis& a, const call_site& c, const std::string& coro,
+                                                       const rewriter& fixes) {
+  auto cw = a.cross_world_of(c);
+  if (!cw || cw->kind != "run_in_fiber" || !c.expr) return;
+  static const llvm::Regex marker("coport-port: still blocks fibers: ([^ */]+)");
+  llvm::SmallVector<llvm::StringRef, 2> m;
+  const std::string source = fixes.text(c.expr->getSourceRange());
+  if (!marker.match(source, &m)) return;
+  const std::string text = "coroutine '" + coro + "' still runs '" + m[1].str() +
+                           "' in a fiber, where coport-port left it: co_await a coroutine form of it instead";
+  if (once(c.loc, text)) diag(c.loc, "%0") << text;
 }
 
 // ---- coport-blocking-on-loop ----

@@ -57,6 +57,9 @@ class fiber_blocking_in_coroutine : public check_base {
   using check_base::check_base;
   void registerMatchers(clang::ast_matchers::MatchFinder* finder) override;
   void check(const clang::ast_matchers::MatchFinder::MatchResult& r) override;
+
+ private:
+  void report_left_in_fiber(analysis& a, const call_site& c, const std::string& coro, const rewriter& fixes);
 };
 
 /// coport-blocking-on-loop

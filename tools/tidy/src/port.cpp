@@ -82,6 +82,32 @@ class returns : public RecursiveASTVisitor<returns> {
   }
 };
 
+// Whether a coroutine form takes a parameter of type `t` by value where
+// the legacy form takes it by reference to const (or by rvalue
+// reference): a coroutine's frame keeps its parameters, and a reference
+// there outlives many a caller's temporary. Not for types that cannot be
+// copied.
+bool taken_by_value(QualType t) {
+  if (!t->isRValueReferenceType() && !(t->isLValueReferenceType() && t.getNonReferenceType().isConstQualified()))
+    return false;
+  const QualType v = t.getNonReferenceType();
+  if (v->isFunctionType() || v->isArrayType()) return false;
+  const CXXRecordDecl* r = v->getAsCXXRecordDecl();
+  if (!r) return true;
+  r = r->getDefinition();
+  if (!r) return false;
+  if (t->isRValueReferenceType()) {
+    if (r->needsImplicitMoveConstructor()) return !r->defaultedMoveConstructorIsDeleted();
+    for (const CXXConstructorDecl* c : r->ctors())
+      if (c->isMoveConstructor() && !c->isDeleted() && c->getAccess() != AS_private) return true;
+    return false;
+  }
+  if (r->needsImplicitCopyConstructor()) return !r->defaultedCopyConstructorIsDeleted();
+  for (const CXXConstructorDecl* c : r->ctors())
+    if (c->isCopyConstructor() && !c->isDeleted() && c->getAccess() == AS_public) return true;
+  return false;
+}
+
 // A change to the body, with the character offsets it covers.
 struct site {
   unsigned begin = 0, end = 0;
@@ -347,9 +373,7 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
       const QualType t = p->getType();
       std::string one;
       const TypeSourceInfo* tsi = p->getTypeSourceInfo();
-      const bool by_value = t->isRValueReferenceType() ||
-                            (t->isLValueReferenceType() && t.getNonReferenceType().isConstQualified() &&
-                             !t.getNonReferenceType()->isFunctionType());
+      const bool by_value = taken_by_value(t);
       if (by_value && tsi) {
         TypeLoc tl = tsi->getTypeLoc();
         if (auto ref = tl.getAs<ReferenceTypeLoc>()) {
@@ -450,11 +474,13 @@ void port_check::register_point(analysis&, const InitListExpr* forms,
 
   // The point's name: the string its constructor is given.
   std::string point = "(unnamed)";
-  for (DynTypedNodeList p = ctx_->getParents(*forms); !p.empty(); p = ctx_->getParents(p[0])) {
+  DynTypedNodeList first_parents = ctx_->getParents(*syntactic);
+  if (first_parents.empty()) first_parents = ctx_->getParents(*forms);
+  for (DynTypedNodeList p = first_parents; !p.empty(); p = ctx_->getParents(p[0])) {
     const auto* construct = p[0].get<CXXConstructExpr>();
     if (construct) {
       if (construct->getNumArgs() >= 2)
-        if (const auto* s = dyn_cast<StringLiteral>(construct->getArg(1)->IgnoreParenImpCasts()))
+        if (const auto* s = dyn_cast<StringLiteral>(skip_implicit(construct->getArg(1))))
           point = s->getString().str();
       break;
     }
@@ -469,8 +495,7 @@ void port_check::register_point(analysis&, const InitListExpr* forms,
   // that is the lambda's own parameter must not be taken by reference.
   for (unsigned i = 0; i < call->getNumArgs() && i < callee->getNumParams(); ++i) {
     const QualType t = callee->getParamDecl(i)->getType();
-    const bool by_value = t->isRValueReferenceType() ||
-                          (t->isLValueReferenceType() && t.getNonReferenceType().isConstQualified());
+    const bool by_value = taken_by_value(t);
     const std::string type_name = t.getNonReferenceType().getUnqualifiedType().getAsString();
     const bool view = type_name.find("basic_string_view") != std::string::npos ||
                       type_name.find("std::span") != std::string::npos;

@@ -38,6 +38,16 @@ bool is_fiber_token(QualType t) {
   return n == "coport::bridge::use_fiber_t" || n == "boost::fibers::asio::yield_t";
 }
 
+// The token objects themselves (not a copy held in a variable, whose
+// error code is not visible here).
+bool is_token_object(const Expr* e) {
+  const auto* d = dyn_cast<DeclRefExpr>(e->IgnoreParenImpCasts());
+  const auto* v = d ? dyn_cast<VarDecl>(d->getDecl()) : nullptr;
+  if (!v || v->hasLocalStorage()) return false;
+  const std::string n = analysis::plain_name(v);
+  return n == "coport::bridge::use_fiber" || n == "boost::fibers::asio::yield";
+}
+
 }  // namespace
 
 bool rewriter::plain(SourceRange r) const {
@@ -114,11 +124,11 @@ std::optional<rewrite> rewriter::token_rewrite(const call_site& c) const {
   const Expr* t = skip_implicit(token);
   std::string replacement;
   if (auto* op = dyn_cast<CXXOperatorCallExpr>(t); op && op->getOperator() == OO_Subscript && op->getNumArgs() == 2) {
-    if (!is_fiber_token(skip_implicit(op->getArg(0))->getType())) return std::nullopt;
+    if (!is_token_object(skip_implicit(op->getArg(0)))) return std::nullopt;
     const std::string ec = text(op->getArg(1)->getSourceRange());
     if (ec.empty()) return std::nullopt;
     replacement = std::string("boost::asio::redirect_error(") + use_awaitable + ", " + ec + ")";
-  } else if (isa<DeclRefExpr>(t)) {
+  } else if (is_token_object(t)) {
     replacement = use_awaitable;
   } else {
     return std::nullopt;  // a token held elsewhere: not certain
