@@ -9,6 +9,12 @@
 // compared). SIGTERM stops it as stage 1 does, then prints the report.
 //
 //   coport-kv-mixed [--incr POLICY] [--get POLICY]
+//
+// Built with COPORT_KV_LEGACY_POINTS, it is the step before: both requests
+// are migration points with their legacy forms only, and the hand-written
+// coroutine forms are left out. tools/port builds that step through
+// coport-port, which writes the two coroutine forms and registers them
+// (coport-kv-mixed-generated), and load-tests them under shadow and ported.
 
 #include <coport/bridge/bridge.hpp>
 #include <coport/bridge/status_channel.hpp>
@@ -62,6 +68,7 @@ long long incr_fiber(store& s, const std::string& key, long long n) {
   return before + n;
 }
 
+#ifndef COPORT_KV_LEGACY_POINTS
 // INCR, ported form: the same update as a coroutine, under the same mutex.
 asio::awaitable<long long> incr_coroutine(store& s, std::string key, long long n) {
   auto lk = co_await s.mtx.scoped_lock();
@@ -71,6 +78,7 @@ asio::awaitable<long long> incr_coroutine(store& s, std::string key, long long n
   s.values[key] = std::to_string(before + n);
   co_return before + n;
 }
+#endif
 
 std::string get_fiber(store& s, const std::string& key) {
   std::unique_lock<bridge::mutex> lk(s.mtx);
@@ -78,11 +86,13 @@ std::string get_fiber(store& s, const std::string& key) {
   return it == s.values.end() ? "NONE" : "VALUE " + it->second;
 }
 
+#ifndef COPORT_KV_LEGACY_POINTS
 asio::awaitable<std::string> get_coroutine(store& s, std::string key) {
   auto lk = co_await s.mtx.scoped_lock();
   auto it = s.values.find(key);
   co_return it == s.values.end() ? "NONE" : "VALUE " + it->second;
 }
+#endif
 
 struct service {
   store& s;
@@ -212,12 +222,17 @@ int main(int argc, char** argv) {
     migration::point<long long(std::string, long long)> incr(
         points, "incr",
         {.legacy = [&s](std::string k, long long n) { return incr_fiber(s, k, n); },
-         .ported = [&s](std::string k, long long n) { return incr_coroutine(s, std::move(k), n); }},
+#ifndef COPORT_KV_LEGACY_POINTS
+         .ported = [&s](std::string k, long long n) { return incr_coroutine(s, std::move(k), n); },
+#endif
+        },
         rt);
     migration::point<std::string(std::string)> get(
         points, "get",
         {.legacy = [&s](std::string k) { return get_fiber(s, k); },
+#ifndef COPORT_KV_LEGACY_POINTS
          .ported = [&s](std::string k) { return get_coroutine(s, std::move(k)); },
+#endif
          .describe = [](const std::string& k) { return boost::json::object{{"key", k}}; }},
         rt);
     service svc{s, incr, get};

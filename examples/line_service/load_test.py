@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load test of one stage of the line-protocol service (coport-kv-*).
 
-    load_test.py [--under-load-stop] [--expect TEXT]... -- PROGRAM [ARGS...]
+    load_test.py [--under-load-stop] [--expect TEXT]... [--expect-re REGEX]... -- PROGRAM [ARGS...]
 
 Starts PROGRAM, reads "listening on PORT", and runs CLIENTS connections at
 once. Each checks every reply: its own keys read back what it set, INCR on
@@ -13,7 +13,8 @@ queued, F flushed" with Q == F (everything accepted was flushed).
 
 With --under-load-stop the SIGTERM arrives while the clients are still
 sending (once each has had 20 replies): the program must still exit 0 with
-Q == F and F >= the SETs acknowledged. --expect: text the output must hold.
+Q == F and F >= the SETs acknowledged. --expect: text the output must hold; --expect-re: a regular expression
+something in it must match (Python's re.search).
 Fails on a sanitizer report in the output.
 """
 import asyncio
@@ -88,10 +89,12 @@ async def client(port, n, totals, acked_sets, replies_seen, forever):
 
 
 async def main():
-    args = sys.argv[1:]
+    argv = sys.argv[1:]
+    args = argv[:argv.index("--")]
     under_load = "--under-load-stop" in args
     expect = [args[i + 1] for i, a in enumerate(args) if a == "--expect"]
-    program = args[args.index("--") + 1:]
+    expect_re = [args[i + 1] for i, a in enumerate(args) if a == "--expect-re"]
+    program = argv[argv.index("--") + 1:]
     proc = await asyncio.create_subprocess_exec(*program, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
     # Lines before "listening on" are kept for the output's checks (a
@@ -165,6 +168,9 @@ async def main():
     for text in expect:
         if text not in out:
             fail(f"the output lacks '{text}'", out)
+    for pattern in expect_re:
+        if not re.search(pattern, out):
+            fail(f"nothing in the output matches /{pattern}/", out)
     print(f"ok: {CLIENTS} clients, {acked_sets[0]} SETs acknowledged and flushed, "
           f"counters {dict(sorted(totals.items())) if not under_load else '(stopped under load)'}")
 

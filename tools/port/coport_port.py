@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """coport-port: writes the C++20 coroutine form of Boost.Fiber functions next to them.
 
-    coport-port -p BUILD_DIR --function NAME [--function NAME]...
-                [--coroutine-form LEGACY=COROUTINE]... [--in-place | --diff FILE]
+    coport-port -p BUILD_DIR --function NAME... [--point NAME]...
+                [--coroutine-form LEGACY=COROUTINE]...
+                [--in-place | --diff FILE | --output-dir DIR]
                 [--json FILE] [--jobs N] [--fiber-blocking REGEX]... [--program-facts FILE]
                 [--clang-tidy EXE] [--plugin SO] [--extra-arg ARG]... FILE...
     coport-port [same options, no -p] FILE... -- COMPILER ARGS
@@ -16,7 +17,11 @@ not, `incr_fiber`, which matches any qualified name ending in
 `::incr_fiber`) the check writes its coroutine form right after it and
 registers the two forms as a migration point where the program has one;
 calls of a function given with --coroutine-form LEGACY=COROUTINE (its
-coroutine form exists already) become `co_await COROUTINE(...)`.
+coroutine form exists already) become `co_await COROUTINE(...)`. For
+each --point NAME, a migration point (`migration::point` made with
+`.legacy = [..]{..}`) or an RPC method (`endpoint::add("NAME", ..., [..]{..})`)
+whose legacy form is a lambda, the lambda's coroutine form becomes the
+point's ported form.
 
 The fixes of every unit are merged (the same fix from several units, for a
 function in a header, counts once) and given as a unified diff on stdout,
@@ -25,7 +30,10 @@ paths relative to the current directory, so that
     coport-port -p build --function kv::incr_fiber src/kv.cpp | git apply
 
 applies them; --diff FILE writes the diff to FILE, --in-place edits the
-files instead. On stderr, one line per function and per migration point,
+files instead, and --output-dir DIR writes each FILE and each changed
+file to DIR under its own name, leaving the sources as they are (a build
+can compile the ported copy). On stderr, one line per function and per
+migration point,
 `FILE:LINE: ported 'F' as 'G'`, `... not ported 'F': REASON`, and so on,
 then the totals; --json FILE writes them as coport-port/1.
 
@@ -177,6 +185,8 @@ def name_matches(reported: str, requested: str) -> bool:
 def check_config(args) -> str:
     """--config for clang-tidy: JSON, which is YAML, so any text is quoted safely."""
     options = {f"{CHECK}.Functions": ";".join(args.function)}
+    if args.point:
+        options[f"{CHECK}.Points"] = ";".join(args.point)
     if args.coroutine_form:
         options[f"{CHECK}.CoroutineForms"] = ";".join(args.coroutine_form)
     if args.fiber_blocking:
@@ -350,7 +360,7 @@ def unified_diff(changes: list[tuple[str, bytes, bytes]]) -> bytes:
 
 
 def write_atomically(path: str, data: bytes):
-    mode = os.stat(path).st_mode & 0o7777
+    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -441,9 +451,15 @@ def parse_args(argv):
     p.add_argument("--coroutine-form", action="append", default=[], metavar="LEGACY=COROUTINE",
                    help="LEGACY's coroutine form exists already as COROUTINE (qualified names): its calls "
                         "become co_await COROUTINE(...); repeatable")
+    p.add_argument("--point", action="append", default=[], metavar="NAME",
+                   help="a migration point (or RPC method) whose legacy form, a lambda, gets its coroutine form "
+                        "as the point's ported form; repeatable")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--in-place", action="store_true", help="edit the files instead of printing a diff")
     out.add_argument("--diff", metavar="FILE", help="write the unified diff to FILE instead of stdout")
+    out.add_argument("--output-dir", metavar="DIR",
+                     help="write each FILE, and each other file that changes, to DIR under its own name, "
+                          "leaving the sources as they are")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON (coport-port/1) to FILE")
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="clang-tidy runs at a time")
     p.add_argument("--fiber-blocking", action="append", default=[], metavar="REGEX",
@@ -458,8 +474,8 @@ def parse_args(argv):
                    help="an argument appended to each compile command (clang-tidy's --extra-arg)")
     args = p.parse_args(argv)
     args.compiler_args = compiler_args
-    if not args.function:
-        p.error("give at least one --function NAME")
+    if not args.function and not args.point:
+        p.error("give at least one --function NAME or --point NAME")
     if not args.files:
         p.error("give the source files to run on (FILE...)")
     if args.build_dir is None and compiler_args is None:
@@ -471,11 +487,36 @@ def parse_args(argv):
     for name in args.function:
         if not name.strip() or ";" in name:
             p.error(f"--function {name!r}: not a function name")
+    for name in args.point:
+        if not name.strip() or ";" in name:
+            p.error(f"--point {name!r}: not a migration point's name")
     for form in args.coroutine_form:
         legacy, eq, coro = form.partition("=")
         if not eq or not legacy.strip() or not coro.strip() or ";" in form:
             p.error(f"--coroutine-form {form!r}: expected LEGACY=COROUTINE (two qualified names)")
     return args
+
+
+def write_output_dir(directory: str, files: list[str], changes: list[tuple[str, bytes, bytes]]):
+    """Each FILE and each changed file, as it is after porting, to DIRECTORY/<its name>."""
+    out = {path: new for path, _, new in changes}
+    for f in files:
+        if f not in out:
+            with open(f, "rb") as src:
+                out[f] = src.read()
+    names = {}
+    for path in out:
+        other = names.setdefault(os.path.basename(path), path)
+        if other != path:
+            raise UsageError(f"--output-dir: {display(other)} and {display(path)} have the same name")
+    os.makedirs(directory, exist_ok=True)
+    for path, data in out.items():
+        target = os.path.join(directory, os.path.basename(path))
+        if os.path.exists(target):
+            with open(target, "rb") as f:
+                if f.read() == data:
+                    continue  # unchanged: its time stamp too, for the build
+        write_atomically(target, data)
 
 
 def main(argv=None) -> int:
@@ -541,10 +582,13 @@ def run(args) -> int:
             changes.append((path, old, new))
     results, registrations, other = collect(units)
     missing = [n for n in args.function if not any(name_matches(r["function"], n) for r in results)]
+    missing += [n for n in args.point if not any(r["function"] == n + " [legacy]" for r in results)]
 
     if args.in_place:
         for path, _, new in changes:
             write_atomically(path, new)
+    elif args.output_dir:
+        write_output_dir(args.output_dir, files, changes)
     else:
         diff = unified_diff(changes)
         if args.diff:

@@ -63,7 +63,9 @@ const Expr* skip_implicit(const Expr* e) {
     if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr();
     else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr();
     else if (auto* w = dyn_cast<ExprWithCleanups>(e)) e = w->getSubExpr();
-    else if (auto* c = dyn_cast<CXXConstructExpr>(e); c && c->getNumArgs() == 1 && !isa<CXXTemporaryObjectExpr>(c))
+    else if (auto* c = dyn_cast<CXXConstructExpr>(e);
+             c && c->getNumArgs() >= 1 && !isa<CXXTemporaryObjectExpr>(c) &&
+             std::all_of(c->arg_begin() + 1, c->arg_end(), [](const Expr* a) { return isa<CXXDefaultArgExpr>(a); }))
       e = c->getArg(0);
     else return e;
   }
@@ -108,6 +110,23 @@ bool taken_by_value(QualType t) {
   return false;
 }
 
+// The name of the migration point whose forms `forms` initializes: the
+// string its constructor is given.
+std::string point_name_of(ASTContext& ctx, const InitListExpr* forms) {
+  const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
+  DynTypedNodeList first = ctx.getParents(*syntactic);
+  if (first.empty()) first = ctx.getParents(*forms);
+  for (DynTypedNodeList p = first; !p.empty(); p = ctx.getParents(p[0])) {
+    if (const auto* construct = p[0].get<CXXConstructExpr>()) {
+      if (construct->getNumArgs() >= 2)
+        if (const auto* s = dyn_cast<StringLiteral>(skip_implicit(construct->getArg(1)))) return s->getString().str();
+      break;
+    }
+    if (!p[0].get<Expr>()) break;
+  }
+  return "(unnamed)";
+}
+
 // A change to the body, with the character offsets it covers.
 struct site {
   unsigned begin = 0, end = 0;
@@ -127,8 +146,10 @@ std::string port_check::port_name(const NamedDecl* d) {
 port_check::port_check(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx)
     : check_base(name, ctx),
       functions_text_(Options.get("Functions", "").str()),
-      forms_text_(Options.get("CoroutineForms", "").str()) {
+      forms_text_(Options.get("CoroutineForms", "").str()),
+      points_text_(Options.get("Points", "").str()) {
   functions_ = split_list(functions_text_);
+  point_names_ = split_list(points_text_);
   for (const std::string& pair : split_list(forms_text_)) {
     const auto eq = pair.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {
@@ -145,6 +166,7 @@ void port_check::storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) {
   check_base::storeOptions(opts);
   Options.store(opts, "Functions", functions_text_);
   Options.store(opts, "CoroutineForms", forms_text_);
+  Options.store(opts, "Points", points_text_);
 }
 
 void port_check::registerMatchers(MatchFinder* finder) {
@@ -152,6 +174,10 @@ void port_check::registerMatchers(MatchFinder* finder) {
                          .bind("function"),
                      this);
   finder->addMatcher(initListExpr(unless(isExpansionInSystemHeader())).bind("forms"), this);
+  finder->addMatcher(cxxMemberCallExpr(unless(isExpansionInSystemHeader()),
+                                       callee(cxxMethodDecl(hasName("add"), ofClass(hasName("::coport::messaging::endpoint")))))
+                         .bind("rpc_add"),
+                     this);
 }
 
 bool port_check::wanted(const FunctionDecl* f) const {
@@ -165,6 +191,11 @@ void port_check::check(const MatchFinder::MatchResult& r) {
     ctx_ = r.Context;
     found_.clear();
     points_.clear();
+    methods_.clear();
+  }
+  if (const auto* add = r.Nodes.getNodeAs<CXXMemberCallExpr>("rpc_add")) {
+    if (std::find(methods_.begin(), methods_.end(), add) == methods_.end()) methods_.push_back(add);
+    return;
   }
   if (const auto* f = r.Nodes.getNodeAs<FunctionDecl>("function")) {
     if (f->isThisDeclarationADefinition() && !f->isTemplateInstantiation() && wanted(f) &&
@@ -182,52 +213,40 @@ void port_check::check(const MatchFinder::MatchResult& r) {
 }
 
 void port_check::onEndOfTranslationUnit() {
-  if (!ctx_ || found_.empty()) return;
+  if (!ctx_ || (found_.empty() && point_names_.empty())) return;
   analysis& a = analysis_for(*ctx_);
   // Every function named gets its coroutine form's name first, so that
   // one calling another awaits the other's coroutine form.
   std::map<const FunctionDecl*, std::string> names;
   for (const FunctionDecl* f : found_) names[f->getCanonicalDecl()] = coroutine_name(f->getNameAsString());
   for (const FunctionDecl* f : found_) port(a, f, names);
-  for (const InitListExpr* forms : points_) register_point(a, forms, names);
+  auto wanted_point = [&](const std::string& name) {
+    return std::find(point_names_.begin(), point_names_.end(), name) != point_names_.end();
+  };
+  for (const InitListExpr* forms : points_) {
+    const std::string point = point_name_of(*ctx_, forms);
+    if (wanted_point(point)) port_point(a, forms, point, names);
+    else register_point(a, forms, names);
+  }
+  for (const CXXMemberCallExpr* add : methods_) {
+    if (add->getNumArgs() != 3) continue;
+    const auto* name = dyn_cast<StringLiteral>(skip_implicit(add->getArg(0)));
+    if (name && wanted_point(name->getString().str())) port_method(a, add, name->getString().str(), names);
+  }
 }
 
-void port_check::port(analysis& a, const FunctionDecl* f, std::map<const FunctionDecl*, std::string>& names) {
+std::optional<std::string> port_check::coroutine_body(analysis& a, const FunctionDecl* f, const CompoundStmt* body,
+                                                      const std::map<const FunctionDecl*, std::string>& names,
+                                                      std::vector<std::string>& left, std::string& reason) {
   const SourceManager& sm = ctx_->getSourceManager();
   const LangOptions& lo = ctx_->getLangOpts();
   const rewriter rw(*ctx_);
-  const std::string legacy = port_name(f);
-  const std::string coro = names[f->getCanonicalDecl()];
-  auto refuse = [&](const std::string& reason) {
-    names.erase(f->getCanonicalDecl());
-    diag(f->getLocation(), "not ported '%0': %1") << legacy << reason;
+  auto fail = [&](const std::string& why) -> std::optional<std::string> {
+    reason = why;
+    return std::nullopt;
   };
   auto line_of = [&](SourceLocation loc) { return std::to_string(sm.getExpansionLineNumber(loc)); };
-
-  if (isa<CXXConstructorDecl>(f) || isa<CXXDestructorDecl>(f) || isa<CXXConversionDecl>(f) ||
-      f->isOverloadedOperator())
-    return refuse("a constructor, destructor or operator cannot be a coroutine");
-  if (f->isMain()) return refuse("main cannot be a coroutine");
-  if (analysis::is_coroutine(f)) return refuse("it is a coroutine already");
-  if (const auto* m = dyn_cast<CXXMethodDecl>(f); m && m->isVirtual())
-    return refuse("it is virtual: its overriders need coroutine forms too; port them together by hand");
-  if (f->getDescribedFunctionTemplate() || f->isDependentContext())
-    return refuse("it is a template: port it by hand");
-  if (f->isVariadic()) return refuse("it takes C variadic arguments");
-  const QualType ret = f->getReturnType();
-  if (ret->isReferenceType())
-    return refuse("it returns a reference, which a coroutine cannot hand back safely: return a value, then port it");
-  if (ret->getContainedAutoType()) return refuse("its return type is deduced: write it, then port it");
-  const std::string ret_text = rw.text(f->getReturnTypeSourceRange());
-  const auto* body = dyn_cast_or_null<CompoundStmt>(f->getBody());
-  if (ret_text.empty() || !body || !rw.plain(body->getSourceRange()) || !rw.plain(f->getSourceRange()))
-    return refuse("it is written with macros around its signature or body");
-  for (const NamedDecl* d : f->getDeclContext()->lookup(&ctx_->Idents.get(coro)))
-    if (d) return refuse("'" + coro + "' exists already");
-
-  // ---- the body ----
   std::vector<site> sites;
-  std::vector<std::string> left;
   std::set<std::string> left_seen;
   const FileID file = sm.getFileID(body->getBeginLoc());
   auto offset = [&](SourceLocation loc) { return sm.getFileOffset(loc); };
@@ -313,14 +332,14 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
     add_site(call->getSourceRange(), {edit{rw.chars(call->getSourceRange()), wrapped}}, true);
     if (left_seen.insert(callee).second) left.push_back(callee);
   }
-  if (!problem.empty()) return refuse(problem);
+  if (!problem.empty()) return fail(problem);
   if (sites.empty())
-    return refuse("it does not block fibers: coroutines can call it as it is");
+    return fail("it does not block fibers: coroutines can call it as it is");
 
   returns rv;
   rv.TraverseStmt(const_cast<CompoundStmt*>(body));
   for (const ReturnStmt* r : rv.found) {
-    if (r->getReturnLoc().isMacroID()) return refuse("a return at line " + line_of(r->getReturnLoc()) + " is in a macro");
+    if (r->getReturnLoc().isMacroID()) return fail("a return at line " + line_of(r->getReturnLoc()) + " is in a macro");
     add_site(SourceRange(r->getReturnLoc(), r->getReturnLoc()),
              {edit{CharSourceRange::getTokenRange(r->getReturnLoc(), r->getReturnLoc()), "co_return"}}, false);
   }
@@ -344,7 +363,7 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
   std::vector<std::pair<std::pair<unsigned, unsigned>, std::string>> flat;
   for (const site* s : kept)
     for (const edit& e : s->edits) {
-      if (sm.getFileID(e.range.getBegin()) != file) return refuse("a call is written in another file than the body");
+      if (sm.getFileID(e.range.getBegin()) != file) return fail("a call is written in another file than the body");
       flat.push_back({{offset(e.range.getBegin()), end_offset(e.range)}, e.text});
     }
   std::stable_sort(flat.begin(), flat.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
@@ -353,7 +372,7 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
     const auto& cur = flat[i].first;
     const bool both_insert = prev.first == prev.second && cur.first == cur.second && prev.first == cur.first;
     if (cur.first < prev.second || both_insert)
-      return refuse("two calls that need rewriting overlap at line " +
+      return fail("two calls that need rewriting overlap at line " +
                     std::to_string(sm.getLineNumber(file, cur.first)) + ": port that expression by hand");
   }
 
@@ -361,9 +380,50 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
   std::string text = rw.text(body->getSourceRange());
   for (auto it = flat.rbegin(); it != flat.rend(); ++it) {
     const unsigned b = it->first.first - body_begin, e = it->first.second - body_begin;
-    if (b > text.size() || e > text.size() || e < b) return refuse("internal: an edit falls outside the body");
+    if (b > text.size() || e > text.size() || e < b) return fail("internal: an edit falls outside the body");
     text.replace(b, e - b, it->second);
   }
+
+  return text;
+}
+
+void port_check::port(analysis& a, const FunctionDecl* f, std::map<const FunctionDecl*, std::string>& names) {
+  const SourceManager& sm = ctx_->getSourceManager();
+  const LangOptions& lo = ctx_->getLangOpts();
+  const rewriter rw(*ctx_);
+  const std::string legacy = port_name(f);
+  const std::string coro = names[f->getCanonicalDecl()];
+  auto refuse = [&](const std::string& reason) {
+    names.erase(f->getCanonicalDecl());
+    diag(f->getLocation(), "not ported '%0': %1") << legacy << reason;
+  };
+
+  if (isa<CXXConstructorDecl>(f) || isa<CXXDestructorDecl>(f) || isa<CXXConversionDecl>(f) ||
+      f->isOverloadedOperator())
+    return refuse("a constructor, destructor or operator cannot be a coroutine");
+  if (f->isMain()) return refuse("main cannot be a coroutine");
+  if (analysis::is_coroutine(f)) return refuse("it is a coroutine already");
+  if (const auto* m = dyn_cast<CXXMethodDecl>(f); m && m->isVirtual())
+    return refuse("it is virtual: its overriders need coroutine forms too; port them together by hand");
+  if (f->getDescribedFunctionTemplate() || f->isDependentContext())
+    return refuse("it is a template: port it by hand");
+  if (f->isVariadic()) return refuse("it takes C variadic arguments");
+  const QualType ret = f->getReturnType();
+  if (ret->isReferenceType())
+    return refuse("it returns a reference, which a coroutine cannot hand back safely: return a value, then port it");
+  if (ret->getContainedAutoType()) return refuse("its return type is deduced: write it, then port it");
+  const std::string ret_text = rw.text(f->getReturnTypeSourceRange());
+  const auto* body = dyn_cast_or_null<CompoundStmt>(f->getBody());
+  if (ret_text.empty() || !body || !rw.plain(body->getSourceRange()) || !rw.plain(f->getSourceRange()))
+    return refuse("it is written with macros around its signature or body");
+  for (const NamedDecl* d : f->getDeclContext()->lookup(&ctx_->Idents.get(coro)))
+    if (d) return refuse("'" + coro + "' exists already");
+
+  std::vector<std::string> left;
+  std::string reason;
+  const std::optional<std::string> edited = coroutine_body(a, f, body, names, left, reason);
+  if (!edited) return refuse(reason);
+  const std::string& text = *edited;
 
   // ---- the signature ----
   auto params_of = [&](const FunctionDecl* d, bool defaults) -> std::optional<std::string> {
@@ -472,20 +532,7 @@ void port_check::register_point(analysis&, const InitListExpr* forms,
   if (it == names.end()) return;
   const std::string coro = it->second;
 
-  // The point's name: the string its constructor is given.
-  std::string point = "(unnamed)";
-  DynTypedNodeList first_parents = ctx_->getParents(*syntactic);
-  if (first_parents.empty()) first_parents = ctx_->getParents(*forms);
-  for (DynTypedNodeList p = first_parents; !p.empty(); p = ctx_->getParents(p[0])) {
-    const auto* construct = p[0].get<CXXConstructExpr>();
-    if (construct) {
-      if (construct->getNumArgs() >= 2)
-        if (const auto* s = dyn_cast<StringLiteral>(skip_implicit(construct->getArg(1))))
-          point = s->getString().str();
-      break;
-    }
-    if (!p[0].get<Expr>()) break;
-  }
+  const std::string point = point_name_of(*ctx_, forms);
   const SourceLocation where = legacy->getBeginLoc();
   if (has_ported) {
     diag(where, "not registered '%0' with migration point '%1': the point has a ported form already") << coro << point;
@@ -530,6 +577,140 @@ void port_check::register_point(analysis&, const InitListExpr* forms,
   auto d = diag(where, "registered '%0' as the ported form of migration point '%1'");
   d << coro << point;
   d << FixItHint::CreateInsertion(after, ",\n" + std::string(column > 0 ? column - 1 : 0, ' ') + ".ported = " + ported);
+}
+
+}  // namespace coport::tidy
+
+namespace coport::tidy {
+
+std::optional<std::string> port_check::port_lambda(analysis& a, const LambdaExpr* l,
+                                                   const std::map<const FunctionDecl*, std::string>& names,
+                                                   std::vector<std::string>& left, std::string& reason) {
+  const CXXMethodDecl* op = l->getCallOperator();
+  const rewriter rw(*ctx_);
+  if (op->getDescribedFunctionTemplate()) {
+    reason = "its legacy form is a generic lambda: port it by hand";
+    return std::nullopt;
+  }
+  const QualType ret = op->getReturnType();
+  if (ret->isReferenceType()) {
+    reason = "its legacy form returns a reference";
+    return std::nullopt;
+  }
+  const auto* body = dyn_cast_or_null<CompoundStmt>(op->getBody());
+  if (!body || !rw.plain(l->getSourceRange())) {
+    reason = "its legacy form is written with a macro";
+    return std::nullopt;
+  }
+  auto edited = coroutine_body(a, op, body, names, left, reason);
+  if (!edited) return std::nullopt;
+  PrintingPolicy pp = ctx_->getPrintingPolicy();
+  pp.SuppressTagKeyword = true;
+  pp.FullyQualifiedName = true;
+  pp.SuppressScope = false;
+  const std::string awaitable = "boost::asio::awaitable<" + ret.getAsString(pp) + ">";
+  const SourceManager& sm = ctx_->getSourceManager();
+  std::string head = Lexer::getSourceText(CharSourceRange::getCharRange(l->getBeginLoc(), body->getBeginLoc()), sm,
+                                          ctx_->getLangOpts())
+                         .str();
+  if (l->hasExplicitResultType()) {
+    const SourceRange written = op->getReturnTypeSourceRange();
+    if (!rw.plain(written)) {
+      reason = "its legacy form's return type is written with a macro";
+      return std::nullopt;
+    }
+    const unsigned b = sm.getFileOffset(written.getBegin()) - sm.getFileOffset(l->getBeginLoc());
+    const unsigned e = sm.getFileOffset(Lexer::getLocForEndOfToken(written.getEnd(), 0, sm, ctx_->getLangOpts())) -
+                       sm.getFileOffset(l->getBeginLoc());
+    head.replace(b, e - b, awaitable);
+  } else {
+    while (!head.empty() && (head.back() == ' ' || head.back() == '\n')) head.pop_back();
+    head += " -> " + awaitable + " ";
+  }
+  return head + *edited;
+}
+
+void port_check::report_lambda(const std::string& point, SourceLocation where, const std::optional<std::string>& ported,
+                               const std::vector<std::string>& left, const std::string& reason,
+                               const std::optional<FixItHint>& fix) {
+  const std::string legacy = point + " [legacy]", coro = point + " [ported]";
+  if (!ported) {
+    diag(where, "not ported '%0': %1") << legacy << reason;
+    return;
+  }
+  std::string message = "ported '" + legacy + "' as '" + coro + "'";
+  if (!left.empty()) {
+    message += ", with " + std::to_string(left.size()) + " call(s) left in run_in_fiber: ";
+    for (std::size_t i = 0; i < left.size(); ++i) message += (i ? ", " : "") + left[i];
+  }
+  diag(where, "%0") << message;
+  auto d = diag(where, "registered '%0' as the ported form of migration point '%1'");
+  d << coro << point;
+  if (fix) d << *fix;
+}
+
+void port_check::port_point(analysis& a, const InitListExpr* forms, const std::string& point,
+                            const std::map<const FunctionDecl*, std::string>& names) {
+  const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
+  const DesignatedInitExpr* legacy = nullptr;
+  bool has_ported = false;
+  for (const Expr* init : syntactic->inits()) {
+    const auto* d = dyn_cast_or_null<DesignatedInitExpr>(init);
+    if (!d || d->size() != 1 || !d->getDesignator(0)->isFieldDesignator() || !d->getDesignator(0)->getFieldName())
+      continue;
+    if (d->getDesignator(0)->getFieldName()->getName() == "legacy") legacy = d;
+    if (d->getDesignator(0)->getFieldName()->getName() == "ported") has_ported = true;
+  }
+  const SourceLocation where = legacy ? legacy->getBeginLoc() : syntactic->getBeginLoc();
+  std::vector<std::string> left;
+  std::string reason;
+  std::optional<std::string> ported;
+  const auto* lambda = legacy ? dyn_cast<LambdaExpr>(skip_implicit(legacy->getInit())) : nullptr;
+  if (!legacy) reason = "it has no legacy form written as `.legacy = ...`";
+  else if (has_ported) reason = "it has a ported form already";
+  else if (!lambda) reason = "its legacy form is not a lambda: port the function it names with --function";
+  else ported = port_lambda(a, lambda, names, left, reason);
+  std::optional<FixItHint> fix;
+  if (ported) {
+    const SourceManager& sm = ctx_->getSourceManager();
+    const unsigned column = sm.getExpansionColumnNumber(where);
+    fix = FixItHint::CreateInsertion(Lexer::getLocForEndOfToken(legacy->getEndLoc(), 0, sm, ctx_->getLangOpts()),
+                                     ",\n" + std::string(column > 0 ? column - 1 : 0, ' ') + ".ported = " + *ported);
+  }
+  report_lambda(point, where, ported, left, reason, fix);
+}
+
+void port_check::port_method(analysis& a, const CXXMemberCallExpr* add, const std::string& point,
+                             const std::map<const FunctionDecl*, std::string>& names) {
+  const rewriter rw(*ctx_);
+  const SourceManager& sm = ctx_->getSourceManager();
+  const LangOptions& lo = ctx_->getLangOpts();
+  const auto* lambda = dyn_cast<LambdaExpr>(skip_implicit(add->getArg(2)));
+  const SourceLocation where = add->getArg(0)->getBeginLoc();
+  std::vector<std::string> left;
+  std::string reason;
+  std::optional<std::string> ported;
+  if (!lambda) reason = "its form is not a lambda: port the function it names with --function";
+  else if (analysis::is_coroutine(lambda->getCallOperator())) return;  // the ported form's registration
+  else ported = port_lambda(a, lambda, names, left, reason);
+  std::optional<FixItHint> fix;
+  if (ported) {
+    // The same registration again, with the coroutine form, after the
+    // statement that registers the legacy form.
+    const std::string head =
+        Lexer::getSourceText(CharSourceRange::getCharRange(add->getBeginLoc(), add->getArg(2)->getBeginLoc()), sm, lo)
+            .str();
+    const SourceLocation semi = Lexer::findLocationAfterToken(add->getEndLoc(), tok::semi, sm, lo, false);
+    if (head.empty() || semi.isInvalid() || !rw.plain(add->getSourceRange())) {
+      ported.reset();
+      reason = "its registration is written with a macro, or is not a statement of its own";
+    } else {
+      const unsigned column = sm.getExpansionColumnNumber(add->getBeginLoc());
+      fix = FixItHint::CreateInsertion(semi, "\n" + std::string(column > 0 ? column - 1 : 0, ' ') + head + *ported +
+                                                 ");");
+    }
+  }
+  report_lambda(point, where, ported, left, reason, fix);
 }
 
 }  // namespace coport::tidy

@@ -8,12 +8,18 @@
 //                    parts of a qualified name: `incr_fiber`, `store::get`)
 //   CoroutineForms   `;`-separated `legacy=coroutine` pairs of qualified
 //                    names whose coroutine forms exist already
+//   Points           `;`-separated names of migration points (and RPC
+//                    methods) whose legacy form, a lambda, is to be ported:
+//                    `migration::point` constructed with `.legacy = [..]{..}`
+//                    and no ported form, or `endpoint::add("name", params,
+//                    [..]{..})` with a plain lambda
 //   FiberBlockingFunctions, ProgramFacts: as for the other coport-* checks
 //
 // One warning per function named, at its name:
 //   ported 'F' as 'G'
 //   ported 'F' as 'G', with N call(s) left in run_in_fiber: Q1, Q2
 //   not ported 'F': REASON
+// (for a point's lambda, F is 'P [legacy]' and G 'P [ported]')
 // and one per migration point whose legacy form calls a ported function:
 //   registered 'G' as the ported form of migration point 'P'
 //   not registered 'G' with migration point 'P': REASON
@@ -23,6 +29,7 @@
 #include "checks.hpp"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,11 +51,32 @@ class port_check : public check_base {
   struct ported;
   bool wanted(const clang::FunctionDecl* f) const;
   void port(analysis& a, const clang::FunctionDecl* f, std::map<const clang::FunctionDecl*, std::string>& names);
+  /// `f`'s body as its coroutine form's: the calls rewritten, `return`
+  /// made `co_return`; nothing, with `reason`, when it cannot be.
+  std::optional<std::string> coroutine_body(analysis& a, const clang::FunctionDecl* f, const clang::CompoundStmt* body,
+                                            const std::map<const clang::FunctionDecl*, std::string>& names,
+                                            std::vector<std::string>& left, std::string& reason);
   void register_point(analysis& a, const clang::InitListExpr* forms,
                       const std::map<const clang::FunctionDecl*, std::string>& names);
 
+  /// A point's legacy lambda as a coroutine lambda, or nothing with
+  /// `reason`.
+  std::optional<std::string> port_lambda(analysis& a, const clang::LambdaExpr* l,
+                                         const std::map<const clang::FunctionDecl*, std::string>& names,
+                                         std::vector<std::string>& left, std::string& reason);
+  void port_point(analysis& a, const clang::InitListExpr* forms, const std::string& point,
+                  const std::map<const clang::FunctionDecl*, std::string>& names);
+  void port_method(analysis& a, const clang::CXXMemberCallExpr* add, const std::string& point,
+                   const std::map<const clang::FunctionDecl*, std::string>& names);
+  void report_lambda(const std::string& point, clang::SourceLocation where, const std::optional<std::string>& ported,
+                     const std::vector<std::string>& left, const std::string& reason,
+                     const std::optional<clang::FixItHint>& fix);
+
   std::string functions_text_;
   std::string forms_text_;
+  std::string points_text_;
+  std::vector<std::string> point_names_;
+  std::vector<const clang::CXXMemberCallExpr*> methods_;
   std::vector<std::string> functions_;
   std::map<std::string, std::string> forms_;
   clang::ASTContext* ctx_ = nullptr;
