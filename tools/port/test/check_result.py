@@ -2,7 +2,10 @@
 """Checks what coport-port wrote in its --json report (coport-port/1).
 
     check_result.py REPORT.json [--ported LEGACY=COROUTINE]... [--registered POINT]...
-                    [--left LEGACY=CALL]... [--refused LEGACY=REASON-TEXT]...
+                    [--left LEGACY=CALL]... [--refused LEGACY=REASON-TEXT]... [-- COMMAND...]
+
+With a COMMAND (coport-port ... --json REPORT.json ...), it runs it first,
+which must exit with 0.
 
 --ported: LEGACY (a name the report's function ends with) was ported fully
 as COROUTINE; --left: ported, with CALL left in run_in_fiber; --refused: not
@@ -12,6 +15,7 @@ registration by --registered: a result nobody expected fails too.
 """
 import argparse
 import json
+import subprocess
 import sys
 
 
@@ -32,7 +36,15 @@ def main():
     ap.add_argument("--left", action="append", default=[])
     ap.add_argument("--refused", action="append", default=[])
     ap.add_argument("--registered", action="append", default=[])
-    opts = ap.parse_args()
+    argv = sys.argv[1:]
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    opts = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if command:
+        p = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        print(p.stdout, end="")
+        if p.returncode != 0:
+            print(f"FAIL {command[0]} exited with status {p.returncode}")
+            return 1
     with open(opts.report, encoding="utf-8") as f:
         report = json.load(f)
     problems = []

@@ -131,8 +131,34 @@ std::string point_name_of(ASTContext& ctx, const InitListExpr* forms) {
 struct site {
   unsigned begin = 0, end = 0;
   std::vector<edit> edits;
-  bool wraps = false;  // run_in_fiber around the call: inner sites go with it
+  std::vector<edit> hoists;  // declarations inserted before the statement: they come first
+  bool wraps = false;        // run_in_fiber around the call: inner sites go with it
 };
+
+// A temporary that g++ 12's coroutine lowering destroys twice when it is
+// written inside a co_await expression: an aggregate with a destructor
+// (`f(sample{"cpu", 2.5})`), or a lambda whose by-copy captures own
+// something.
+bool doubly_destroyed(const Expr* arg) {
+  const Expr* e = arg;
+  while (true) {
+    e = e->IgnoreParenImpCasts();
+    if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr();
+    else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr();
+    else if (auto* f = dyn_cast<CXXFunctionalCastExpr>(e)) e = f->getSubExpr();
+    else break;
+  }
+  auto owns = [](QualType t) {
+    const CXXRecordDecl* r = t->getAsCXXRecordDecl();
+    return r && r->hasDefinition() && !r->hasTrivialDestructor();
+  };
+  if (const auto* l = dyn_cast<InitListExpr>(e)) return owns(l->getType());
+  if (const auto* l = dyn_cast<LambdaExpr>(e)) {
+    for (const LambdaCapture& c : l->captures())
+      if (c.getCaptureKind() == LCK_ByCopy && c.capturesVariable() && owns(c.getCapturedVar()->getType())) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -269,6 +295,59 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
     sites.push_back(std::move(s));
   };
   std::string problem;
+  unsigned named = 0;
+  // What g++ 12 gets wrong around a co_await (migration_guide.md): a
+  // temporary argument it destroys twice is named in a declaration before
+  // the statement; a conditional operator whose class-type result holds a
+  // co_await is not written at all.
+  auto g12_safe = [&](const CallExpr* call, site& s) -> bool {
+    const Expr* child = call;
+    const Stmt* statement = nullptr;
+    bool plain_statement = true;
+    for (DynTypedNodeList p = ctx_->getParents(*call); !p.empty(); p = ctx_->getParents(p[0])) {
+      if (const auto* cond = p[0].get<AbstractConditionalOperator>()) {
+        if (cond->getType()->isRecordType() && cond->getCond() != child) {
+          problem = "at line " + line_of(call->getBeginLoc()) +
+                    ", a conditional operator would hold a co_await and give a class: g++ 12 destroys such a "
+                    "result once too often; write it as if/else, then port it";
+          return false;
+        }
+      }
+      if (const auto* e = p[0].get<Expr>()) {
+        child = e;
+        continue;
+      }
+      const Stmt* st = p[0].get<Stmt>();
+      const Decl* d = p[0].get<Decl>();
+      if (d && isa<VarDecl>(d)) continue;  // the initializer of a declaration
+      if (st && (isa<DeclStmt>(st) || isa<ReturnStmt>(st) || isa<CoreturnStmt>(st))) {
+        const DynTypedNodeList up = ctx_->getParents(*st);
+        if (!up.empty() && up[0].get<CompoundStmt>()) statement = st;
+        else plain_statement = false;
+        break;
+      }
+      if (st && !isa<CompoundStmt>(st)) plain_statement = false;
+      if (st && isa<CompoundStmt>(st)) statement = dyn_cast<Stmt>(child);
+      break;
+    }
+    for (const Expr* arg : call->arguments()) {
+      if (!doubly_destroyed(arg)) continue;
+      const std::string text = rw.text(arg->getSourceRange());
+      if (!statement || !plain_statement || text.empty()) {
+        problem = "at line " + line_of(arg->getBeginLoc()) +
+                  ", a temporary that g++ 12 destroys twice in a co_await is written inside a condition or a loop "
+                  "header: name it first, then port it";
+        return false;
+      }
+      const std::string name = "coport_port_arg" + std::to_string(++named);
+      const unsigned column = sm.getExpansionColumnNumber(statement->getBeginLoc());
+      s.hoists.push_back({CharSourceRange::getCharRange(statement->getBeginLoc(), statement->getBeginLoc()),
+                          "auto " + name + " = " + text + ";  // named: g++ 12 destroys it twice in a co_await\n" +
+                              std::string(column > 0 ? column - 1 : 0, ' ')});
+      s.edits.push_back({rw.chars(arg->getSourceRange()), "std::move(" + name + ")"});
+    }
+    return true;
+  };
   for (const call_site& c : a.calls_of(f)) {
     if (!c.expr || !c.callee || !problem.empty()) continue;
     const auto* call = dyn_cast<CallExpr>(c.expr);
@@ -292,6 +371,7 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
       std::vector<edit> edits = rw.await_edits(call);
       edits.push_back({CharSourceRange::getTokenRange(name_loc, name_loc), form});
       add_site(call->getSourceRange(), std::move(edits), false);
+      if (!g12_safe(call, sites.back())) continue;
       continue;
     }
     std::optional<leaf> l = a.leaf_of(c);
@@ -305,12 +385,17 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
     }
     if (auto fix = rw.certain(c)) {
       add_site(fix->covers, fix->edits, false);
+      if (call) g12_safe(call, sites.back());
       continue;
     }
     if (!call) {
-      problem = "it constructs '" + port_name(c.callee) + "' at line " + line_of(c.loc) +
-                ", which blocks fibers (" + (l ? l->text() : ch->text(port_name(c.callee))) +
-                "): a lock over a Boost.Fiber mutex cannot move to a coroutine; make it a bridge::mutex first";
+      const std::string type = c.expr->getType().getAsString(ctx_->getPrintingPolicy());
+      if (what.rfind("boost::fibers::", 0) == 0 && what.find("mutex::") != std::string::npos)
+        problem = "it locks a Boost.Fiber mutex at line " + line_of(c.loc) + " ('" + type +
+                  "'): that mutex belongs to the fiber that locks it; make it a bridge::mutex first";
+      else
+        problem = "it constructs '" + type + "' at line " + line_of(c.loc) + ", which blocks fibers (" +
+                  (l ? l->text() : ch->text(port_name(c.callee))) + "): port that by hand";
       continue;
     }
     if (l && (what.rfind("boost::fibers::mutex", 0) == 0 || what.rfind("boost::fibers::timed_mutex", 0) == 0 ||
@@ -360,28 +445,38 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
     kept.push_back(&s);
   }
   const unsigned body_begin = offset(body->getBeginLoc());
-  std::vector<std::pair<std::pair<unsigned, unsigned>, std::string>> flat;
-  for (const site* s : kept)
+  struct flat_edit {
+    unsigned begin, end;
+    std::string text;
+    bool hoist;
+  };
+  std::vector<flat_edit> flat;
+  for (const site* s : kept) {
+    for (const edit& e : s->hoists) flat.push_back({offset(e.range.getBegin()), offset(e.range.getBegin()), e.text, true});
     for (const edit& e : s->edits) {
       if (sm.getFileID(e.range.getBegin()) != file) return fail("a call is written in another file than the body");
-      flat.push_back({{offset(e.range.getBegin()), end_offset(e.range)}, e.text});
+      flat.push_back({offset(e.range.getBegin()), end_offset(e.range), e.text, false});
     }
-  std::stable_sort(flat.begin(), flat.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  }
+  // Declarations first where several edits start at one place.
+  std::stable_sort(flat.begin(), flat.end(), [](const flat_edit& x, const flat_edit& y) {
+    return x.begin != y.begin ? x.begin < y.begin : x.hoist != y.hoist ? x.hoist : x.end < y.end;
+  });
   for (std::size_t i = 1; i < flat.size(); ++i) {
-    const auto& prev = flat[i - 1].first;
-    const auto& cur = flat[i].first;
-    const bool both_insert = prev.first == prev.second && cur.first == cur.second && prev.first == cur.first;
-    if (cur.first < prev.second || both_insert)
+    const flat_edit& prev = flat[i - 1];
+    const flat_edit& cur = flat[i];
+    const bool both_insert = prev.begin == prev.end && cur.begin == cur.end && prev.begin == cur.begin;
+    if (cur.begin < prev.end || (both_insert && !prev.hoist))
       return fail("two calls that need rewriting overlap at line " +
-                    std::to_string(sm.getLineNumber(file, cur.first)) + ": port that expression by hand");
+                  std::to_string(sm.getLineNumber(file, cur.begin)) + ": port that expression by hand");
   }
 
   // Apply the edits to the body's text, from the last one back.
   std::string text = rw.text(body->getSourceRange());
   for (auto it = flat.rbegin(); it != flat.rend(); ++it) {
-    const unsigned b = it->first.first - body_begin, e = it->first.second - body_begin;
+    const unsigned b = it->begin - body_begin, e = it->end - body_begin;
     if (b > text.size() || e > text.size() || e < b) return fail("internal: an edit falls outside the body");
-    text.replace(b, e - b, it->second);
+    text.replace(b, e - b, it->text);
   }
 
   return text;

@@ -234,11 +234,13 @@ std::optional<rewrite> rewriter::marked_rewrite(const call_site& c) const {
   if (name == "coport::bridge::event::wait" && n == 0) member = "async_wait", token = use_awaitable;
   else if (name == "coport::bridge::channel::push" && n == 1) member = "async_push", token = std::string(", ") + use_awaitable;
   else if (name == "coport::bridge::channel::pop" && n == 0) member = "async_pop", token = use_awaitable;
+  else if (name == "coport::migration::point::call") member = "async_call";
   else return std::nullopt;
   rewrite r;
   r.edits = wrap;
   r.edits.push_back({CharSourceRange::getTokenRange(me->getMemberLoc(), me->getMemberLoc()), member});
-  r.edits.push_back({CharSourceRange::getCharRange(call->getRParenLoc(), call->getRParenLoc()), token});
+  if (!token.empty())
+    r.edits.push_back({CharSourceRange::getCharRange(call->getRParenLoc(), call->getRParenLoc()), token});
   r.covers = call->getSourceRange();
   return r;
 }
