@@ -1,0 +1,35 @@
+# coport-port-demo-proof: the coroutine forms coport-port writes for the
+# demo's legacy code (legacy_storage::add and ::samples, the RPC methods'
+# legacy forms of release 1), served under the demo's traffic with every
+# read method in shadow and then every method ported (demo_proof.cpp).
+#
+# COPORT_PORT_DEMO_DIR: a directory holding the ported metering.cpp and
+# metering.hpp, and copies of examples/demo/traffic.cpp and traffic.hpp. It
+# comes first on the include path, so that "metering.hpp" and "traffic.hpp"
+# are the ported ones; examples/demo comes after it for rest.hpp, which
+# traffic.cpp includes (its HTTP client is not used: see demo_proof.cpp).
+if(NOT COPORT_PORT_DEMO_DIR)
+  message(FATAL_ERROR "demo_proof.cmake needs COPORT_PORT_DEMO_DIR")
+endif()
+if(NOT TARGET coport_example_cli)
+  include(${PROJECT_SOURCE_DIR}/examples/cli.cmake)  # CLI11, as coport-demo's command line
+endif()
+
+add_executable(coport-port-demo-proof
+  ${COPORT_PORT_DEMO_DIR}/metering.cpp ${COPORT_PORT_DEMO_DIR}/traffic.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/demo_proof.cpp)
+target_include_directories(coport-port-demo-proof BEFORE PRIVATE
+  ${COPORT_PORT_DEMO_DIR} ${PROJECT_SOURCE_DIR}/examples/demo)
+# What coport-demo links (examples/demo/CMakeLists.txt), but coport::rabbit:
+# the proof runs over memory:// only.
+target_link_libraries(coport-port-demo-proof PRIVATE coport::fiber_executor coport::coro_executor coport::bridge
+  ${COPORT_SPDLOG} coport_example_cli)
+if(TARGET coport::admin)
+  target_link_libraries(coport-port-demo-proof PRIVATE coport::admin)
+endif()
+coport_warnings(coport-port-demo-proof)
+
+if(COPORT_BUILD_TESTS)
+  add_test(NAME port_demo_proof COMMAND coport-port-demo-proof)
+  set_tests_properties(port_demo_proof PROPERTIES LABELS tidy TIMEOUT 300)
+endif()
