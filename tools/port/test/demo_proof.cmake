@@ -4,10 +4,10 @@
 # read method in shadow and then every method ported (demo_proof.cpp).
 #
 # COPORT_PORT_DEMO_DIR: a directory holding the ported metering.cpp and
-# metering.hpp, and copies of examples/demo/traffic.cpp and traffic.hpp. It
-# comes first on the include path, so that "metering.hpp" and "traffic.hpp"
-# are the ported ones; examples/demo comes after it for rest.hpp, which
-# traffic.cpp includes (its HTTP client is not used: see demo_proof.cpp).
+# metering.hpp, and copies of examples/demo's traffic.cpp, traffic.hpp,
+# rest.cpp and rest.hpp, so that each of them includes the ported
+# metering.hpp (traffic.cpp needs rest.cpp's HTTP client, which the proof
+# does not use: it sends no REST queries).
 if(NOT COPORT_PORT_DEMO_DIR)
   message(FATAL_ERROR "demo_proof.cmake needs COPORT_PORT_DEMO_DIR")
 endif()
@@ -16,10 +16,9 @@ if(NOT TARGET coport_example_cli)
 endif()
 
 add_executable(coport-port-demo-proof
-  ${COPORT_PORT_DEMO_DIR}/metering.cpp ${COPORT_PORT_DEMO_DIR}/traffic.cpp
+  ${COPORT_PORT_DEMO_DIR}/metering.cpp ${COPORT_PORT_DEMO_DIR}/traffic.cpp ${COPORT_PORT_DEMO_DIR}/rest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/demo_proof.cpp)
-target_include_directories(coport-port-demo-proof BEFORE PRIVATE
-  ${COPORT_PORT_DEMO_DIR} ${PROJECT_SOURCE_DIR}/examples/demo)
+target_include_directories(coport-port-demo-proof BEFORE PRIVATE ${COPORT_PORT_DEMO_DIR})
 # What coport-demo links (examples/demo/CMakeLists.txt), but coport::rabbit:
 # the proof runs over memory:// only.
 target_link_libraries(coport-port-demo-proof PRIVATE coport::fiber_executor coport::coro_executor coport::bridge

@@ -54,27 +54,6 @@ namespace bridge = coport::bridge;
 namespace msg = coport::messaging;
 namespace mig = coport::migration;
 
-// traffic.cpp's REST client (driver::rest_client) is linked but never runs:
-// the proof sends no REST queries, so the HTTP client of rest.cpp (and
-// Beast) is left out and these refuse every use.
-namespace metering {
-struct http_connection::impl {};
-http_connection::http_connection(asio::any_io_executor) {}
-http_connection::~http_connection() = default;
-asio::awaitable<void> http_connection::connect(std::uint16_t) {
-  throw std::logic_error("coport-port-demo-proof sends no REST queries");
-  co_return;
-}
-asio::awaitable<http_reply> http_connection::get(std::string) { co_return co_await send_raw({}); }
-asio::awaitable<http_reply> http_connection::send_raw(std::string) {
-  throw std::logic_error("coport-port-demo-proof sends no REST queries");
-  co_return http_reply{};
-}
-asio::awaitable<bool> http_connection::closed_by_server() { co_return true; }
-bool http_connection::is_open() const noexcept { return false; }
-void http_connection::close() noexcept {}
-}  // namespace metering
-
 namespace {
 
 constexpr unsigned record_canary = 50;  // percent of the writes served by the ported form
