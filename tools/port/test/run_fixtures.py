@@ -57,6 +57,7 @@ def compile_args(opts):
     return ["-std=c++20",
             "-I", os.path.join(src, "bridge", "include"),
             "-I", os.path.join(src, "migration", "include"),
+            "-I", os.path.join(src, "messaging", "include"),
             "-DCOPORT_BRIDGE_FIBERS=1",
             "-I", fiber_asio_example_dir(opts.fiber_examples)]
 

@@ -699,11 +699,16 @@ std::optional<std::string> port_check::port_lambda(analysis& a, const LambdaExpr
   }
   auto edited = coroutine_body(a, op, body, names, left, reason);
   if (!edited) return std::nullopt;
+  // The result type as its sugar spells it (the coroutine lambda is
+  // written where the legacy one is), but a class's member typedef
+  // (std::string::size_type), which only its class can name, as what it
+  // names.
+  QualType result = ret;
+  if (const auto* td = result->getAs<TypedefType>(); td && isa<RecordDecl>(td->getDecl()->getDeclContext()))
+    result = result.getCanonicalType();
   PrintingPolicy pp = ctx_->getPrintingPolicy();
   pp.SuppressTagKeyword = true;
-  pp.FullyQualifiedName = true;
-  pp.SuppressScope = false;
-  const std::string awaitable = "boost::asio::awaitable<" + ret.getAsString(pp) + ">";
+  const std::string awaitable = "boost::asio::awaitable<" + result.getAsString(pp) + ">";
   const SourceManager& sm = ctx_->getSourceManager();
   std::string head = Lexer::getSourceText(CharSourceRange::getCharRange(l->getBeginLoc(), body->getBeginLoc()), sm,
                                           ctx_->getLangOpts())
