@@ -13,6 +13,17 @@ that is `}`). Some names give the other results:
   pointed   also registered with migration point 'fx.pointed'
   unpointed also not registered with migration point 'fx.unpointed'
 
+For each name P of the option coport-port.Points it looks for the point
+made as `"P",` followed by `{.legacy = [..](..) { .. }}` (on one line) and
+ports the lambda as the check would: warnings `ported 'P [legacy]' as
+'P [ported]'` and `registered 'P [ported]' as the ported form of migration
+point 'P'`, the latter with the insertion of `,\n .ported = LAMBDA` (the
+legacy lambda with its `X_fiber(` calls made `X_coroutine(`, aligned under
+`.legacy`) right after the legacy lambda. By the point's last part:
+
+  blocked   not ported 'P [legacy]': REASON (no fix, no registration)
+  mixed     ported with 1 call(s) left in run_in_fiber
+
 A source named bad.cpp does not compile. FAKE_PORT_MODE=conflict makes the
 inserted text depend on the unit (two units porting one header's function
 then conflict); FAKE_PORT_MODE=crash crashes; FAKE_PORT_MODE=nocheck: the
@@ -70,6 +81,22 @@ for inc in re.findall(rb'#include "([^"]+)"', read(source)):
     files.append(os.path.join(os.path.dirname(source), inc.decode()))
 
 diagnostics = []
+
+
+def emit(path, data, offset, messages):
+    """The warnings at byte OFFSET of PATH, as clang-tidy prints and exports them."""
+    line = data[:offset].count(b"\n") + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    for message, reps in messages:
+        print(f"{path}:{line}:{column}: warning: {message} [coport-port]")
+        print(data.decode().splitlines()[line - 1])
+        print(" " * (column - 1) + "^")
+        diagnostics.append({"DiagnosticName": "coport-port",
+                            "DiagnosticMessage": {"Message": message, "FilePath": path,
+                                                  "FileOffset": offset, "Replacements": reps},
+                            "Level": "Warning", "BuildDirectory": os.getcwd()})
+
+
 for name in [n for n in options["coport-port.Functions"].split(";") if n]:
     bare = name.split("::")[-1]
     for path in files:
@@ -77,7 +104,6 @@ for name in [n for n in options["coport-port.Functions"].split(";") if n]:
         m = re.search(rb"(?m)^(?:inline )?void " + re.escape(bare.encode()) + rb"\(", data)
         if not m:
             continue
-        line = data[:m.start()].count(b"\n") + 1
         end = data.index(b"\n}", m.end()) + 2
         qualified = "fx::" + bare
         form = qualified + "_coroutine"
@@ -100,14 +126,27 @@ for name in [n for n in options["coport-port.Functions"].split(";") if n]:
         if bare == "unpointed":
             messages.append((f"not registered '{form}' with migration point 'fx.unpointed': "
                              "the point has a ported form already", []))
-        for message, reps in messages:
-            print(f"{path}:{line}:6: warning: {message} [coport-port]")
-            print(data.decode().splitlines()[line - 1])
-            print("     ^")
-            diagnostics.append({"DiagnosticName": "coport-port",
-                                "DiagnosticMessage": {"Message": message, "FilePath": path,
-                                                      "FileOffset": m.start(), "Replacements": reps},
-                                "Level": "Warning", "BuildDirectory": os.getcwd()})
+        # the real check prints a function's results at its name (column 6 after `void `)
+        emit(path, data, m.start() + data[m.start():m.end()].index(b"void ") + 5, messages)
+
+for point in [n for n in options.get("coport-port.Points", "").split(";") if n]:
+    last = point.split(".")[-1]
+    for path in files:
+        data = read(path)
+        m = re.search(rb'"' + re.escape(point.encode()) + rb'",\s*\{(\.legacy = )(\[[^\n]*?\})\}', data)
+        if not m:
+            continue
+        legacy, coro = f"{point} [legacy]", f"{point} [ported]"
+        if last == "blocked":
+            messages = [(f"not ported '{legacy}': it calls 'fx::helper' through a function pointer", [])]
+        else:
+            indent = m.start(1) - (data.rfind(b"\n", 0, m.start(1)) + 1)
+            text = ",\n" + " " * indent + ".ported = " + m.group(2).decode().replace("_fiber(", "_coroutine(")
+            reps = [{"FilePath": path, "Offset": m.end(2), "Length": 0, "ReplacementText": text}]
+            left = ", with 1 call(s) left in run_in_fiber: fx::drain" if last == "mixed" else ""
+            messages = [(f"ported '{legacy}' as '{coro}'{left}", []),
+                        (f"registered '{coro}' as the ported form of migration point '{point}'", reps)]
+        emit(path, data, m.start(1), messages)
 
 if diagnostics:
     # clang-tidy's layout: a YAML document, strings quoted when they need it.
