@@ -790,8 +790,30 @@ void port_check::port_method(analysis& a, const CXXMemberCallExpr* add, const st
   std::vector<std::string> left;
   std::string reason;
   std::optional<std::string> ported;
+  // The function a registration is written in.
+  auto enclosing = [&](const Stmt* st) -> const Decl* {
+    for (DynTypedNodeList p = ctx_->getParents(*st); !p.empty(); p = ctx_->getParents(p[0]))
+      if (const auto* f = p[0].get<FunctionDecl>()) return f;
+    return nullptr;
+  };
+  // The same method registered with a coroutine form in the same function:
+  // it has its ported form (a second one would be refused by endpoint::add).
+  const CXXMemberCallExpr* other_ported = nullptr;
+  if (lambda && !analysis::is_coroutine(lambda->getCallOperator())) {
+    for (const CXXMemberCallExpr* other : methods_) {
+      if (other == add || other->getNumArgs() != 3) continue;
+      const auto* n = dyn_cast<StringLiteral>(skip_implicit(other->getArg(0)));
+      const auto* l = dyn_cast<LambdaExpr>(skip_implicit(other->getArg(2)));
+      if (n && n->getString() == point && l && analysis::is_coroutine(l->getCallOperator()) &&
+          enclosing(other) == enclosing(add))
+        other_ported = other;
+    }
+  }
   if (!lambda) reason = "its form is not a lambda: port the function it names with --function";
   else if (analysis::is_coroutine(lambda->getCallOperator())) return;  // the ported form's registration
+  else if (other_ported)
+    reason = "it has a ported form already (line " +
+             std::to_string(sm.getExpansionLineNumber(other_ported->getBeginLoc())) + ")";
   else ported = port_lambda(a, lambda, names, left, reason);
   std::optional<FixItHint> fix;
   if (ported) {
