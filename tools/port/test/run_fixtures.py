@@ -12,6 +12,9 @@ comments:
   // PORT-RESULT: ported 'fx::nap' as 'fx::nap_coroutine'
       a line coport-port must print on stderr (after its `FILE:LINE: `);
       one per directive.
+  // PORT-UNCHANGED
+      nothing may change (every function refused): there is no
+      NAME.expected.cpp, the result must equal NAME.cpp.
 
 and its expected result, NAME.expected.cpp: the whole file after porting.
 The runner copies NAME.cpp into a temporary directory, runs there
@@ -99,8 +102,10 @@ def check_fixture(opts, path):
     stem = name[:-len(".cpp")]
     expected_path = os.path.join(os.path.dirname(os.path.abspath(path)), stem + ".expected.cpp")
     port_args, results = [], []
+    unchanged = False
     with open(path, encoding="utf-8") as f:
         for line in f:
+            unchanged = unchanged or re.search(r"//\s*PORT-UNCHANGED\b", line) is not None
             m = DIRECTIVE_RE.search(line)
             if m and m.group(1) == "PORT-ARGS":
                 port_args += shlex.split(m.group(2))
@@ -127,7 +132,13 @@ def check_fixture(opts, path):
             with open(work, "rb") as f:
                 actual = f.read()
             # (a) the whole result, byte for byte
-            if opts.update:
+            if unchanged:
+                with open(path, "rb") as f:
+                    if f.read() != actual:
+                        failures.append("the file changed, but the fixture says PORT-UNCHANGED")
+                if os.path.exists(expected_path):
+                    failures.append(f"{os.path.basename(expected_path)} exists, but the fixture says PORT-UNCHANGED")
+            elif opts.update:
                 with open(expected_path, "wb") as f:
                     f.write(actual)
                 print(f"{name}: wrote {os.path.basename(expected_path)}")

@@ -19,14 +19,6 @@ using namespace clang::ast_matchers;
 
 namespace {
 
-std::vector<std::string> split_patterns(llvm::StringRef text) {
-  llvm::SmallVector<llvm::StringRef, 8> parts;
-  text.split(parts, ';', -1, false);
-  std::vector<std::string> out;
-  for (llvm::StringRef p : parts)
-    if (!p.trim().empty()) out.push_back(p.trim().str());
-  return out;
-}
 
 // A lambda's call operator and, for a generic lambda, its instantiations.
 std::vector<const FunctionDecl*> lambda_functions(const LambdaExpr* l) {
@@ -65,6 +57,15 @@ const char* const on_loop =
 
 // ---- check_base ----
 
+std::vector<std::string> split_list(llvm::StringRef text) {
+  llvm::SmallVector<llvm::StringRef, 8> parts;
+  text.split(parts, ';', -1, false);
+  std::vector<std::string> out;
+  for (llvm::StringRef p : parts)
+    if (!p.trim().empty()) out.push_back(p.trim().str());
+  return out;
+}
+
 void check_base::add_fixes(DiagnosticBuilder& d, const std::optional<rewrite>& fix) {
   if (!fix) return;
   for (const edit& e : fix->edits) d << FixItHint::CreateReplacement(e.range, e.text);
@@ -75,7 +76,7 @@ check_base::check_base(llvm::StringRef name, clang::tidy::ClangTidyContext* ctx)
       patterns_text_(Options.get("FiberBlockingFunctions", "").str()),
       program_facts_(Options.get("ProgramFacts", "").str()),
       name_(name.str()) {
-  for (const std::string& p : split_patterns(patterns_text_)) {
+  for (const std::string& p : split_list(patterns_text_)) {
     std::string error;
     if (!llvm::Regex(p).isValid(error))
       configurationDiag("invalid regular expression '%0' in %1.FiberBlockingFunctions: %2")
@@ -91,7 +92,7 @@ void check_base::storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) {
 analysis& check_base::analysis_for(ASTContext& ctx) {
   if (!analysis_ || ctx_ != &ctx) {
     options o;
-    for (const std::string& p : split_patterns(patterns_text_))
+    for (const std::string& p : split_list(patterns_text_))
       if (llvm::Regex(p).isValid()) o.blocking_patterns.push_back(p);
     o.program_facts = program_facts_;
     analysis_ = std::make_unique<analysis>(ctx, o);
@@ -332,7 +333,7 @@ void inventory_facts::registerMatchers(MatchFinder* finder) {
 void inventory_facts::check(const MatchFinder::MatchResult& r) {
   if (!analysis_ || ctx_ != r.Context) {
     options o;
-    for (const std::string& p : split_patterns(patterns_text_))
+    for (const std::string& p : split_list(patterns_text_))
       if (llvm::Regex(p).isValid()) o.blocking_patterns.push_back(p);
     analysis_ = std::make_unique<analysis>(*r.Context, o);
     ctx_ = r.Context;

@@ -13,6 +13,9 @@
 
 namespace coport::tidy {
 
+/// The `;`-separated items of an option, trimmed, empty ones dropped.
+std::vector<std::string> split_list(llvm::StringRef text);
+
 /// Shared by the checks: the options, the analysis of the current
 /// translation unit, the functions already looked at, and diagnostics
 /// already given (a template's pattern and each instantiation point at the

@@ -22,14 +22,6 @@ using namespace clang::ast_matchers;
 
 namespace {
 
-std::vector<std::string> split_list(llvm::StringRef text) {
-  llvm::SmallVector<llvm::StringRef, 8> parts;
-  text.split(parts, ';', -1, false);
-  std::vector<std::string> out;
-  for (llvm::StringRef p : parts)
-    if (!p.trim().empty()) out.push_back(p.trim().str());
-  return out;
-}
 
 bool ends_with_name(const std::string& qualified, const std::string& wanted) {
   if (qualified == wanted) return true;
@@ -57,19 +49,6 @@ std::string coroutine_name(const std::string& legacy) {
   return base + "_coroutine";
 }
 
-const Expr* skip_implicit(const Expr* e) {
-  while (true) {
-    e = e->IgnoreParenImpCasts();
-    if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr();
-    else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr();
-    else if (auto* w = dyn_cast<ExprWithCleanups>(e)) e = w->getSubExpr();
-    else if (auto* c = dyn_cast<CXXConstructExpr>(e);
-             c && c->getNumArgs() >= 1 && !isa<CXXTemporaryObjectExpr>(c) &&
-             std::all_of(c->arg_begin() + 1, c->arg_end(), [](const Expr* a) { return isa<CXXDefaultArgExpr>(a); }))
-      e = c->getArg(0);
-    else return e;
-  }
-}
 
 // The return statements of one body: not those of lambdas or local
 // classes defined in it.
@@ -110,6 +89,22 @@ bool taken_by_value(QualType t) {
   return false;
 }
 
+// What a point's forms are given as written: its `.legacy = ...`, and
+// whether it has a `.ported = ...`.
+std::pair<const DesignatedInitExpr*, bool> written_forms(const InitListExpr* forms) {
+  const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
+  const DesignatedInitExpr* legacy = nullptr;
+  bool has_ported = false;
+  for (const Expr* init : syntactic->inits()) {
+    const auto* d = dyn_cast_or_null<DesignatedInitExpr>(init);
+    if (!d || d->size() != 1 || !d->getDesignator(0)->isFieldDesignator() || !d->getDesignator(0)->getFieldName())
+      continue;
+    if (d->getDesignator(0)->getFieldName()->getName() == "legacy") legacy = d;
+    if (d->getDesignator(0)->getFieldName()->getName() == "ported") has_ported = true;
+  }
+  return {legacy, has_ported};
+}
+
 // The name of the migration point whose forms `forms` initializes: the
 // string its constructor is given.
 std::string point_name_of(ASTContext& ctx, const InitListExpr* forms) {
@@ -119,7 +114,7 @@ std::string point_name_of(ASTContext& ctx, const InitListExpr* forms) {
   for (DynTypedNodeList p = first; !p.empty(); p = ctx.getParents(p[0])) {
     if (const auto* construct = p[0].get<CXXConstructExpr>()) {
       if (construct->getNumArgs() >= 2)
-        if (const auto* s = dyn_cast<StringLiteral>(skip_implicit(construct->getArg(1)))) return s->getString().str();
+        if (const auto* s = dyn_cast<StringLiteral>(bare(construct->getArg(1)))) return s->getString().str();
       break;
     }
     if (!p[0].get<Expr>()) break;
@@ -256,7 +251,7 @@ void port_check::onEndOfTranslationUnit() {
   }
   for (const CXXMemberCallExpr* add : methods_) {
     if (add->getNumArgs() != 3) continue;
-    const auto* name = dyn_cast<StringLiteral>(skip_implicit(add->getArg(0)));
+    const auto* name = dyn_cast<StringLiteral>(bare(add->getArg(0)));
     if (name && wanted_point(name->getString().str())) port_method(a, add, name->getString().str(), names);
   }
 }
@@ -602,25 +597,15 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
 
 void port_check::register_point(analysis&, const InitListExpr* forms,
                                 const std::map<const FunctionDecl*, std::string>& names) {
-  const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
-  const DesignatedInitExpr* legacy = nullptr;
-  bool has_ported = false;
-  for (const Expr* init : syntactic->inits()) {
-    const auto* d = dyn_cast_or_null<DesignatedInitExpr>(init);
-    if (!d || d->size() != 1 || !d->getDesignator(0)->isFieldDesignator()) continue;
-    const IdentifierInfo* field = d->getDesignator(0)->getFieldName();
-    if (!field) continue;
-    if (field->getName() == "legacy") legacy = d;
-    if (field->getName() == "ported") has_ported = true;
-  }
+  const auto [legacy, has_ported] = written_forms(forms);
   if (!legacy) return;
-  const auto* lambda = dyn_cast<LambdaExpr>(skip_implicit(legacy->getInit()));
+  const auto* lambda = dyn_cast<LambdaExpr>(bare(legacy->getInit()));
   if (!lambda) return;
   const auto* body = dyn_cast_or_null<CompoundStmt>(lambda->getBody());
   if (!body || body->size() != 1) return;
   const auto* ret = dyn_cast<ReturnStmt>(body->body_front());
   if (!ret || !ret->getRetValue()) return;
-  const auto* call = dyn_cast<CallExpr>(skip_implicit(ret->getRetValue()));
+  const auto* call = dyn_cast<CallExpr>(bare(ret->getRetValue()));
   if (!call || !call->getDirectCallee()) return;
   const FunctionDecl* callee = call->getDirectCallee();
   auto it = names.find(callee->getCanonicalDecl());
@@ -641,7 +626,7 @@ void port_check::register_point(analysis&, const InitListExpr* forms,
     const std::string type_name = t.getNonReferenceType().getUnqualifiedType().getAsString();
     const bool view = type_name.find("basic_string_view") != std::string::npos ||
                       type_name.find("std::span") != std::string::npos;
-    const auto* ref = dyn_cast<DeclRefExpr>(skip_implicit(call->getArg(i)));
+    const auto* ref = dyn_cast<DeclRefExpr>(bare(call->getArg(i)));
     const bool own = ref && isa<ParmVarDecl>(ref->getDecl()) &&
                      ref->getDecl()->getDeclContext() == lambda->getCallOperator();
     if (own && ((t->isReferenceType() && !by_value) || view)) {
@@ -751,21 +736,12 @@ void port_check::report_lambda(const std::string& point, SourceLocation where, c
 
 void port_check::port_point(analysis& a, const InitListExpr* forms, const std::string& point,
                             const std::map<const FunctionDecl*, std::string>& names) {
-  const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
-  const DesignatedInitExpr* legacy = nullptr;
-  bool has_ported = false;
-  for (const Expr* init : syntactic->inits()) {
-    const auto* d = dyn_cast_or_null<DesignatedInitExpr>(init);
-    if (!d || d->size() != 1 || !d->getDesignator(0)->isFieldDesignator() || !d->getDesignator(0)->getFieldName())
-      continue;
-    if (d->getDesignator(0)->getFieldName()->getName() == "legacy") legacy = d;
-    if (d->getDesignator(0)->getFieldName()->getName() == "ported") has_ported = true;
-  }
-  const SourceLocation where = legacy ? legacy->getBeginLoc() : syntactic->getBeginLoc();
+  const auto [legacy, has_ported] = written_forms(forms);
+  const SourceLocation where = legacy ? legacy->getBeginLoc() : forms->getBeginLoc();
   std::vector<std::string> left;
   std::string reason;
   std::optional<std::string> ported;
-  const auto* lambda = legacy ? dyn_cast<LambdaExpr>(skip_implicit(legacy->getInit())) : nullptr;
+  const auto* lambda = legacy ? dyn_cast<LambdaExpr>(bare(legacy->getInit())) : nullptr;
   if (!legacy) reason = "it has no legacy form written as `.legacy = ...`";
   else if (has_ported) reason = "it has a ported form already";
   else if (!lambda) reason = "its legacy form is not a lambda: port the function it names with --function";
@@ -785,7 +761,7 @@ void port_check::port_method(analysis& a, const CXXMemberCallExpr* add, const st
   const rewriter rw(*ctx_);
   const SourceManager& sm = ctx_->getSourceManager();
   const LangOptions& lo = ctx_->getLangOpts();
-  const auto* lambda = dyn_cast<LambdaExpr>(skip_implicit(add->getArg(2)));
+  const auto* lambda = dyn_cast<LambdaExpr>(bare(add->getArg(2)));
   const SourceLocation where = add->getArg(0)->getBeginLoc();
   std::vector<std::string> left;
   std::string reason;
@@ -802,8 +778,8 @@ void port_check::port_method(analysis& a, const CXXMemberCallExpr* add, const st
   if (lambda && !analysis::is_coroutine(lambda->getCallOperator())) {
     for (const CXXMemberCallExpr* other : methods_) {
       if (other == add || other->getNumArgs() != 3) continue;
-      const auto* n = dyn_cast<StringLiteral>(skip_implicit(other->getArg(0)));
-      const auto* l = dyn_cast<LambdaExpr>(skip_implicit(other->getArg(2)));
+      const auto* n = dyn_cast<StringLiteral>(bare(other->getArg(0)));
+      const auto* l = dyn_cast<LambdaExpr>(bare(other->getArg(2)));
       if (n && n->getString() == point && l && analysis::is_coroutine(l->getCallOperator()) &&
           enclosing(other) == enclosing(add))
         other_ported = other;

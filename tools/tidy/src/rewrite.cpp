@@ -8,6 +8,8 @@
 #include <clang/Basic/SourceManager.h>
 #include <clang/Lex/Lexer.h>
 
+#include <algorithm>
+
 namespace coport::tidy {
 
 using namespace clang;
@@ -17,15 +19,6 @@ namespace {
 constexpr const char* use_awaitable = "boost::asio::use_awaitable";
 constexpr const char* this_executor = "co_await boost::asio::this_coro::executor";
 
-const Expr* skip_implicit(const Expr* e) {
-  while (true) {
-    e = e->IgnoreParenImpCasts();
-    if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr();
-    else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr();
-    else if (auto* w = dyn_cast<ExprWithCleanups>(e)) e = w->getSubExpr();
-    else return e;
-  }
-}
 
 // The record a type names, through references and pointers not.
 std::string record_name(QualType t) {
@@ -49,6 +42,20 @@ bool is_token_object(const Expr* e) {
 }
 
 }  // namespace
+
+const Expr* bare(const Expr* e) {
+  while (true) {
+    e = e->IgnoreParenImpCasts();
+    if (auto* m = dyn_cast<MaterializeTemporaryExpr>(e)) e = m->getSubExpr();
+    else if (auto* b = dyn_cast<CXXBindTemporaryExpr>(e)) e = b->getSubExpr();
+    else if (auto* w = dyn_cast<ExprWithCleanups>(e)) e = w->getSubExpr();
+    else if (auto* c = dyn_cast<CXXConstructExpr>(e);
+             c && c->getNumArgs() >= 1 && !isa<CXXTemporaryObjectExpr>(c) &&
+             std::all_of(c->arg_begin() + 1, c->arg_end(), [](const Expr* a) { return isa<CXXDefaultArgExpr>(a); }))
+      e = c->getArg(0);
+    else return e;
+  }
+}
 
 bool rewriter::plain(SourceRange r) const {
   const SourceManager& sm = ctx_.getSourceManager();
@@ -121,10 +128,10 @@ std::optional<rewrite> rewriter::token_rewrite(const call_site& c) const {
   if (!token) return std::nullopt;
   if (auto* parent = dyn_cast<CXXRecordDecl>(c.callee->getDeclContext()); parent && is_fiber_token(ctx_.getRecordType(parent)))
     return std::nullopt;  // the token's own members
-  const Expr* t = skip_implicit(token);
+  const Expr* t = bare(token);
   std::string replacement;
   if (auto* op = dyn_cast<CXXOperatorCallExpr>(t); op && op->getOperator() == OO_Subscript && op->getNumArgs() == 2) {
-    if (!is_token_object(skip_implicit(op->getArg(0)))) return std::nullopt;
+    if (!is_token_object(bare(op->getArg(0)))) return std::nullopt;
     const std::string ec = text(op->getArg(1)->getSourceRange());
     if (ec.empty()) return std::nullopt;
     replacement = std::string("boost::asio::redirect_error(") + use_awaitable + ", " + ec + ")";

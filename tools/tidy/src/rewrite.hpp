@@ -26,6 +26,11 @@
 
 namespace coport::tidy {
 
+/// `e` without the parentheses, implicit casts, temporaries and converting
+/// or copying constructions around what is written: the string literal in
+/// a `std::string` argument, the token object in a copied token.
+const clang::Expr* bare(const clang::Expr* e);
+
 /// Replaces `range` (a character range in one file) with `text`; an empty
 /// range inserts.
 struct edit {
