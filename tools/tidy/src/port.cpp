@@ -240,7 +240,17 @@ void port_check::onEndOfTranslationUnit() {
   // one calling another awaits the other's coroutine form.
   std::map<const FunctionDecl*, std::string> names;
   for (const FunctionDecl* f : found_) names[f->getCanonicalDecl()] = coroutine_name(f->getNameAsString());
-  for (const FunctionDecl* f : found_) port(a, f, names);
+  // A function that cannot be ported has no coroutine form for the others
+  // to await: drop it and look again, until every one left can be.
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const FunctionDecl* f : found_)
+      if (names.count(f->getCanonicalDecl()) && !port(a, f, names, /*emit=*/false)) {
+        names.erase(f->getCanonicalDecl());
+        changed = true;
+      }
+  }
+  for (const FunctionDecl* f : found_) port(a, f, names, /*emit=*/true);
   auto wanted_point = [&](const std::string& name) {
     return std::find(point_names_.begin(), point_names_.end(), name) != point_names_.end();
   };
@@ -366,7 +376,7 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
       std::vector<edit> edits = rw.await_edits(call);
       edits.push_back({CharSourceRange::getTokenRange(name_loc, name_loc), form});
       add_site(call->getSourceRange(), std::move(edits), false);
-      if (!g12_safe(call, sites.back())) continue;
+      g12_safe(call, sites.back());
       continue;
     }
     std::optional<leaf> l = a.leaf_of(c);
@@ -477,15 +487,16 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
   return text;
 }
 
-void port_check::port(analysis& a, const FunctionDecl* f, std::map<const FunctionDecl*, std::string>& names) {
+bool port_check::port(analysis& a, const FunctionDecl* f, const std::map<const FunctionDecl*, std::string>& names,
+                      bool emit) {
   const SourceManager& sm = ctx_->getSourceManager();
   const LangOptions& lo = ctx_->getLangOpts();
   const rewriter rw(*ctx_);
   const std::string legacy = port_name(f);
-  const std::string coro = names[f->getCanonicalDecl()];
+  const std::string coro = coroutine_name(f->getNameAsString());
   auto refuse = [&](const std::string& reason) {
-    names.erase(f->getCanonicalDecl());
-    diag(f->getLocation(), "not ported '%0': %1") << legacy << reason;
+    if (emit) diag(f->getLocation(), "not ported '%0': %1") << legacy << reason;
+    return false;
   };
 
   if (isa<CXXConstructorDecl>(f) || isa<CXXDestructorDecl>(f) || isa<CXXConversionDecl>(f) ||
@@ -570,6 +581,7 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
                            indent + prefix + awaitable + " " + qualifier + coro + "(" + *params + ")" + tail + " " +
                            text;
   const SourceLocation after = Lexer::getLocForEndOfToken(f->getEndLoc(), 0, sm, lo);
+  if (!emit) return true;
 
   auto d = diag(f->getLocation(), "%0");
   std::string message = "ported '" + legacy + "' as '" + coro + "'";
@@ -592,7 +604,7 @@ void port_check::port(analysis& a, const FunctionDecl* f, std::map<const Functio
                                                  decl_prefix + awaitable + " " + coro + "(" + *decl_params + ")" +
                                                  tail + ";");
     }
-  }
+  }  return true;
 }
 
 void port_check::register_point(analysis&, const InitListExpr* forms,

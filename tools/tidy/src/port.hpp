@@ -50,7 +50,10 @@ class port_check : public check_base {
  private:
   struct ported;
   bool wanted(const clang::FunctionDecl* f) const;
-  void port(analysis& a, const clang::FunctionDecl* f, std::map<const clang::FunctionDecl*, std::string>& names);
+  /// Writes `f`'s coroutine form (with `emit`; without, only says whether
+  /// it can be written), awaiting the coroutine forms `names` gives.
+  bool port(analysis& a, const clang::FunctionDecl* f, const std::map<const clang::FunctionDecl*, std::string>& names,
+            bool emit);
   /// `f`'s body as its coroutine form's: the calls rewritten, `return`
   /// made `co_return`; nothing, with `reason`, when it cannot be.
   std::optional<std::string> coroutine_body(analysis& a, const clang::FunctionDecl* f, const clang::CompoundStmt* body,
