@@ -25,8 +25,9 @@ packages=(
   # with --load; it is built against clang's and LLVM's headers and CMake files
   clang-tidy-16 libclang-16-dev llvm-16-dev
   # coport-port (tools/port) reads the fixes clang-tidy exports (YAML); its
-  # test applies the diff it prints with patch
-  python3-yaml patch
+  # tests apply the diff it prints with patch, and compile what it writes
+  # with clang++-16
+  python3-yaml patch clang-16
   # coport::admin's /metrics (prometheus-cpp's text serializer), and its
   # tests: a real Prometheus server scrapes coport-demo, headless Chromium
   # renders the dashboard and drives its policy form over the DevTools

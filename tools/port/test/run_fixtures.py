@@ -161,7 +161,8 @@ def check_fixture(opts, path):
                     failures.append(f"the result does not compile ({os.path.basename(clangxx)} -fsyntax-only):\n"
                                     + indented(out2 + err2))
             else:
-                print(f"{name}: no clang++-16 found; the result is compiled by clang-tidy only (step c)")
+                failures.append("no clang++-16 next to clang-tidy or on PATH to compile the result with "
+                                "(scripts/setup.sh installs clang-16)")
             # (c) what was written does not block fibers
             rc3, out3, err3 = run([opts.clang_tidy, "--load=" + opts.plugin, "--checks=-*," + BLOCKING_CHECK,
                                    "--quiet", work, "--"] + args, opts)
