@@ -89,20 +89,39 @@ bool taken_by_value(QualType t) {
   return false;
 }
 
-// What a point's forms are given as written: its `.legacy = ...`, and
-// whether it has a `.ported = ...`.
-std::pair<const DesignatedInitExpr*, bool> written_forms(const InitListExpr* forms) {
+// What a point's forms are given as written: its `.legacy = ...` and its
+// `.ported = ...`, if any.
+std::pair<const DesignatedInitExpr*, const DesignatedInitExpr*> written_forms(const InitListExpr* forms) {
   const InitListExpr* syntactic = forms->getSyntacticForm() ? forms->getSyntacticForm() : forms;
   const DesignatedInitExpr* legacy = nullptr;
-  bool has_ported = false;
+  const DesignatedInitExpr* ported = nullptr;
   for (const Expr* init : syntactic->inits()) {
     const auto* d = dyn_cast_or_null<DesignatedInitExpr>(init);
     if (!d || d->size() != 1 || !d->getDesignator(0)->isFieldDesignator() || !d->getDesignator(0)->getFieldName())
       continue;
     if (d->getDesignator(0)->getFieldName()->getName() == "legacy") legacy = d;
-    if (d->getDesignator(0)->getFieldName()->getName() == "ported") has_ported = true;
+    if (d->getDesignator(0)->getFieldName()->getName() == "ported") ported = d;
   }
-  return {legacy, has_ported};
+  return {legacy, ported};
+}
+
+// The function a form's lambda calls and hands back, when that is all its
+// body does: `[..](..) { return f(..); }`, `[..](..) -> awaitable<T> {
+// co_return co_await g(..); }`.
+const FunctionDecl* single_call(const DesignatedInitExpr* form) {
+  const auto* lambda = form ? dyn_cast<LambdaExpr>(bare(form->getInit())) : nullptr;
+  const Stmt* written = lambda ? lambda->getBody() : nullptr;
+  if (const auto* coro = dyn_cast_or_null<CoroutineBodyStmt>(written)) written = coro->getBody();
+  const auto* body = dyn_cast_or_null<CompoundStmt>(written);
+  if (!body || body->size() != 1) return nullptr;
+  const Expr* value = nullptr;
+  if (const auto* r = dyn_cast<ReturnStmt>(body->body_front())) value = r->getRetValue();
+  if (const auto* r = dyn_cast<CoreturnStmt>(body->body_front())) value = r->getOperand();
+  if (!value) return nullptr;
+  value = bare(value);
+  if (const auto* aw = dyn_cast<CoawaitExpr>(value)) value = bare(aw->getOperand());
+  const auto* call = dyn_cast<CallExpr>(value);
+  return call ? call->getDirectCallee() : nullptr;
 }
 
 // The name of the migration point whose forms `forms` initializes: the
@@ -240,6 +259,15 @@ void port_check::onEndOfTranslationUnit() {
   // one calling another awaits the other's coroutine form.
   std::map<const FunctionDecl*, std::string> names;
   for (const FunctionDecl* f : found_) names[f->getCanonicalDecl()] = coroutine_name(f->getNameAsString());
+  // The coroutine forms the program's migration points know: a point whose
+  // legacy form calls f and whose ported form calls g.
+  known_.clear();
+  for (const InitListExpr* forms : points_) {
+    const auto [legacy, ported] = written_forms(forms);
+    const FunctionDecl* f = single_call(legacy);
+    const FunctionDecl* g = single_call(ported);
+    if (f && g && analysis::is_coroutine(g)) known_[f->getCanonicalDecl()] = g->getNameAsString();
+  }
   // A function that cannot be ported has no coroutine form for the others
   // to await: drop it and look again, until every one left can be.
   for (bool changed = true; changed;) {
@@ -360,6 +388,7 @@ std::optional<std::string> port_check::coroutine_body(analysis& a, const Functio
     std::string form;
     if (auto it = names.find(c.callee->getCanonicalDecl()); it != names.end()) form = it->second;
     else if (auto it2 = forms_.find(port_name(c.callee)); it2 != forms_.end()) form = last_part(it2->second);
+    else if (auto it3 = known_.find(c.callee->getCanonicalDecl()); it3 != known_.end()) form = it3->second;
     if (!form.empty() && call && !isa<CXXOperatorCallExpr>(call)) {
       SourceLocation name_loc;
       if (auto* d = dyn_cast<DeclRefExpr>(call->getCallee()->IgnoreParenImpCasts())) name_loc = d->getLocation();
@@ -609,7 +638,8 @@ bool port_check::port(analysis& a, const FunctionDecl* f, const std::map<const F
 
 void port_check::register_point(analysis&, const InitListExpr* forms,
                                 const std::map<const FunctionDecl*, std::string>& names) {
-  const auto [legacy, has_ported] = written_forms(forms);
+  const auto [legacy, ported_form] = written_forms(forms);
+  const bool has_ported = ported_form != nullptr;
   if (!legacy) return;
   const auto* lambda = dyn_cast<LambdaExpr>(bare(legacy->getInit()));
   if (!lambda) return;
@@ -748,7 +778,8 @@ void port_check::report_lambda(const std::string& point, SourceLocation where, c
 
 void port_check::port_point(analysis& a, const InitListExpr* forms, const std::string& point,
                             const std::map<const FunctionDecl*, std::string>& names) {
-  const auto [legacy, has_ported] = written_forms(forms);
+  const auto [legacy, ported_form] = written_forms(forms);
+  const bool has_ported = ported_form != nullptr;
   const SourceLocation where = legacy ? legacy->getBeginLoc() : forms->getBeginLoc();
   std::vector<std::string> left;
   std::string reason;

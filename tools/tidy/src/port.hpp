@@ -7,7 +7,9 @@
 //   Functions        `;`-separated names to port (qualified, or the last
 //                    parts of a qualified name: `incr_fiber`, `store::get`)
 //   CoroutineForms   `;`-separated `legacy=coroutine` pairs of qualified
-//                    names whose coroutine forms exist already
+//                    names whose coroutine forms exist already (besides
+//                    those the program's migration points show: a point
+//                    whose legacy form calls f and ported form calls g)
 //   Points           `;`-separated names of migration points (and RPC
 //                    methods) whose legacy form, a lambda, is to be ported:
 //                    `migration::point` constructed with `.legacy = [..]{..}`
@@ -80,6 +82,8 @@ class port_check : public check_base {
   std::string points_text_;
   std::vector<std::string> point_names_;
   std::vector<const clang::CXXMemberCallExpr*> methods_;
+  /// Coroutine forms known from migration points with both forms.
+  std::map<const clang::FunctionDecl*, std::string> known_;
   std::vector<std::string> functions_;
   std::map<std::string, std::string> forms_;
   clang::ASTContext* ctx_ = nullptr;
