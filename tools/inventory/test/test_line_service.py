@@ -37,20 +37,20 @@ LEGACY_FUNCTIONS = {45: "handle", 74: "STATS lambda", 89: "flusher", 102: "sessi
 # Stage 3, kv_mixed.cpp: bridge::mutex / event / status_channel (marked),
 # Boost.Fiber's yield and future, use_fiber.
 MIXED_SITES = {
-    57, 60,  # incr_fiber: bridge::mutex through std::unique_lock, this_fiber::yield
-    76,  # get_fiber
-    97, 101, 111, 115, 116,  # service::handle: lock, status_channel::push, future::get, push, event::wait
-    104, 105,  # service::handle: GET and INCR through their migration points' fiber form, point::call
-    108,  # the STATS worker lambda's lock
-    142, 154, 157,  # session: async_read_until and async_write with use_fiber[ec], lock
-    166, 168,  # accept_clients: async_accept with use_fiber[ec], lock
-    179, 183, 187, 189,  # stop_on_signal: async_wait with use_fiber[ec], lock, two event waits
+    63, 66,  # incr_fiber: bridge::mutex through std::unique_lock, this_fiber::yield
+    84,  # get_fiber
+    107, 111, 121, 125, 126,  # service::handle: lock, status_channel::push, future::get, push, event::wait
+    114, 115,  # service::handle: GET and INCR through their migration points' fiber form, point::call
+    118,  # the STATS worker lambda's lock
+    152, 164, 167,  # session: async_read_until and async_write with use_fiber[ec], lock
+    176, 178,  # accept_clients: async_accept with use_fiber[ec], lock
+    189, 193, 197, 199,  # stop_on_signal: async_wait with use_fiber[ec], lock, two event waits
 }
-MIXED_USE_FIBER = {142, 154, 166, 179}
-MIXED_DIRECT = {56: "incr_fiber", 75: "get_fiber", 92: "service::handle", 107: "STATS lambda",
-                138: "session", 162: "accept_clients", 175: "stop_on_signal"}
+MIXED_USE_FIBER = {152, 164, 176, 189}
+MIXED_DIRECT = {62: "incr_fiber", 83: "get_fiber", 102: "service::handle", 117: "STATS lambda",
+                148: "session", 172: "accept_clients", 185: "stop_on_signal"}
 # main's legacy forms of the two migration points call incr_fiber / get_fiber
-MIXED_THROUGH = {214: ["incr_fiber"], 219: ["get_fiber"]}
+MIXED_THROUGH = {224: ["incr_fiber"], 232: ["get_fiber"]}
 
 STAGES = [
     # name, --filter, file, expectations
