@@ -19,8 +19,7 @@ namespace {
 constexpr const char* use_awaitable = "boost::asio::use_awaitable";
 constexpr const char* this_executor = "co_await boost::asio::this_coro::executor";
 
-
-// The record a type names, through references and pointers not.
+// The qualified name of the class a type (or a reference to it) names.
 std::string record_name(QualType t) {
   const CXXRecordDecl* r = t.getNonReferenceType()->getAsCXXRecordDecl();
   return r ? analysis::plain_name(r) : std::string();
