@@ -42,13 +42,20 @@ import heapq
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+# What the drivers of the coport-* module share: tools/tidy/ in the source
+# tree, <prefix>/lib*/coport/ (beside the module) once installed.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:0] = [os.path.join(_HERE, "..", "tidy")] + sorted(
+    glob.glob(os.path.join(_HERE, "..", "lib*", "coport")) + glob.glob(os.path.join(_HERE, "..", "lib*", "*", "coport")))
+from coport_tidy_run import (UsageError, builds_pch, check_programs, entry_file, for_clang,  # noqa: E402
+                             load_compile_commands)
 
 FACTS_FORMAT = "coport-inventory-facts/1"
 PROGRAM_FACTS_FORMAT = "coport-program-facts/1"
@@ -60,61 +67,7 @@ RUNTIME_FILE = re.compile(r"(^|/)include/coport/")
 RUNTIME_NAME = re.compile(r"^(::)?coport::")
 
 
-class UsageError(Exception):
-    """Bad usage or unreadable input: exit status 2."""
-
-
 # ---------------------------------------------------------------- running
-
-
-def load_compile_commands(build_dir: str) -> list[dict]:
-    path = os.path.join(build_dir, "compile_commands.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            entries = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; configure the tree with CMAKE_EXPORT_COMPILE_COMMANDS=ON "
-                         "(coport's CMakeLists sets it) and run cmake again") from None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: cannot read it ({e}); configure the tree again with "
-                         "CMAKE_EXPORT_COMPILE_COMMANDS=ON") from None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e for e in entries):
-        raise UsageError(f"{path}: not a compilation database (a list of entries with a \"file\"); "
-                         "configure the tree again with CMAKE_EXPORT_COMPILE_COMMANDS=ON")
-    return entries
-
-
-def for_clang(entries: list[dict]) -> list[dict]:
-    """The compilation database as clang can read it: g++'s precompiled
-    headers (CMake's `-include .../cmake_pch.hxx` with a .gch beside it) are
-    dropped, as are the entries that build them: clang cannot read a .gch,
-    and the sources include what they use without it."""
-    out = []
-    for e in entries:
-        if e["file"].endswith(("cmake_pch.hxx.cxx", "cmake_pch.hxx.cpp")):
-            continue
-        args = list(e["arguments"]) if "arguments" in e else shlex.split(e.get("command", ""))
-        kept, i = [], 0
-        while i < len(args):
-            a = args[i]
-            if a == "-include" and i + 1 < len(args) and (
-                    os.path.exists(args[i + 1] + ".gch") or args[i + 1].endswith("cmake_pch.hxx")):
-                i += 2
-                continue
-            if a == "-Winvalid-pch":
-                i += 1
-                continue
-            kept.append(a)
-            i += 1
-        out.append({"directory": e.get("directory", ""), "file": e["file"], "arguments": kept})
-    return out
-
-
-def entry_file(entry: dict) -> str:
-    f = entry["file"]
-    if not os.path.isabs(f):
-        f = os.path.join(entry.get("directory", ""), f)
-    return os.path.normpath(f)
 
 
 def source_root_of(build_dir: str | None, files: list[str]) -> str | None:
@@ -132,17 +85,6 @@ def source_root_of(build_dir: str | None, files: list[str]) -> str | None:
         return None
     root = os.path.commonpath(dirs)
     return root if root != "/" else None
-
-
-def default_plugin() -> str | None:
-    """The plugin installed next to this script: <prefix>/lib*/coport/libcoport_tidy.so."""
-    here = os.path.dirname(os.path.realpath(__file__))
-    for pattern in ("../lib/coport/libcoport_tidy.so", "../lib*/coport/libcoport_tidy.so",
-                    "../lib*/*/coport/libcoport_tidy.so"):
-        found = sorted(glob.glob(os.path.join(here, pattern)))
-        if found:
-            return os.path.normpath(found[0])
-    return None
 
 
 def tail(text: str, lines: int = 12) -> str:
@@ -627,7 +569,7 @@ def run(args) -> int:
     def selected(path: str) -> bool:
         return (flt is None or flt.search(path) is not None) and (exc is None or exc.search(path) is None)
 
-    entries = load_compile_commands(args.build_dir) if args.build_dir else []
+    entries = load_compile_commands(args.build_dir, " and run cmake again") if args.build_dir else []
     all_files = [entry_file(e) for e in entries]
     root = os.path.normpath(args.root) if args.root else source_root_of(args.build_dir, all_files)
     paths = Paths(root)
@@ -648,13 +590,7 @@ def run(args) -> int:
         if not files:
             raise UsageError(f"no translation unit of {os.path.join(args.build_dir, 'compile_commands.json')} "
                              "matches --filter/--exclude")
-        if not args.plugin:
-            args.plugin = default_plugin()
-        if not args.plugin or not os.path.isfile(args.plugin):
-            raise UsageError(f"no coport-* clang-tidy plugin ({args.plugin or 'libcoport_tidy.so'}); "
-                             "give it with --plugin")
-        if not (os.path.isfile(args.clang_tidy) or shutil.which(args.clang_tidy)):
-            raise UsageError(f"{args.clang_tidy}: no such program; give clang-tidy 16 with --clang-tidy")
+        args.plugin = check_programs(args.plugin, args.clang_tidy)
         if args.facts_dir:
             facts_dir = os.path.abspath(args.facts_dir)
             os.makedirs(facts_dir, exist_ok=True)
@@ -663,7 +599,7 @@ def run(args) -> int:
         args.database_dir = tempfile.mkdtemp(prefix="coport-inventory-db-")
         try:
             with open(os.path.join(args.database_dir, "compile_commands.json"), "w", encoding="utf-8") as f:
-                json.dump(for_clang(entries), f)
+                json.dump([for_clang(e) for e in entries if not builds_pch(e)], f)
             print(f"coport-inventory: {len(files)} translation unit(s), {args.jobs} at a time", file=sys.stderr)
             failures += run_facts(args, files, facts_dir)
             units, bad = read_facts_dir(facts_dir)

@@ -53,11 +53,17 @@ import glob
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+
+# What the drivers of the coport-* module share: tools/tidy/ in the source
+# tree, <prefix>/lib*/coport/ (beside the module) once installed.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:0] = [os.path.join(_HERE, "..", "tidy")] + sorted(
+    glob.glob(os.path.join(_HERE, "..", "lib*", "coport")) + glob.glob(os.path.join(_HERE, "..", "lib*", "*", "coport")))
+from coport_tidy_run import UsageError, check_programs, entry_file, for_clang, load_compile_commands  # noqa: E402
 
 try:
     import yaml
@@ -79,66 +85,11 @@ NOT_REGISTERED_RE = re.compile(r"^not registered '(?P<g>.+?)' with migration poi
 CRASH_MARKS = ("Stack dump", "PLEASE submit a bug report", "LLVM ERROR")
 
 
-class UsageError(Exception):
-    """Bad usage or unreadable input: exit status 2."""
-
-
 class Failure(Exception):
     """A unit that does not compile, clang-tidy failing, conflicting fixes: exit status 2."""
 
 
 # ---------------------------------------------------------------- input
-
-
-def load_compile_commands(build_dir: str) -> list[dict]:
-    path = os.path.join(build_dir, "compile_commands.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            entries = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; configure the tree with CMAKE_EXPORT_COMPILE_COMMANDS=ON "
-                         "(coport's CMakeLists sets it), or give the compiler's arguments after --") from None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: cannot read it ({e})") from None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e for e in entries):
-        raise UsageError(f"{path}: not a compilation database (a list of entries with a \"file\")")
-    return entries
-
-
-def for_clang(entry: dict) -> dict:
-    """An entry as clang can read it: g++'s precompiled header (CMake's
-    `-include .../cmake_pch.hxx` with a .gch beside it) dropped; clang cannot
-    read a .gch, and the sources include what they use without it."""
-    args = list(entry["arguments"]) if "arguments" in entry else shlex.split(entry.get("command", ""))
-    kept, i = [], 0
-    while i < len(args):
-        a = args[i]
-        if a == "-include" and i + 1 < len(args) and (
-                os.path.exists(args[i + 1] + ".gch") or args[i + 1].endswith("cmake_pch.hxx")):
-            i += 2
-            continue
-        if a != "-Winvalid-pch":
-            kept.append(a)
-        i += 1
-    return {"directory": entry.get("directory", ""), "file": entry["file"], "arguments": kept}
-
-
-def entry_file(entry: dict) -> str:
-    f = entry["file"]
-    if not os.path.isabs(f):
-        f = os.path.join(entry.get("directory", ""), f)
-    return os.path.normpath(f)
-
-
-def default_plugin() -> str | None:
-    """The plugin installed next to this program: <prefix>/lib*/coport/libcoport_tidy.so."""
-    here = os.path.dirname(os.path.realpath(__file__))
-    for pattern in ("../lib/coport/libcoport_tidy.so", "../lib*/coport/libcoport_tidy.so",
-                    "../lib*/*/coport/libcoport_tidy.so"):
-        found = sorted(glob.glob(os.path.join(here, pattern)))
-        if found:
-            return os.path.normpath(found[0])
-    return None
 
 
 def display(path: str) -> str:
@@ -535,12 +486,7 @@ def run(args) -> int:
             raise UsageError(f"{f}: no such file")
         files.append(os.path.abspath(f))
     files = list(dict.fromkeys(files))
-    if not args.plugin:
-        args.plugin = default_plugin()
-    if not args.plugin or not os.path.isfile(args.plugin):
-        raise UsageError(f"no coport-* clang-tidy plugin ({args.plugin or 'libcoport_tidy.so'}); give it with --plugin")
-    if not (os.path.isfile(args.clang_tidy) or shutil.which(args.clang_tidy)):
-        raise UsageError(f"{args.clang_tidy}: no such program; give clang-tidy 16 with --clang-tidy")
+    args.plugin = check_programs(args.plugin, args.clang_tidy)
     if args.program_facts and not os.path.isfile(args.program_facts):
         raise UsageError(f"{args.program_facts}: no such file (--program-facts)")
     if yaml is None:
@@ -549,7 +495,7 @@ def run(args) -> int:
     work = tempfile.mkdtemp(prefix="coport-port-")
     try:
         if args.compiler_args is None:
-            entries = load_compile_commands(args.build_dir)
+            entries = load_compile_commands(args.build_dir, ", or give the compiler's arguments after --")
             real = {os.path.realpath(f) for f in files}
             mine = [for_clang(e) for e in entries if os.path.realpath(entry_file(e)) in real]
             have = {os.path.realpath(entry_file(e)) for e in mine}

@@ -49,20 +49,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tidy", "test"))
-from check_fixture import fiber_asio_example_dir  # noqa: E402  (tools/tidy/test)
+from check_fixture import compile_args  # noqa: E402  (tools/tidy/test)
 
 DIRECTIVE_RE = re.compile(r"//\s*(PORT-ARGS|PORT-RESULT)\s*:(.*)$")
 BLOCKING_CHECK = "coport-fiber-blocking-in-coroutine"
-
-
-def compile_args(opts):
-    src = os.path.abspath(opts.source_dir)
-    return ["-std=c++20",
-            "-I", os.path.join(src, "bridge", "include"),
-            "-I", os.path.join(src, "migration", "include"),
-            "-I", os.path.join(src, "messaging", "include"),
-            "-DCOPORT_BRIDGE_FIBERS=1",
-            "-I", fiber_asio_example_dir(opts.fiber_examples)]
 
 
 def find_clangxx(clang_tidy):

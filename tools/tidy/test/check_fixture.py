@@ -244,6 +244,18 @@ def fiber_asio_example_dir(explicit):
                      % ", ".join(dirs))
 
 
+def compile_args(opts):
+    """How a fixture is compiled: C++20, coport's headers with the fiber
+    side, Boost.Fiber's Asio example (also tools/port/test/run_fixtures.py)."""
+    src = os.path.abspath(opts.source_dir)
+    return ["-std=c++20",
+            "-I", os.path.join(src, "bridge", "include"),
+            "-I", os.path.join(src, "migration", "include"),
+            "-I", os.path.join(src, "messaging", "include"),
+            "-DCOPORT_BRIDGE_FIBERS=1",
+            "-I", fiber_asio_example_dir(opts.fiber_examples)]
+
+
 def same_file(a, b):
     try:
         return os.path.samefile(a, b)
@@ -254,16 +266,11 @@ def same_file(a, b):
 def run_clang_tidy(opts, fx, path=None, tidy_args=()):
     """clang-tidy on the fixture, or on PATH (a copy of it: the fixture's
     directory is then added to the quoted-include path) with TIDY_ARGS."""
-    src = os.path.abspath(opts.source_dir)
     path = path or fx.path
     copy_args = [] if path == fx.path else ["-iquote", os.path.dirname(fx.path)]
     cmd = [opts.clang_tidy, "--load=" + opts.plugin, "--checks=" + CHECKS,
-           "--config=" + fx.config_text(), "--quiet"] + list(tidy_args) + [path, "--",
-           "-std=c++20",
-           "-I", os.path.join(src, "bridge", "include"),
-           "-I", os.path.join(src, "migration", "include"),
-           "-DCOPORT_BRIDGE_FIBERS=1",
-           "-I", fiber_asio_example_dir(opts.fiber_examples)] + fx.args + copy_args
+           "--config=" + fx.config_text(), "--quiet"] + list(tidy_args) + [path, "--"] + \
+        compile_args(opts) + fx.args + copy_args
     if opts.verbose:
         print("$ " + " ".join(shlex.quote(c) for c in cmd))
     try:
