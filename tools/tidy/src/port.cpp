@@ -210,6 +210,9 @@ void port_check::storeOptions(clang::tidy::ClangTidyOptions::OptionMap& opts) {
 }
 
 void port_check::registerMatchers(MatchFinder* finder) {
+  // Nothing named: nothing to collect (`--checks=coport-*` enables this
+  // check beside the others).
+  if (functions_.empty() && point_names_.empty()) return;
   finder->addMatcher(functionDecl(isDefinition(), unless(isExpansionInSystemHeader()), unless(isImplicit()))
                          .bind("function"),
                      this);
