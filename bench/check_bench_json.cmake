@@ -18,6 +18,10 @@
 # Size figures ("kind": "size", the admin server's /metrics body) have a
 # positive value in bytes, and positive "series" and "points" counts.
 # Broker figures ("kind": "external") have a name, unit and positive value.
+#
+# KEYS_<kind> (e.g. -DKEYS_ratio=name,kind,value,...), given for a kind,
+# pins the keys of that kind's lines and their order: a line of that kind
+# with a key more, a key less or the keys in another order fails.
 
 cmake_minimum_required(VERSION 3.25)
 
@@ -105,6 +109,17 @@ while(NOT rest STREQUAL "")
   check_type("${line}" "${where}" kind STRING)
   check_positive("${line}" "${where}" value)
   string(JSON kind ERROR_VARIABLE err GET "${line}" kind)
+  if(DEFINED KEYS_${kind})
+    # string(JSON MEMBER) gives the keys sorted, so they are read from the
+    # text in order: a key is a quoted word right after '{' or ',' and
+    # before ':' (the program writes its lines without spaces).
+    string(REGEX MATCHALL "[{,]\"[A-Za-z0-9_]+\":" keys "${line}")
+    string(REGEX REPLACE "[{,]\"([A-Za-z0-9_]+)\":" "\\1" keys "${keys}")
+    string(REPLACE ";" "," keys "${keys}")
+    if(NOT keys STREQUAL KEYS_${kind})
+      string(APPEND problems "${where}: the keys of a ${kind} line are ${keys}, expected ${KEYS_${kind}}\n")
+    endif()
+  endif()
   if(kind STREQUAL "ratio")
     math(EXPR ratios "${ratios} + 1")
     check_positive("${line}" "${where}" ratio)
