@@ -17,6 +17,7 @@
 
 #include <amqp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
