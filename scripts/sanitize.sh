@@ -63,17 +63,17 @@ if [[ $which == asan || $which == all ]]; then
   cmake -S . -B "$build/asan" "${common[@]}" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-Og -g1" \
     -DCOPORT_SANITIZE=address,undefined
   cmake --build "$build/asan" --parallel "$jobs"
-  echo "sanitize: the suite under ASan + UBSan"
+  echo "sanitize: the suite under ASan + UBSan ($SECONDS s so far)"
   ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir "$build/asan" --output-on-failure --parallel "$jobs" -LE install -E "$rabbit_once|^rabbit_cluster_" "$@" || status=$?
 fi
 
 if [[ $which == tsan || $which == all ]]; then
-  echo "sanitize: building $build/tsan (TSan, the whole project)"
+  echo "sanitize: building $build/tsan (TSan, the whole project; $SECONDS s so far)"
   cmake -S . -B "$build/tsan" "${common[@]}" -DCOPORT_SANITIZE=thread
   cmake --build "$build/tsan" --parallel "$jobs"
-  echo "sanitize: the suite under TSan"
+  echo "sanitize: the suite under TSan ($SECONDS s so far)"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitizers/tsan.supp" \
     ctest --test-dir "$build/tsan" --output-on-failure --parallel "$jobs" -LE install \
     -E "$rabbit_once|^ten thousand fibers and ten thousand coroutines" "$@" || status=$?
@@ -81,14 +81,14 @@ if [[ $which == tsan || $which == all ]]; then
   # The fiber-free bridge has a loop of its own (bridge/src/native_loop.cpp),
   # which the trees above do not build: its programs, under TSan, in a tree
   # without fibers (only the targets its suite here runs).
-  echo "sanitize: building $build/tsan-nofibers (TSan, the fiber-free bridge)"
+  echo "sanitize: building $build/tsan-nofibers (TSan, the fiber-free bridge; $SECONDS s so far)"
   cmake -S . -B "$build/tsan-nofibers" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" -DCOPORT_WITH_FIBERS=OFF -DCOPORT_SANITIZE=thread \
     -DCOPORT_BUILD_TESTS=ON -DCOPORT_BUILD_EXAMPLES=ON -DCOPORT_BUILD_BENCH=ON -DCOPORT_TEST_RABBIT=OFF -DCOPORT_LINK_MAPS=ON \
     -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON
   cmake --build "$build/tsan-nofibers" --parallel "$jobs" \
     --target coport_bridge_core_tests coport-kv-ported coport-bench-primitives
-  echo "sanitize: the fiber-free bridge's suite under TSan"
+  echo "sanitize: the fiber-free bridge's suite under TSan ($SECONDS s so far)"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitizers/tsan.supp" \
     ctest --test-dir "$build/tsan-nofibers" --output-on-failure --parallel "$jobs" \
     -L 'bridge|line_service|bench' "$@" || status=$?

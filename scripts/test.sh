@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
+echo "main tree built ($SECONDS s so far)"
 build=${COPORT_BUILD_DIR:-build}
 nofibers="$build/nofibers"
 
@@ -21,11 +22,12 @@ cmake -S . -B "$nofibers" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCOPORT_LINK_MAPS=ON -DCOPORT_TEST_RABBIT=OFF -DCOPORT_BUILD_TIDY=OFF \
   -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON
 cmake --build "$nofibers" --parallel "$(nproc)"
+echo "fiberless tree built ($SECONDS s so far)"
 
 echo "running the test suite (ctest, $(nproc) at a time)"
 status=0
 ctest --test-dir "$build" --output-on-failure --parallel "$(nproc)" "$@" || status=$?
-echo "running the fiberless tree's tests"
+echo "main tree's tests done ($SECONDS s so far); running the fiberless tree's tests"
 ctest --test-dir "$nofibers" --output-on-failure --parallel "$(nproc)" "$@" || status=$?
 if ((status != 0)); then
   echo "test suite FAILED"
