@@ -37,8 +37,8 @@
 #include <coport/bridge/bridge.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/rpc/server.hpp>
 #include <coport/migration/point.hpp>
 #include <coport/migration/points.hpp>
 #if COPORT_BENCH_HAS_ADMIN

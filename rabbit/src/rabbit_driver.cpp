@@ -36,12 +36,12 @@
 
 #include <coport/rabbit/driver.hpp>
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/rabbit.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
-#include "handoff.hpp"
-#include "log.hpp"
+#include "transport/handoff.hpp"
+#include "detail/log.hpp"
 
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
