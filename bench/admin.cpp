@@ -12,7 +12,7 @@
 #include <coport/admin/http_server.hpp>
 #include <coport/bridge/bridge.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/client.hpp>
+#include <coport/messaging/rpc/client.hpp>
 #include <coport/migration/points.hpp>
 
 #include <boost/asio/co_spawn.hpp>

@@ -9,8 +9,8 @@
 #include <coport/bridge/bridge.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/executor_work_guard.hpp>

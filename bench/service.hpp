@@ -7,8 +7,8 @@
 
 #include "bench.hpp"
 
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/executor.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/serving/executor.hpp>
 
 #include <boost/asio/awaitable.hpp>
 

@@ -15,9 +15,9 @@
 // command line.
 #include "example_common.hpp"
 
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/migration.hpp>
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/serving/migration.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

@@ -7,9 +7,9 @@
 
 #include "cli.hpp"
 
-#include <coport/messaging/rabbit.hpp>
-#include <coport/messaging/target.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
+#include <coport/messaging/wire/target.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>

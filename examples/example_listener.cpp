@@ -8,7 +8,7 @@
 // opened; 64: bad command line.
 #include "example_common.hpp"
 
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>

@@ -29,9 +29,9 @@
 #include "example_common.hpp"
 
 #include <coport/coro_executor/coro_executor.hpp>
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/migration.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/serving/migration.hpp>
 #if COPORT_HAS_FIBERS
 #include <coport/bridge/fiber.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>

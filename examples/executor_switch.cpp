@@ -12,7 +12,7 @@
 #include "cli.hpp"
 
 #include <coport/coro_executor/coro_executor.hpp>
-#include <coport/messaging/client.hpp>
+#include <coport/messaging/rpc/client.hpp>
 #if COPORT_HAS_FIBERS
 #include <coport/fiber_executor/fiber_executor.hpp>
 #endif

@@ -5,9 +5,9 @@
 // checks that it still does.
 #include "cli.hpp"
 
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/notify.hpp>
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/notify/notify.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

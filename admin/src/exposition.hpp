@@ -6,7 +6,7 @@
 
 #include <coport/bridge/diagnostics.hpp>
 #include <coport/bridge/runtime.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/transport/transport.hpp>
 #include <coport/migration/report.hpp>
 
 #include <atomic>

@@ -1,6 +1,6 @@
 #include <coport/coro_executor/coro_executor.hpp>
 
-#include <coport/messaging/serving.hpp>
+#include <coport/messaging/serving/serving.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

@@ -48,10 +48,10 @@
 #include <coport/bridge/runtime.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/migration.hpp>
-#include <coport/messaging/notify.hpp>
-#include <coport/messaging/rabbit.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/serving/migration.hpp>
+#include <coport/messaging/notify/notify.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
 #include <coport/migration/points.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>

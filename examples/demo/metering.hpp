@@ -21,8 +21,8 @@
 #define COPORT_EXAMPLES_DEMO_METERING_HPP
 
 #include <coport/bridge/mutex.hpp>
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

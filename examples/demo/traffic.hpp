@@ -7,8 +7,8 @@
 #include "metering.hpp"
 
 #include <coport/bridge/runtime.hpp>
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>

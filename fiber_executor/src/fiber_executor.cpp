@@ -4,7 +4,7 @@
 #include <coport/bridge/fiber.hpp>
 #include <coport/bridge/hosted.hpp>
 #include <coport/bridge/use_fiber.hpp>
-#include <coport/messaging/serving.hpp>
+#include <coport/messaging/serving/serving.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>

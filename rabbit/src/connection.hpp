@@ -11,9 +11,9 @@
 #ifndef COPORT_RABBIT_SRC_CONNECTION_HPP
 #define COPORT_RABBIT_SRC_CONNECTION_HPP
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/rabbit.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <amqp.h>
 

@@ -4,7 +4,7 @@
 
 #include "core.hpp"
 
-#include "log.hpp"
+#include "detail/log.hpp"
 
 #include <boost/asio/error.hpp>
 #include <spdlog/spdlog.h>

@@ -33,13 +33,13 @@
 
 #include <coport/rabbit/driver.hpp>
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/rabbit.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include "core.hpp"
-#include "handoff.hpp"
-#include "log.hpp"
+#include "transport/handoff.hpp"
+#include "detail/log.hpp"
 
 #include <boost/asio/error.hpp>
 #include <spdlog/spdlog.h>

@@ -5,7 +5,7 @@
 
 #include <coport/bridge/bridge.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
-#include <coport/messaging/migration.hpp>
+#include <coport/messaging/serving/migration.hpp>
 #include <coport/migration/points.hpp>
 
 #include <catch2/catch.hpp>

@@ -1,10 +1,10 @@
-#include <coport/messaging/client.hpp>
+#include <coport/messaging/rpc/client.hpp>
 
 #include <catch2/catch.hpp>
 
 #include "bridge_test_support.hpp"
 
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
 // One messaging client serves legacy and ported code alike: the same call
 // blocks a fiber with use_fiber and suspends a coroutine with use_awaitable.

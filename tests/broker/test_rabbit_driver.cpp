@@ -4,9 +4,9 @@
 // the restart case).
 
 #include <coport/coro_executor/coro_executor.hpp>
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/notify.hpp>
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/notify/notify.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,8 +1,8 @@
 #ifndef COPORT_TESTS_DRIVERS_DRIVER_TEST_SUPPORT_HPP
 #define COPORT_TESTS_DRIVERS_DRIVER_TEST_SUPPORT_HPP
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <catch2/catch.hpp>
 

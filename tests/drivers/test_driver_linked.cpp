@@ -1,7 +1,7 @@
 // Linked with coport::rabbit and calling nothing of it: the rabbit driver
 // must come with the library alone, however the linker treats an object
 // nothing refers to.
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include "driver_test_support.hpp"
 

@@ -1,6 +1,6 @@
 // Linked with coport::messaging alone: rabbit:// is refused when the
 // transport is created, with a message that names the library to link.
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include "driver_test_support.hpp"
 

@@ -1,5 +1,5 @@
 #include <coport/coro_executor/coro_executor.hpp>
-#include <coport/messaging/client.hpp>
+#include <coport/messaging/rpc/client.hpp>
 
 #include <catch2/catch.hpp>
 

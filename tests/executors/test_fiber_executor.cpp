@@ -1,6 +1,6 @@
 #include <coport/bridge/bridge.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/client.hpp>
+#include <coport/messaging/rpc/client.hpp>
 
 #include <catch2/catch.hpp>
 

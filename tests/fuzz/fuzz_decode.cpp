@@ -5,8 +5,8 @@
 // unless it holds a number beyond a double (1e400 reads as an infinity, as
 // in Python's json), which encode() refuses with encode_error. Any other
 // exception, a crash or a sanitizer report is a finding.
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/message.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/wire/message.hpp>
 
 #include <boost/json/value.hpp>
 

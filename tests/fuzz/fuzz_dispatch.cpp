@@ -4,9 +4,9 @@
 // unsupported_version, bad_arguments), or the method runs and its result
 // is what its arguments say. Any other exception, a crash or a sanitizer
 // report is a finding.
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/message.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/wire/message.hpp>
 
 #include <boost/json.hpp>
 

@@ -1,9 +1,9 @@
-#include <coport/messaging/message.hpp>
+#include <coport/messaging/wire/message.hpp>
 
 #include <catch2/catch.hpp>
 
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

@@ -1,4 +1,4 @@
-#include <coport/messaging/endpoint.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
 
 #include <catch2/catch.hpp>
 

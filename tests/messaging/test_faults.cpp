@@ -2,11 +2,11 @@
 // and a notification listener still guarantee when a broker connection
 // drops mid-call. RPC is at most once, every call ends with a reply, an
 // error or its timeout, and notifications are at least once.
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/memory.hpp>
-#include <coport/messaging/notify.hpp>
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/memory.hpp>
+#include <coport/messaging/notify/notify.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
 #include <catch2/catch.hpp>
 

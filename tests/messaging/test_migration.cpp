@@ -1,7 +1,7 @@
 // Migration controls without an executor: policies, the canary's choice,
 // shadow records, the report and its verdict, its JSON form.
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/migration.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/serving/migration.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,10 +1,10 @@
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <catch2/catch.hpp>
 
 #include "messaging_test_support.hpp"
 
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>

@@ -1,5 +1,5 @@
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/rabbit.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/server.hpp>
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/rpc/server.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <catch2/catch.hpp>
 

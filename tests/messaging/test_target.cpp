@@ -1,8 +1,8 @@
-#include <coport/messaging/target.hpp>
+#include <coport/messaging/wire/target.hpp>
 
 #include <catch2/catch.hpp>
 
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 #include <string>
 #include <vector>

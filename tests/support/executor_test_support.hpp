@@ -4,10 +4,10 @@
 // What the tests of both executors share. Nothing from Boost.Fiber or
 // coport::bridge: coro_executor's tests are also built without fibers.
 
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/memory.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/transport/memory.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -2,8 +2,8 @@
 // round trip over memory:// served by coro_executor; rabbit:// is refused,
 // naming the library that has its driver.
 #include <coport/coro_executor/coro_executor.hpp>
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>

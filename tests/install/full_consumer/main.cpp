@@ -4,8 +4,8 @@
 #include <coport/bridge/bridge.hpp>
 #include <coport/coro_executor/coro_executor.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/client.hpp>
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/rpc/client.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-SOURCES = (r"/(messaging/src/[a-z_]+|coro_executor/src/[a-z_]+|migration/src/[a-z_]+|rabbit/src/[a-z_]+"
+SOURCES = (r"/(messaging/src/[a-z_]+/[a-z_]+|coro_executor/src/[a-z_]+|migration/src/[a-z_]+|rabbit/src/[a-z_]+"
            r"|bridge/src/(loop|native_loop|report))\.cpp$")
 
 

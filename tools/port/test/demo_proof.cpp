@@ -32,9 +32,9 @@
 
 #include <coport/bridge/runtime.hpp>
 #include <coport/fiber_executor/fiber_executor.hpp>
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/migration.hpp>
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/serving/migration.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/use_future.hpp>

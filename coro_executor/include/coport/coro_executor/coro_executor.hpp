@@ -4,7 +4,7 @@
 // coro_executor: serves a fully ported service on plain Asio, with no
 // Boost.Fiber or Boost.Context anywhere in its include or link closure.
 
-#include <coport/messaging/executor.hpp>
+#include <coport/messaging/serving/executor.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 

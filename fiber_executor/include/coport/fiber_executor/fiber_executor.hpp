@@ -8,7 +8,7 @@
 // or native, chosen per method.
 
 #include <coport/bridge/runtime.hpp>
-#include <coport/messaging/executor.hpp>
+#include <coport/messaging/serving/executor.hpp>
 
 #include <map>
 #include <memory>

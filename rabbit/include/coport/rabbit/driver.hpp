@@ -2,12 +2,12 @@
 #define COPORT_RABBIT_DRIVER_HPP
 
 // coport::rabbit: the rabbit:// driver (RabbitMQ through rabbitmq-c; URLs in
-// coport/messaging/rabbit.hpp). Linking the library is all a program does
+// coport/messaging/transport/rabbit.hpp). Linking the library is all a program does
 // to use it: transport::create then opens rabbit:// URLs with this driver.
 // coport::messaging alone refuses them with invalid_url, naming this
 // library, so only programs that speak to a broker need rabbitmq-c.
 
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <memory>
 #include <string_view>

@@ -1,15 +1,22 @@
 #ifndef COPORT_MESSAGING_ENDPOINT_HPP
 #define COPORT_MESSAGING_ENDPOINT_HPP
 
+// rpc/: remote procedure calls over a transport. The client (call, cast,
+// fanout), endpoints with their methods in fiber and coroutine forms, the
+// dispatcher that finds the method a request names, invoking a method form
+// into a reply, and rpc_server, the minimal server. It does not know
+// notify/ (beside it) or serving/ (above it, where executors serve
+// endpoints).
+//
 // Endpoints: named RPC methods with typed parameters. A method is a *fiber
 // method* (a plain function returning a value; it may block fibers) or a
 // *coroutine method* (returning asio::awaitable<T>); the kind follows from
 // the signature. One name may carry both forms while it is being ported.
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/message.hpp>
-#include <coport/messaging/target.hpp>
-#include <coport/migration/policy.hpp>
+#include <coport/messaging/detail/forms.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/wire/message.hpp>
+#include <coport/messaging/wire/target.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value_from.hpp>
@@ -40,12 +47,6 @@ struct request_context {
   /// Builds the context of `request`, received now.
   static request_context of(const rpc_request& request);
 };
-
-/// A method's form: `fiber` (a plain function, runs to its end in a fiber
-/// or thread) or `coroutine` (returns an awaitable); the two forms of every
-/// migration point.
-using method_kind = migration::form_kind;
-using migration::to_string;
 
 /// One implementation of a method. Exactly one of `call` / `co_call` is set,
 /// by `kind`. Both take the context and the call's arguments (which they may
@@ -80,13 +81,6 @@ class method {
 };
 
 namespace detail {
-
-template <class T>
-struct is_awaitable : std::false_type {};
-template <class T, class E>
-struct is_awaitable<boost::asio::awaitable<T, E>> : std::true_type {
-  using value_type = T;
-};
 
 template <class F>
 struct callable_traits : callable_traits<decltype(&std::decay_t<F>::operator())> {};
@@ -286,6 +280,10 @@ endpoint& endpoint::add_raw(std::string name, F fn) {
   add_form(std::move(name), {}, std::move(form));
   return *this;
 }
+
+/// The form of `m` an executor runs: the ported (coroutine) form when there
+/// is one, otherwise the legacy form.
+const method_form& default_form(const method& m) noexcept;
 
 /// Finds the method a request names among endpoints (oslo.messaging's RPC
 /// dispatcher rules): endpoints in the request's namespace whose version is

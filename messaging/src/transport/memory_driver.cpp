@@ -4,13 +4,13 @@
 // event driven: a receive waits on the queue, a publish hands the message
 // to a waiting receiver or queues it. Thread-safe: one mutex per broker.
 
-#include "memory_driver.hpp"
+#include "transport/memory_driver.hpp"
 
-#include "handoff.hpp"
-#include "log.hpp"
+#include "transport/handoff.hpp"
+#include "detail/log.hpp"
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/memory.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/memory.hpp>
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/error.hpp>

@@ -1,4 +1,4 @@
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 namespace coport::messaging {
 

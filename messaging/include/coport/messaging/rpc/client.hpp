@@ -7,10 +7,10 @@
 // (asio::use_awaitable), legacy code (bridge::use_fiber blocks the fiber),
 // callbacks and asio::use_future alike.
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/message.hpp>
-#include <coport/messaging/target.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/wire/message.hpp>
+#include <coport/messaging/wire/target.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>

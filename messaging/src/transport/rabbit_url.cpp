@@ -2,10 +2,10 @@
 // parts separated by commas (a failover list, which no URL grammar allows),
 // so it is split first and each part is parsed by Boost.URL on its own.
 
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/rabbit.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/rabbit.hpp>
 
-#include "log.hpp"
+#include "detail/log.hpp"
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>

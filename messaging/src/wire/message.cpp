@@ -1,6 +1,6 @@
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/message.hpp>
-#include <coport/messaging/target.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/wire/message.hpp>
+#include <coport/messaging/wire/target.hpp>
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>

@@ -9,8 +9,8 @@
 // a point of a migration::registry, which holds policies and shadow records
 // for RPC methods and any other migration point alike.
 
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/wire/errors.hpp>
 #include <coport/migration/points.hpp>
 #include <coport/migration/report.hpp>
 

@@ -1,6 +1,6 @@
-#include <coport/messaging/notify.hpp>
+#include <coport/messaging/notify/notify.hpp>
 
-#include <coport/messaging/errors.hpp>
+#include <coport/messaging/wire/errors.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

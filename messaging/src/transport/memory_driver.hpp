@@ -1,7 +1,7 @@
 #ifndef COPORT_MESSAGING_SRC_MEMORY_DRIVER_HPP
 #define COPORT_MESSAGING_SRC_MEMORY_DRIVER_HPP
 
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 namespace coport::messaging {
 

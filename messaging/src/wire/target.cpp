@@ -1,5 +1,5 @@
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/target.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/wire/target.hpp>
 
 #include <charconv>
 

@@ -1,5 +1,5 @@
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/migration.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/serving/migration.hpp>
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/target.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/wire/target.hpp>
 
 #include <algorithm>
 #include <stdexcept>
@@ -85,6 +85,10 @@ void endpoint::add_form(std::string name, std::vector<std::string> params, metho
   }
   if (m.params_.empty()) m.params_ = std::move(params);
   slot = std::move(form);
+}
+
+const method_form& default_form(const method& m) noexcept {
+  return m.ported() ? *m.ported() : *m.legacy();
 }
 
 std::pair<const endpoint*, const method*> dispatcher::find(const rpc_request& request) const {

@@ -1,5 +1,5 @@
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/serving.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/serving/serving.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -61,10 +61,6 @@ std::vector<method_report> metrics_table::report() const {
     return std::tie(a.endpoint, a.method, a.kind) < std::tie(b.endpoint, b.method, b.kind);
   });
   return out;
-}
-
-const method_form& default_form(const method& m) noexcept {
-  return m.ported() ? *m.ported() : *m.legacy();
 }
 
 migration_report executor::report() const {

@@ -1,8 +1,8 @@
-#include <coport/messaging/errors.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/errors.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
-#include "log.hpp"
-#include "memory_driver.hpp"
+#include "detail/log.hpp"
+#include "transport/memory_driver.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/dispatch.hpp>

@@ -1,6 +1,13 @@
 #ifndef COPORT_MESSAGING_MESSAGE_HPP
 #define COPORT_MESSAGING_MESSAGE_HPP
 
+// wire/: what crosses a transport, and nothing that moves it. The messages
+// (RPC requests and replies, notifications, the request context), their
+// targets and API versions, the library's errors and the failure shape a
+// remote exception travels in, and the oslo.messaging envelope they are
+// encoded to and decoded from. It includes no other folder of messaging
+// but detail/; every other folder builds on it.
+//
 // The messages that cross a transport, and their wire form: oslo.messaging's
 // envelope {"oslo.version": "2.0", "oslo.message": "<json>"} around the
 // message dictionary, with the request context spread over "_context_<key>"

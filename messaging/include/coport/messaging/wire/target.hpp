@@ -1,6 +1,10 @@
 #ifndef COPORT_MESSAGING_TARGET_HPP
 #define COPORT_MESSAGING_TARGET_HPP
 
+// Where a message goes: the target (exchange, topic, server, fanout,
+// namespace, version), API versions and their compatibility rule, and the
+// check of the names a transport accepts.
+
 #include <optional>
 #include <string>
 #include <string_view>

@@ -7,8 +7,8 @@
 // An executor supplies only how a method runs: in a fiber, hosted, native,
 // on a thread pool.
 
-#include <coport/messaging/executor.hpp>
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/serving/executor.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>

@@ -6,8 +6,8 @@
 // have fiber methods are served by coport::fiber_executor; rpc_server runs a
 // fiber method's plain function inline, so it suits methods that do not block.
 
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>

@@ -1,6 +1,10 @@
 #ifndef COPORT_MESSAGING_ERRORS_HPP
 #define COPORT_MESSAGING_ERRORS_HPP
 
+// The errors of coport::messaging: the errc codes and their category, an
+// exception class for each (remote_error: a failure a remote method sent
+// back), and endpoint_exception, which names the class a caller sees.
+
 #include <boost/json/value.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>

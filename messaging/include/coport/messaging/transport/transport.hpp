@@ -1,13 +1,20 @@
 #ifndef COPORT_MESSAGING_TRANSPORT_HPP
 #define COPORT_MESSAGING_TRANSPORT_HPP
 
+// transport/: moving wire/'s messages between processes. The transport a
+// URL opens, the driver interface behind it (listeners, incoming calls and
+// notifications, replies, deadlines, statistics), the memory:// broker with
+// its fault injection, and the rabbit:// URL and settings (the RabbitMQ
+// driver itself is coport::rabbit, rabbit/). It knows messages, not
+// methods: rpc/ and notify/ are built on it.
+//
 // Transports carry messages between clients and servers. A transport is
 // chosen by URL ("memory://", "rabbit://user:pass@host:5672/"), and is
 // implemented by a driver. Every asynchronous function takes an Asio
 // completion token; handlers complete on their associated executor.
 
-#include <coport/messaging/message.hpp>
-#include <coport/messaging/target.hpp>
+#include <coport/messaging/wire/message.hpp>
+#include <coport/messaging/wire/target.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>

@@ -1,4 +1,4 @@
-#include "log.hpp"
+#include "detail/log.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>

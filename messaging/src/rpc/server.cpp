@@ -1,8 +1,6 @@
-#include <coport/messaging/server.hpp>
+#include <coport/messaging/rpc/server.hpp>
 
-#include <coport/messaging/executor.hpp>
-
-#include "log.hpp"
+#include "detail/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -1,4 +1,4 @@
-#include <coport/messaging/client.hpp>
+#include <coport/messaging/rpc/client.hpp>
 
 namespace coport::messaging {
 

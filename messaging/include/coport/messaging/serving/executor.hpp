@@ -1,16 +1,23 @@
 #ifndef COPORT_MESSAGING_EXECUTOR_HPP
 #define COPORT_MESSAGING_EXECUTOR_HPP
 
+// serving/: running an RPC service, at the top of messaging. The executor
+// contract both executors implement (executor.hpp), the bookkeeping they
+// share (serving.hpp: a request's life, an executor's stop, metrics, the
+// admin endpoint) and the migration controls of RPC methods on top of
+// coport::migration (migration.hpp). It builds on rpc/; the executors
+// themselves are coport::fiber_executor and coport::coro_executor.
+//
 // What the two executors (coport::fiber_executor, coport::coro_executor)
 // share: the service they serve, their common settings, per-method metrics,
 // and the executor interface a service is started and stopped through, so
 // that choosing the executor is configuration, not code.
 
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/migration.hpp>
+#include <coport/messaging/rpc/endpoint.hpp>
+#include <coport/messaging/serving/migration.hpp>
 #include <coport/migration/metrics.hpp>
-#include <coport/messaging/target.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/wire/target.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
@@ -115,10 +122,6 @@ class metrics_table {
 struct dispatch_metrics {
   std::atomic<std::uint64_t> rejected{0};
 };
-
-/// The form of `m` an executor runs: the ported (coroutine) form when there
-/// is one, otherwise the legacy form.
-const method_form& default_form(const method& m) noexcept;
 
 /// Fiber-form methods that have no coroutine form, as "endpoint.method"
 /// (what coro_executor cannot run without its thread pool).

@@ -1,6 +1,11 @@
 #ifndef COPORT_MESSAGING_NOTIFY_HPP
 #define COPORT_MESSAGING_NOTIFY_HPP
 
+// notify/: notifications over a transport, beside rpc/ and independent of
+// it: notifiers, notification endpoints with their filters and handlers in
+// fiber and coroutine forms, and the notification listener that runs them
+// and acknowledges or requeues each message.
+//
 // Notifications (oslo.messaging's notify package). A notifier publishes to
 // "<topic>.<priority>" for each of its topics; a notification_listener takes
 // messages from those queues and runs the handlers of notification
@@ -8,10 +13,10 @@
 // requeuing it when one of them asks for it or throws (at least once, unlike
 // RPC's at most once).
 
-#include <coport/messaging/endpoint.hpp>
-#include <coport/messaging/message.hpp>
-#include <coport/messaging/target.hpp>
-#include <coport/messaging/transport.hpp>
+#include <coport/messaging/detail/forms.hpp>
+#include <coport/messaging/wire/message.hpp>
+#include <coport/messaging/wire/target.hpp>
+#include <coport/messaging/transport/transport.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
