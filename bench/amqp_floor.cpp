@@ -14,7 +14,7 @@
 // after the first half second. bench/rabbit_bench.py runs both.
 //
 // Per call the broker does what it does for a coport call
-// (messaging/src/rabbit_driver.cpp):
+// (rabbit/src/, channel.cpp and consumers.cpp):
 //   - both connections are in confirm mode (confirm.select): the broker
 //     confirms every publish;
 //   - a request goes to the topic exchange, persistent (delivery mode 2),
