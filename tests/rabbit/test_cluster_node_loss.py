@@ -148,7 +148,7 @@ class Load:
         t0 = time.monotonic()
         r = h.run("coport call %d" % i, h.client_cmd(
             self.url, self.topic, "call", "add", json.dumps({"a": 1000000, "b": i}),
-            timeout=CALL_TIMEOUT), timeout=CALL_TIMEOUT + SLACK)
+            timeout=CALL_TIMEOUT), timeout=HUNG_AFTER["coport"])
         t1 = time.monotonic()
         if r.rc is None:
             outcome = "hung"
@@ -171,7 +171,7 @@ class Load:
         t0 = time.monotonic()
         r = h.run("coport cast %d" % i, h.client_cmd(
             self.url, self.topic, "cast", "sleep_ms", '{"ms": 0}', timeout=CALL_TIMEOUT),
-            timeout=CALL_TIMEOUT + SLACK)
+            timeout=HUNG_AFTER["coport"])
         outcome = "hung" if r.rc is None else "confirmed" if r.rc == 0 else "failed"
         with self.lock:
             self.casts.append((t0, time.monotonic(), outcome))
@@ -441,7 +441,6 @@ def test(h):
                     cast_rows["hung"], cast_rows["handled"], lost))
     h.log("\n".join(lines))
 
-    limit = CALL_TIMEOUT + SLACK
     for kind in ("coport", "oslo"):
         r = rows[kind]
         h.expect(r["hung"] == 0, "%s calls: none hung past %.0fs (longest %.1fs)"
@@ -456,7 +455,7 @@ def test(h):
                  "  servers drop a _unique_id among the last 16 they took; coport's do not.")
     h.expect(not load.notes, "no call answered with a wrong result",
              "\n".join(load.notes[:3]))
-    h.expect(cast_rows["hung"] == 0, "no cast hung past %.0fs" % limit)
+    h.expect(cast_rows["hung"] == 0, "no cast hung past %.0fs" % HUNG_AFTER["coport"])
     h.expect(lost == 0, "no confirmed cast lost: %d confirmed, %d handled"
              % (cast_rows["confirmed"], cast_rows["handled"]))
     h.expect(cast_rows["confirmed"] > 0 and rows["coport"]["answered"] > 0
